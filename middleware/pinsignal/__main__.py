@@ -1,0 +1,5 @@
+import sys
+
+from pinsignal.cli import main
+
+sys.exit(main())

