@@ -113,7 +113,7 @@ def consent_banner(mode: str) -> str:
   var banner = document.getElementById('consent');
   function answered() {{ return document.cookie.indexOf('shop_consent_answered=1') !== -1; }}
   function choose(granted) {{
-    pinsignal.consent(granted);
+    pinsignal.consent({{advertising: granted}});
     document.cookie = 'shop_consent_answered=1; Path=/; Max-Age=31536000; SameSite=Lax';
     banner.style.display = 'none';
   }}
@@ -136,6 +136,9 @@ _TAG_MIGRATION_SNIPPET = """<!-- Migrating from the Pinterest Tag? Run it in par
 <script>
   window.pintrk = window.pintrk || function () { (window.pintrk.queue = window.pintrk.queue || []).push(arguments); };
   pintrk('load', 'YOUR_TAG_ID');
+  // Browser events: pinsignal.track returns the event id it sent; hand the same id to the Tag.
+  var id = pinsignal.track('product_added', product);
+  pintrk('track', 'addtocart', {event_id: id, value: product.price, order_quantity: product.quantity});
   // The order page: the server sent order_completed with message_id "order-<order id>", and the
   // Tag sends the same id, so Pinterest counts the checkout once.
   pintrk('track', 'checkout', {event_id: 'order-1042', value: 72.39, currency: 'USD', order_quantity: 3});

@@ -172,7 +172,6 @@ class Demo:
             env["PINTEREST_AD_ACCOUNT_ID"] = SANDBOX_ACCOUNT
             env["PINTEREST_ACCESS_TOKEN"] = SANDBOX_TOKEN
             env["PINTEREST_TEST_MODE"] = "false"  # the sandbox records nothing from test requests
-            env["PINSIGNAL_SANDBOX_TOKENS"] = SANDBOX_TOKEN
         elif "PINTEREST_TEST_MODE" not in os.environ:
             env["PINTEREST_TEST_MODE"] = "true"  # real Pinterest: validated, not recorded, until told otherwise
         return env
@@ -200,8 +199,8 @@ class Demo:
             redis_url = self.start_redis()
             env = self.child_environment(redis_url)
             if not self.base.can_deliver:
-                self.spawn("sandbox", ["sandbox", "--host", self.args.host, "--port", str(self.args.sandbox_port)],
-                           env)
+                self.spawn("sandbox", ["sandbox", "--host", self.args.host, "--port", str(self.args.sandbox_port),
+                                      "--token", SANDBOX_TOKEN], env)
                 self.wait_for_port(self.args.sandbox_port, "sandbox")
             self.spawn("worker", ["worker"], env)
             config = Config.from_env(env)

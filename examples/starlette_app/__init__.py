@@ -1,0 +1,1 @@
+"""The minimal integration: a plain Starlette app wrapped with pinsignal (see ``app.py``)."""
