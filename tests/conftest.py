@@ -4,6 +4,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,3 +44,43 @@ def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("PINTEREST_", "PINSIGNAL_")) or name == "REDIS_URL":
             monkeypatch.delenv(name)
+
+
+# ---------------------------------------------------------------- the Pinterest sandbox (SANDBOX owner)
+
+
+@pytest.fixture(scope="session")
+def _sandbox_session() -> Iterator[tuple[str, Any]]:
+    from pinsignal.sandbox import create_app
+    from support import ServerThread
+
+    app = create_app()
+    with ServerThread(app) as server:
+        yield server.url, app
+
+
+@pytest.fixture
+def sandbox_server(_sandbox_session: tuple[str, Any]) -> Iterator[Any]:
+    """A real Pinterest sandbox over HTTP (one uvicorn server per session, reset before each test).
+
+    Yields a :class:`pinsignal.sandbox.SandboxClient`:
+
+    - ``.url``: base URL, use it as ``PINTEREST_API_URL``; ``.token`` (``sandbox-token``) and
+      ``.account_id`` (``549755885175``) are accepted; ``.events_url`` is the full events endpoint;
+    - ``.send(events, test=False)``: POST ``{"data": events}`` as the worker would;
+    - ``.events()``: recorded events, oldest first (``seq``, ``ad_account_id``, ``received_at``,
+      ``request_id``, ``duplicate``, ``event``); ``.wait_for_events(n, timeout=30)`` polls for them;
+    - ``.stats()``: ``requests`` by status, ``events_received``, ``events_recorded``, ``duplicates``, ...;
+    - ``.fault(status=503, count=2, retry_after=1)``, ``.fault(delay=3.0)``, ``.fault(calls_per_minute=5)``,
+      ``.clear_faults()``, ``.reset()``.
+
+    Settings are the defaults (partial failure answers 422, unknown event names warn, 7-day window);
+    build your own with ``create_app(SandboxSettings(...))`` and ``ServerThread`` if you need others.
+    """
+    from pinsignal.sandbox import SandboxClient
+
+    url, app = _sandbox_session
+    app.state.sandbox.reset()
+    with SandboxClient(url) as client:
+        yield client
+    app.state.sandbox.reset()
