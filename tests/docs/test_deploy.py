@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from support import ROOT
 
 from pinsignal.cli import COMMANDS, build_parser
 from pinsignal.config import Config
+from support import ROOT
 
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
