@@ -1,19 +1,202 @@
-"""Enqueueing Pinterest events for the delivery worker. OWNER: delivery work (issue 4). STUB.
+"""Enqueueing Pinterest events for the delivery worker.
 
-Contract used by the collector and ``track()``:
+Contract used by the collector and ``track()``::
 
     queue = await EventQueue.connect(config)        # one per process, opened on lifespan or lazily
     result = await queue.enqueue([event, ...])      # v5 event dicts, already hashed and validated
     result.queued, result.duplicates                # event ids
+    await queue.incr("dropped_consent")             # shared counters shown by ``pinsignal status``
     await queue.close()
+
+Each ad account has one Redis Stream of events (``pinsignal:events:<account>``) read by the workers
+through one consumer group. A single Lua script per round trip drops ``(event_name, event_id)``
+pairs seen within 48 hours and appends the new events, atomically for every event of the call, so
+two web processes can never both queue the same event. Concurrent ``enqueue`` calls of one process
+are coalesced into one round trip, which is what lets a collector reach tens of thousands of events
+per second. Only hashed v5 events reach Redis; raw PII never does.
+
+A web process without ``PINTEREST_AD_ACCOUNT_ID`` queues into the ``default`` stream, which every
+worker delivers to its own configured account.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import orjson
+import redis.asyncio as aioredis
+
+from pinsignal.config import Config
+
+__all__ = [
+    "COUNTERS_KEY",
+    "DEDUP_SECONDS",
+    "DEFAULT_ACCOUNT",
+    "GROUP",
+    "STREAMS_KEY",
+    "EnqueueResult",
+    "EventQueue",
+    "account_of",
+    "stream_key",
+]
+
+logger = logging.getLogger("pinsignal.queue")
+
+DEFAULT_ACCOUNT = "default"
+GROUP = "pinsignal"
+DEDUP_SECONDS = 48 * 3600
+COUNTERS_KEY = "pinsignal:counters"
+STREAMS_KEY = "pinsignal:streams"  # set of every stream key ever written, so status needs no SCAN
+STREAM_PREFIX = "pinsignal:events:"
+_MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays responsive to everyone else
+
+# KEYS[1] stream, KEYS[2] counters hash, KEYS[3] set of streams. ARGV[1] dedup seconds, ARGV[2] dedup key prefix, then
+# (event_name, event_id, payload) triples. Returns one flag per event: 1 queued, 0 duplicate.
+_ENQUEUE_LUA = """
+local flags = {}
+local queued = 0
+local ttl = ARGV[1]
+local prefix = ARGV[2]
+for i = 3, #ARGV, 3 do
+  local name = ARGV[i]
+  if redis.call('SET', prefix .. name .. ':' .. ARGV[i + 1], '1', 'NX', 'EX', ttl) then
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 2])
+    flags[#flags + 1] = 1
+    queued = queued + 1
+  else
+    flags[#flags + 1] = 0
+    redis.call('HINCRBY', KEYS[2], 'duplicates:' .. name, 1)
+  end
+end
+if queued > 0 then
+  redis.call('HINCRBY', KEYS[2], 'enqueued', queued)
+  redis.call('SADD', KEYS[3], KEYS[1])
+end
+local dups = #flags - queued
+if dups > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dups) end
+return flags
+"""
+
+
+T = TypeVar("T")
+
+
+def awaited(value: Awaitable[T] | T) -> Awaitable[T]:
+    """redis-py types its commands as sync-or-async; this tells mypy they are async here."""
+    return cast(Awaitable[T], value)
+
+
+def stream_key(account: str) -> str:
+    """The Redis Stream holding the queued events of one ad account (or ``default``)."""
+    return STREAM_PREFIX + account
+
+
+def account_of(key: str | bytes) -> str:
+    """The account a stream key belongs to (inverse of :func:`stream_key`)."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text[len(STREAM_PREFIX):]
+
+
+def dedup_prefix(account: str) -> str:
+    return f"pinsignal:seen:{account}:"
 
 
 @dataclass
 class EnqueueResult:
+    """What happened to each event of an ``enqueue`` call, by ``event_id``."""
+
     queued: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    events: Sequence[dict[str, Any]]
+    future: asyncio.Future[EnqueueResult]
+
+
+class EventQueue:
+    """The producer side of the delivery queue; one per process.
+
+    >>> queue = await EventQueue.connect(Config.from_env())
+    >>> await queue.enqueue([{"event_name": "checkout", "event_id": "o-1", ...}])
+    EnqueueResult(queued=['o-1'], duplicates=[])
+    """
+
+    def __init__(self, redis: aioredis.Redis, account: str) -> None:
+        self.redis = redis
+        self.account = account
+        self._stream = stream_key(account)
+        self._prefix = dedup_prefix(account)
+        self._script = redis.register_script(_ENQUEUE_LUA)
+        self._pending: deque[_Pending] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, config: Config) -> EventQueue:
+        """Connect to ``REDIS_URL`` (or the embedded Redis, started on demand)."""
+        from pinsignal.embedded import redis_url
+
+        url = await asyncio.to_thread(redis_url, config)
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        return cls(client, config.ad_account_id or DEFAULT_ACCOUNT)
+
+    async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult:
+        """Queue hashed, validated v5 events; ``(event_name, event_id)`` seen in 48 h is a duplicate.
+
+        Raises a ``redis`` error when Redis cannot be reached: the caller must not answer as if
+        the events were accepted.
+        """
+        if not events:
+            return EnqueueResult()
+        future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(events, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        # Everything that arrived while the previous round trip was in flight goes in the next one.
+        while self._pending:
+            chunk: list[_Pending] = []
+            size = 0
+            while self._pending and (not chunk or size + len(self._pending[0].events) <= _MAX_EVENTS_PER_CALL):
+                item = self._pending.popleft()
+                chunk.append(item)
+                size += len(item.events)
+            args: list[Any] = [DEDUP_SECONDS, self._prefix]
+            for item in chunk:
+                for event in item.events:
+                    args += (event["event_name"], event["event_id"], orjson.dumps(event))
+            try:
+                flags = await self._script(keys=[self._stream, COUNTERS_KEY, STREAMS_KEY], args=args)
+            except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
+                for item in chunk:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise
+                continue
+            position = 0
+            for item in chunk:
+                result = EnqueueResult()
+                for event in item.events:
+                    (result.queued if flags[position] else result.duplicates).append(str(event["event_id"]))
+                    position += 1
+                if not item.future.done():
+                    item.future.set_result(result)
+
+    async def incr(self, counter_name: str, amount: int = 1) -> None:
+        """Add to a shared counter (``dropped_consent``, ``dropped_bot``...) shown by ``pinsignal status``."""
+        await awaited(self.redis.hincrby(COUNTERS_KEY, counter_name, amount))
+
+    async def close(self) -> None:
+        """Wait for queued round trips, then close the connection pool."""
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher])
+        await self.redis.aclose()

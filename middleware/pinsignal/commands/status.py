@@ -1,15 +1,34 @@
-"""``pinsignal status``."""
+"""``pinsignal status``: queue depth per account, in flight, dead letters, paused accounts, counters."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("pinsignal status: not yet available", file=sys.stderr)
-    return 2
+    import asyncio
+
+    import orjson
+    import redis.asyncio as aioredis
+
+    from pinsignal.config import Config
+    from pinsignal.embedded import redis_url
+    from pinsignal.status import format_status, read_status
+
+    async def main() -> int:
+        redis = aioredis.Redis.from_url(redis_url(Config.from_env()), socket_connect_timeout=5)
+        try:
+            status = await read_status(redis)
+        finally:
+            await redis.aclose()
+        if args.json:
+            print(orjson.dumps(status.to_dict(), option=orjson.OPT_INDENT_2).decode())
+        else:
+            print(format_status(status))
+        return 0
+
+    return asyncio.run(main())

@@ -1,15 +1,46 @@
-"""``pinsignal worker``."""
+"""``pinsignal worker``: the arq delivery worker for the configured ad account."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--concurrency", type=int, default=4, metavar="N",
+                        help="delivery loops in this process (default 4)")
+    parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                        help="serve /metrics and /healthz on this port (default PINSIGNAL_METRICS_PORT; "
+                             "none when unset; 0 picks a free port)")
+    parser.add_argument("--reclaim-after", type=float, default=5.0, metavar="SECONDS",
+                        help="take over a dead worker's events after they sat idle this long (default 5)")
+    parser.add_argument("--probe-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="while an account is paused (401/403), try it again this often (default 5)")
+    parser.add_argument("--calls-per-minute", type=int, default=None, metavar="N",
+                        help="shared rate limit per ad account (default 4800; Pinterest allows 5000)")
 
 
 def run(args: argparse.Namespace) -> int:
-    print("pinsignal worker: not yet available", file=sys.stderr)
-    return 2
+    from arq.worker import run_worker
+
+    from pinsignal.config import Config
+    from pinsignal.errors import ConfigError
+    from pinsignal.worker import worker_settings
+
+    if args.concurrency < 1:
+        raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}.")
+    if args.reclaim_after <= 0 or args.probe_interval <= 0:
+        raise ConfigError("--reclaim-after and --probe-interval must be positive numbers of seconds.")
+    settings = worker_settings(Config.from_env(), concurrency=args.concurrency, metrics_port=args.metrics_port,
+                               reclaim_after=args.reclaim_after, probe_interval=args.probe_interval,
+                               calls_per_minute=args.calls_per_minute)
+    logging_quiet()
+    run_worker(settings)
+    return 0
+
+
+def logging_quiet() -> None:
+    import logging
+
+    # httpx logs every request at INFO: at thousands of batches a minute that drowns the log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)

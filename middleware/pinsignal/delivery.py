@@ -1,0 +1,384 @@
+"""The delivery loop: read batches from the account's stream, send them, settle every event.
+
+A :class:`Delivery` runs inside the worker process (see ``pinsignal.worker``) as a few concurrent
+loops sharing one Redis consumer-group consumer. Each loop:
+
+1. takes a batch: entries of dead consumers idle longer than ``reclaim_after`` (a SIGKILLed
+   worker's batch), then new entries, waiting at most ``batch_max_wait`` after the oldest one so
+   that light traffic still leaves within about a second;
+2. dead-letters events older than Pinterest accepts (``expired``);
+3. takes a token from the shared bucket and posts the batch;
+4. settles it by Pinterest's answer: per-event statuses (200/422) ack the processed events and
+   dead-letter the failed ones with Pinterest's message; a 400 splits the batch in halves until
+   the bad events are isolated; 429/5xx/timeouts/connection errors back the whole account off
+   (exponential, full jitter, at least what ``Retry-After``/``X-RateLimit-Reset`` ask) and retry;
+   401/403/404 pause the account: the batch goes back to the queue, one line is logged, and one
+   probe a ``probe_interval`` tries again until Pinterest accepts, which resumes delivery.
+
+Entries in hand have their idle time reset every second (``XCLAIM ... JUSTID``), so only a dead
+worker's entries are ever reclaimed: on the happy path no event is sent twice. Acks, deletions,
+dead letters and counters of one batch are written in one MULTI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from pinsignal.config import Config
+from pinsignal.dlq import DeadLetter, DeadLetters, Reason
+from pinsignal.metrics import Metrics, match_keys
+from pinsignal.pinterest.client import PinterestClient, SendResult
+from pinsignal.pinterest.contract import MAX_EVENT_AGE, is_expired
+from pinsignal.queue import COUNTERS_KEY, DEFAULT_ACCOUNT, GROUP, STREAMS_KEY, awaited, stream_key
+from pinsignal.ratelimit import TokenBucket
+from pinsignal.status import PAUSED_KEY
+
+__all__ = ["Delivery", "Entry"]
+
+logger = logging.getLogger("pinsignal.delivery")
+
+BACKOFF_BASE = 0.5
+BACKOFF_CAP = 60.0
+
+
+@dataclass(eq=False)
+class Entry:
+    """One queued event in hand: where it lives in Redis and what it is."""
+
+    stream: str
+    id: bytes
+    raw: bytes
+    event: dict[str, Any]
+    attempts: int
+    enqueued_at: float
+    done: bool = False
+
+    @property
+    def event_name(self) -> str:
+        return str(self.event.get("event_name", "unknown"))
+
+
+def _entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
+    raw = fields[b"e"]
+    stamp = fields.get(b"t")
+    enqueued_at = float(stamp) if stamp else int(entry_id.split(b"-", 1)[0]) / 1000.0
+    return Entry(stream, entry_id, raw, orjson.loads(raw), int(fields.get(b"n", 0)), enqueued_at)
+
+
+class Delivery:
+    """Delivers one ad account's queue (and the ``default`` queue) to Pinterest."""
+
+    def __init__(self, redis: aioredis.Redis, config: Config, client: PinterestClient, *, consumer: str,
+                 metrics: Metrics | None = None, bucket: TokenBucket | None = None,
+                 reclaim_after: float = 5.0, probe_interval: float = 5.0) -> None:
+        if not config.ad_account_id:
+            raise ValueError("PINTEREST_AD_ACCOUNT_ID is not set; the worker needs the account to deliver to.")
+        self.redis = redis
+        self.client = client
+        self.account = config.ad_account_id
+        self.consumer = consumer
+        self.metrics = metrics or Metrics()
+        self.bucket = bucket or TokenBucket(redis)
+        self.letters = DeadLetters(redis)
+        self.batch_size = config.batch_size
+        self.max_wait = config.batch_max_wait
+        self.reclaim_after = reclaim_after
+        self.probe_interval = probe_interval
+        self.streams = list(dict.fromkeys([stream_key(self.account), stream_key(DEFAULT_ACCOUNT)]))
+        self.stop = asyncio.Event()
+        self.in_hand: dict[str, set[bytes]] = defaultdict(set)
+        self.last_progress = time.monotonic()
+        self._read_lock = asyncio.Lock()
+        self._last_reclaim = 0.0
+        self._failures = 0
+        self._paused_at = 0.0
+        self._paused: bool = False
+        self._redis_down = False
+
+    # ------------------------------------------------------------------ set-up and loops
+
+    async def setup(self) -> None:
+        """Create the consumer groups (idempotent) and register the streams for ``status``."""
+        for stream in self.streams:
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            await awaited(self.redis.sadd(STREAMS_KEY, stream))
+
+    async def run_loop(self) -> None:
+        """Deliver until :attr:`stop` is set; Redis outages are waited out, never fatal."""
+        while not self.stop.is_set():
+            try:
+                if self._redis_down:
+                    await self.setup()
+                    self._redis_down = False
+                    logger.warning("Redis is reachable again; delivery continues")
+                if await self._paused_now() and not await self._probe_turn():
+                    await self._sleep(min(1.0, self.probe_interval))
+                    continue
+                batch = await self._take()
+                if batch:
+                    await self._deliver(batch)
+            except (RedisError, OSError) as exc:
+                if not self._redis_down:
+                    logger.warning("Redis is unreachable (%s); retrying", type(exc).__name__)
+                self._redis_down = True
+                await self._sleep(0.5 + random.random() / 2)
+            self.last_progress = time.monotonic()
+
+    async def heartbeat(self) -> None:
+        """Keep entries in hand from looking abandoned to other workers."""
+        while not self.stop.is_set():
+            await self._sleep(min(1.0, self.reclaim_after / 4))
+            for stream, ids in list(self.in_hand.items()):
+                if not ids:
+                    continue
+                with contextlib.suppress(RedisError, OSError):
+                    await self.redis.xclaim(stream, GROUP, self.consumer, 0, list(ids), justid=True)
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), timeout=seconds)
+
+    # ------------------------------------------------------------------ taking a batch
+
+    async def _take(self) -> list[Entry]:
+        async with self._read_lock:
+            if self.stop.is_set():
+                return []
+            entries = await self._reclaim(self.batch_size)
+            if len(entries) < self.batch_size:
+                entries += await self._read(self.batch_size - len(entries), block_ms=None if entries else 1000)
+            while entries and len(entries) < self.batch_size and not self.stop.is_set():
+                wait = min(entry.enqueued_at for entry in entries) + self.max_wait - time.time()
+                if wait < 0.002:
+                    break
+                entries += await self._read(self.batch_size - len(entries), block_ms=max(1, int(wait * 1000)))
+            self._hold(entries)
+            return entries
+
+    async def _read(self, count: int, block_ms: int | None) -> list[Entry]:
+        reply = await self.redis.xreadgroup(GROUP, self.consumer, dict.fromkeys(self.streams, ">"),
+                                            count=count, block=block_ms)
+        entries = []
+        for stream, items in reply or []:
+            name = stream.decode()
+            entries += [_entry(name, entry_id, fields) for entry_id, fields in items]
+        return entries
+
+    async def _reclaim(self, count: int) -> list[Entry]:
+        now = time.monotonic()
+        if now - self._last_reclaim < 1.0:
+            return []
+        self._last_reclaim = now
+        idle_ms = int(self.reclaim_after * 1000)
+        entries: list[Entry] = []
+        for stream in self.streams:
+            try:
+                rows = await self.redis.xpending_range(stream, GROUP, "-", "+", count, idle=idle_ms)
+            except ResponseError:  # Redis < 6.2 has no IDLE filter
+                rows = await self.redis.xpending_range(stream, GROUP, "-", "+", count)
+            held = self.in_hand.get(stream, set())
+            ids = [row["message_id"] for row in rows
+                   if row["time_since_delivered"] >= idle_ms and row["message_id"] not in held]
+            if not ids:
+                continue
+            claimed = await self.redis.xclaim(stream, GROUP, self.consumer, idle_ms, ids)
+            gone = []
+            for entry_id, fields in claimed:
+                if fields:
+                    entries.append(_entry(stream, entry_id, fields))
+                elif entry_id is not None:
+                    gone.append(entry_id)
+            if gone:  # deleted while pending (Redis < 7 keeps them in the PEL): forget them
+                await self.redis.xack(stream, GROUP, *gone)
+            if entries:
+                logger.info("reclaimed %d events from a stopped worker on %s", len(entries), stream)
+            if len(entries) >= count:
+                break
+        return entries[:count] if len(entries) > count else entries
+
+    def _hold(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.in_hand[entry.stream].add(entry.id)
+
+    def _release(self, entries: list[Entry]) -> None:
+        for entry in entries:
+            self.in_hand[entry.stream].discard(entry.id)
+
+    # ------------------------------------------------------------------ delivering a batch
+
+    async def _deliver(self, entries: list[Entry]) -> None:
+        try:
+            while True:
+                pending = [entry for entry in entries if not entry.done]
+                if not pending:
+                    return
+                expired = [entry for entry in pending if is_expired(entry.event, time.time())]
+                if expired:
+                    days = MAX_EVENT_AGE // 86400
+                    await self._settle([], [(e, "expired", f"event_time is older than {days} days; Pinterest "
+                                             f"refuses it") for e in expired])
+                    continue
+                result = await self._send(pending)
+                if result is None:
+                    continue
+                if result.outcome == "pause":
+                    await self._pause(result)
+                    await self._give_back(pending, tried=True)
+                    return
+                if result.reason == "shutdown":
+                    await self._give_back(pending, tried=False)
+                    return
+                await self._retry_later(pending, result)
+        finally:
+            self._release(entries)
+
+    async def _send(self, entries: list[Entry]) -> SendResult | None:
+        """Send (splitting on 400); ``None`` when every entry is settled, else what stopped us."""
+        if not await self.bucket.acquire(self.account, self.stop):
+            return SendResult("retry", None, "shutdown")
+        body = b'{"data":[' + b",".join(entry.raw for entry in entries) + b"]}"
+        started = time.perf_counter()
+        result = await self.client.send(self.account, body, len(entries))
+        self.metrics.request_seconds.observe(time.perf_counter() - started)
+        self.metrics.requests.labels(str(result.status or result.reason)).inc()
+        if result.outcome == "ok":
+            self._failures = 0
+            await self._resume_if_paused()
+            statuses = result.events
+            delivered: list[Entry] = []
+            dead: list[tuple[Entry, Reason, str]] = []
+            for index, entry in enumerate(entries):
+                status = statuses[index] if statuses else None
+                if status is None or status.processed:
+                    delivered.append(entry)
+                else:
+                    dead.append((entry, "rejected", status.error_message or result.message))
+            self.metrics.batch_size.observe(len(entries))
+            await self._settle(delivered, dead)
+            return None
+        if result.outcome == "split":
+            await self._resume_if_paused()
+            if len(entries) == 1:
+                await self._settle([], [(entries[0], "bad_request", result.message)])
+                return None
+            middle = len(entries) // 2
+            for half in (entries[:middle], entries[middle:]):
+                stopped = await self._send(half)
+                if stopped is not None:
+                    return stopped
+            return None
+        return result
+
+    async def _settle(self, delivered: list[Entry], dead: list[tuple[Entry, Reason, str]]) -> None:
+        """Ack and delete what is done, store dead letters and count, in one MULTI."""
+        letters = [DeadLetter.new(self.account, entry.event, reason, message, entry.attempts + 1, entry.enqueued_at)
+                   for entry, reason, message in dead]
+        finished = delivered + [entry for entry, _, _ in dead]
+        by_stream: dict[str, list[bytes]] = defaultdict(list)
+        for entry in finished:
+            by_stream[entry.stream].append(entry.id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, GROUP, *ids)
+                pipe.xdel(stream, *ids)
+            DeadLetters.add_to(pipe, letters)
+            if delivered:
+                pipe.hincrby(COUNTERS_KEY, "delivered", len(delivered))
+            for reason, count in Counter(reason for _, reason, _ in dead).items():
+                pipe.hincrby(COUNTERS_KEY, "failed", count)
+                pipe.hincrby(COUNTERS_KEY, f"failed:{reason}", count)
+            await pipe.execute()
+        for entry in finished:
+            entry.done = True
+        self._count(delivered, dead)
+
+    def _count(self, delivered: list[Entry], dead: list[tuple[Entry, Reason, str]]) -> None:
+        now = time.time()
+        names: Counter[str] = Counter()
+        keys: Counter[str] = Counter()
+        for entry in delivered:
+            names[entry.event_name] += 1
+            keys.update(match_keys(entry.event))
+            self.metrics.latency.observe(now - entry.enqueued_at)
+        for name, count in names.items():
+            self.metrics.delivered.labels(name).inc(count)
+        for key, count in keys.items():
+            self.metrics.match_keys.labels(key).inc(count)
+        for (name, reason), count in Counter((entry.event_name, reason) for entry, reason, _ in dead).items():
+            self.metrics.failed.labels(name, reason).inc(count)
+        if dead:
+            logger.warning("dead-lettered %d events (%s)", len(dead),
+                           ", ".join(f"{r}: {c}" for r, c in Counter(reason for _, reason, _ in dead).items()))
+
+    async def _retry_later(self, entries: list[Entry], result: SendResult) -> None:
+        self._failures += 1
+        jitter = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(self._failures, 16)))
+        delay = max(result.delay or 0.0, jitter)
+        for entry in entries:
+            entry.attempts += 1
+        for name, count in Counter(entry.event_name for entry in entries).items():
+            self.metrics.retried.labels(name, result.reason).inc(count)
+        await awaited(self.redis.hincrby(COUNTERS_KEY, "retried", len(entries)))
+        logger.warning("Pinterest delivery of %d events will be retried in %.1f s: %s (%s)", len(entries), delay,
+                       result.reason, result.message or result.status)
+        await self.bucket.back_off(self.account, delay)
+
+    async def _give_back(self, entries: list[Entry], *, tried: bool) -> None:
+        """Return entries to the end of their queue (new ids, same events), atomically."""
+        by_stream: dict[str, list[bytes]] = defaultdict(list)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry in entries:
+                attempts = entry.attempts + (1 if tried else 0)
+                pipe.xadd(entry.stream, {"e": entry.raw, "n": attempts, "t": repr(entry.enqueued_at)})
+                by_stream[entry.stream].append(entry.id)
+            for stream, ids in by_stream.items():
+                pipe.xack(stream, GROUP, *ids)
+                pipe.xdel(stream, *ids)
+            await pipe.execute()
+        for entry in entries:
+            entry.done = True
+
+    # ------------------------------------------------------------------ pause and resume
+
+    async def _paused_now(self) -> bool:
+        # Read at most once a second: every loop of every worker polls this while paused.
+        if time.monotonic() - self._paused_at >= 1.0:
+            self._paused = bool(await awaited(self.redis.hexists(PAUSED_KEY, self.account)))
+            self._paused_at = time.monotonic()
+        return self._paused
+
+    async def _probe_turn(self) -> bool:
+        """One loop among all workers gets to probe each ``probe_interval``."""
+        return bool(await self.redis.set(f"pinsignal:probe:{self.account}", self.consumer, nx=True,
+                                         px=max(1, int(self.probe_interval * 1000))))
+
+    async def _pause(self, result: SendResult) -> None:
+        info = orjson.dumps({"status": result.status, "reason": result.reason, "message": result.message,
+                             "since": time.time()}).decode()
+        if await awaited(self.redis.hsetnx(PAUSED_KEY, self.account, info)):
+            logger.error("Pinterest answered HTTP %s (%s) for ad account %s: delivery to this account is PAUSED, "
+                         "nothing is dropped; check PINTEREST_ACCESS_TOKEN and the account's access. A probe "
+                         "every %.0f s resumes delivery by itself once Pinterest accepts.",
+                         result.status, result.message, self.account, self.probe_interval)
+        await self.redis.set(f"pinsignal:probe:{self.account}", self.consumer,
+                             px=max(1, int(self.probe_interval * 1000)))
+        self._paused, self._paused_at = True, time.monotonic()
+
+    async def _resume_if_paused(self) -> None:
+        if not self._paused:
+            return
+        if await awaited(self.redis.hdel(PAUSED_KEY, self.account)):
+            logger.warning("Pinterest accepts ad account %s again: delivery RESUMED", self.account)
+        self._paused, self._paused_at = False, time.monotonic()

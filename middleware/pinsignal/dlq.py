@@ -1,0 +1,177 @@
+"""The dead-letter store: events that can never be delivered as they are, and why.
+
+Each dead letter keeps the (hashed) event, the reason (``rejected``: Pinterest failed the event in
+a 200/422 answer; ``bad_request``: a 400 isolated to this event; ``expired``: older than Pinterest
+accepts), Pinterest's message, the number of attempts and the times. Layout in Redis:
+
+- ``pinsignal:dlq``          hash   id -> JSON record
+- ``pinsignal:dlq:index``    zset   id scored by the time it died (for listing and purging)
+- ``pinsignal:dlq:reasons``  hash   reason -> count (for ``status`` and metrics)
+
+::
+
+    letters = DeadLetters(redis)
+    await letters.recent(reason="rejected")
+    await letters.replay(reason="expired")          # back to the account's queue
+    await letters.purge(older_than=30 * 86400)
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+
+from pinsignal.queue import COUNTERS_KEY, STREAMS_KEY, awaited, stream_key
+
+__all__ = ["DeadLetter", "DeadLetters", "Reason", "parse_duration"]
+
+Reason = Literal["rejected", "bad_request", "expired"]
+REASONS: tuple[Reason, ...] = ("rejected", "bad_request", "expired")
+
+DLQ_KEY = "pinsignal:dlq"
+INDEX_KEY = "pinsignal:dlq:index"
+REASONS_KEY = "pinsignal:dlq:reasons"
+_PAGE = 500
+
+
+@dataclass
+class DeadLetter:
+    """One event that was given up on; ``event`` is the hashed v5 event as queued."""
+
+    id: str
+    account: str
+    event: dict[str, Any]
+    reason: str
+    message: str
+    attempts: int
+    enqueued_at: float
+    dead_at: float
+
+    @classmethod
+    def new(cls, account: str, event: dict[str, Any], reason: Reason, message: str, attempts: int,
+            enqueued_at: float) -> DeadLetter:
+        return cls(secrets.token_hex(8), account, event, reason, message, attempts, enqueued_at, time.time())
+
+    @property
+    def event_name(self) -> str:
+        return str(self.event.get("event_name", ""))
+
+    @property
+    def event_id(self) -> str:
+        return str(self.event.get("event_id", ""))
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        return cls(**orjson.loads(raw))
+
+
+def parse_duration(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s`` or a number of seconds, as seconds."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration; use a number with s, m, h, d or w, e.g. '30d'.")
+    unit = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+    return float(match.group(1)) * unit
+
+
+class DeadLetters:
+    """Read, add, replay and purge dead letters."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+
+    @staticmethod
+    def add_to(pipe: Pipeline, letters: Iterable[DeadLetter]) -> None:
+        """Queue the commands that store ``letters`` on ``pipe`` (the worker acks in the same MULTI)."""
+        for letter in letters:
+            pipe.hset(DLQ_KEY, letter.id, letter.to_json().decode())
+            pipe.zadd(INDEX_KEY, {letter.id: letter.dead_at})
+            pipe.hincrby(REASONS_KEY, letter.reason, 1)
+
+    async def add(self, letters: Iterable[DeadLetter]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.add_to(pipe, letters)
+            await pipe.execute()
+
+    async def counts(self) -> dict[str, int]:
+        """Dead letters by reason (reasons with none are left out)."""
+        raw = await awaited(self.redis.hgetall(REASONS_KEY))
+        return {key.decode(): int(value) for key, value in raw.items() if int(value) > 0}
+
+    async def total(self) -> int:
+        return int(await self.redis.zcard(INDEX_KEY))
+
+    async def _load(self, ids: list[bytes]) -> list[DeadLetter]:
+        if not ids:
+            return []
+        raw = await awaited(self.redis.hmget(DLQ_KEY, ids))
+        return [DeadLetter.from_json(item) for item in raw if item is not None]
+
+    async def iterate(self, *, reason: str | None = None, older_than: float | None = None) -> list[DeadLetter]:
+        """Every dead letter (oldest first), optionally of one reason or dead before a time."""
+        letters: list[DeadLetter] = []
+        maximum: float | str = "+inf" if older_than is None else older_than
+        offset = 0
+        while True:
+            ids = await self.redis.zrangebyscore(INDEX_KEY, "-inf", maximum, start=offset, num=_PAGE)
+            if not ids:
+                return letters
+            offset += len(ids)
+            letters += [letter for letter in await self._load(ids) if reason is None or letter.reason == reason]
+
+    async def recent(self, *, reason: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters (all when ``None``), newest first."""
+        letters = await self.iterate(reason=reason)
+        letters.reverse()
+        return letters if limit is None else letters[:limit]
+
+    async def get(self, letter_id: str) -> DeadLetter | None:
+        raw = await awaited(self.redis.hget(DLQ_KEY, letter_id))
+        return None if raw is None else DeadLetter.from_json(raw)
+
+    async def _remove(self, pipe: Pipeline, letters: list[DeadLetter]) -> None:
+        if not letters:
+            return
+        pipe.hdel(DLQ_KEY, *[letter.id for letter in letters])
+        pipe.zrem(INDEX_KEY, *[letter.id for letter in letters])
+        for reason, count in Counter(letter.reason for letter in letters).items():
+            pipe.hincrby(REASONS_KEY, reason, -count)
+
+    async def replay(self, *, reason: str | None = None, letter_id: str | None = None) -> list[DeadLetter]:
+        """Put dead letters back on their account's queue (bypassing the 48 h dedup) and forget them."""
+        if letter_id is not None:
+            found = await self.get(letter_id)
+            letters = [found] if found is not None else []
+        else:
+            letters = await self.iterate(reason=reason)
+        for start in range(0, len(letters), _PAGE):
+            chunk = letters[start:start + _PAGE]
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for letter in chunk:
+                    pipe.xadd(stream_key(letter.account), {"e": orjson.dumps(letter.event), "t": repr(time.time())})
+                    pipe.sadd(STREAMS_KEY, stream_key(letter.account))
+                await self._remove(pipe, chunk)
+                pipe.hincrby(COUNTERS_KEY, "replayed", len(chunk))
+                await pipe.execute()
+        return letters
+
+    async def purge(self, *, older_than: float, reason: str | None = None) -> int:
+        """Forget dead letters that died more than ``older_than`` seconds ago; returns how many."""
+        letters = await self.iterate(reason=reason, older_than=time.time() - older_than)
+        for start in range(0, len(letters), _PAGE):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                await self._remove(pipe, letters[start:start + _PAGE])
+                await pipe.execute()
+        return len(letters)

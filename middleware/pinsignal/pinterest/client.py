@@ -1,0 +1,187 @@
+"""The HTTP client that posts batches to ``POST /v5/ad_accounts/{id}/events``.
+
+One :class:`PinterestClient` per worker process: one ``httpx.AsyncClient`` with timeouts, kept-alive
+connections and no cookie jar. Every answer (or transport failure) becomes one :class:`SendResult`
+whose ``outcome`` tells the worker what to do::
+
+    client = PinterestClient(config)
+    result = await client.send(account_id, body)      # body: the JSON request bytes
+    result.outcome        # "ok" | "split" | "pause" | "retry"
+
+The access token only ever travels in the ``Authorization`` header; it is never logged, and
+nothing here formats a request's headers into a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from dataclasses import dataclass, field
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from pinsignal import __version__
+from pinsignal.config import Config
+
+__all__ = ["EventStatus", "Outcome", "PinterestClient", "SendResult", "parse_response", "retry_delay"]
+
+logger = logging.getLogger("pinsignal.pinterest.client")
+
+Outcome = Literal["ok", "split", "pause", "retry"]
+MAX_HEADER_DELAY = 300.0  # never trust a header asking us to sleep longer than five minutes
+_PAUSE_STATUSES = {401, 403, 404}
+_RETRY_STATUSES = {408, 409, 425, 429}
+
+
+@dataclass(frozen=True)
+class EventStatus:
+    """Pinterest's verdict on one event of a batch, in request order."""
+
+    processed: bool
+    error_message: str = ""
+    warning_message: str = ""
+
+
+@dataclass
+class SendResult:
+    """One attempt's outcome.
+
+    - ``ok``: Pinterest answered per event (200, or 422 with ``details``); ``events`` holds the
+      statuses (empty when the body did not list them: then every event counts as processed).
+    - ``split``: the whole batch was refused (400 and other 4xx): split it to isolate the bad events.
+    - ``pause``: 401/403/404, the token or account is wrong; stop sending to this account.
+    - ``retry``: 429, 5xx, timeout or connection error; ``delay`` is the wait the server asked for.
+    """
+
+    outcome: Outcome
+    status: int | None
+    reason: str
+    message: str = ""
+    events: list[EventStatus] = field(default_factory=list)
+    delay: float | None = None
+
+
+def _header_seconds(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip().split(",")[0].strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = parsed.timestamp() - now
+    else:
+        if seconds > 1e9:  # an epoch timestamp rather than a number of seconds
+            seconds -= now
+    return min(max(seconds, 0.0), MAX_HEADER_DELAY)
+
+
+def retry_delay(headers: httpx.Headers, now: float | None = None) -> float | None:
+    """The wait asked for by ``Retry-After`` or ``X-RateLimit-Reset`` (seconds), if any."""
+    now = time.time() if now is None else now
+    for name in ("retry-after", "x-ratelimit-reset"):
+        seconds = _header_seconds(headers.get(name), now)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _statuses(body: Any) -> list[EventStatus] | None:
+    if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+        return None
+    statuses = []
+    for item in body["events"]:
+        item = item if isinstance(item, dict) else {}
+        statuses.append(EventStatus(
+            processed=item.get("status", "processed") != "failed",
+            error_message=_text(item.get("error_message")),
+            warning_message=_text(item.get("warning_message")),
+        ))
+    return statuses
+
+
+def _message(body: Any, response: httpx.Response) -> str:
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+def parse_response(response: httpx.Response, batch_size: int) -> SendResult:
+    """Turn Pinterest's answer into a :class:`SendResult`; unknown keys are ignored."""
+    status = response.status_code
+    try:
+        body: Any = orjson.loads(response.content) if response.content else None
+    except orjson.JSONDecodeError:
+        body = None
+    if status == 200:
+        statuses = _statuses(body) or []
+        if statuses and len(statuses) != batch_size:
+            logger.warning("Pinterest listed %d statuses for a batch of %d events", len(statuses), batch_size)
+            statuses = []
+        return SendResult("ok", status, "ok", events=statuses)
+    if status == 422:
+        details = body.get("details") if isinstance(body, dict) else None
+        listed = _statuses(details)
+        if listed and len(listed) == batch_size:
+            return SendResult("ok", status, "rejected", _message(body, response), events=listed)
+        return SendResult("split", status, "bad_request", _message(body, response))
+    if status in _PAUSE_STATUSES:
+        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found"}[status]
+        return SendResult("pause", status, reason, _message(body, response))
+    if status in _RETRY_STATUSES or status >= 500:
+        reason = "rate_limited" if status == 429 else "server_error"
+        return SendResult("retry", status, reason, _message(body, response), delay=retry_delay(response.headers))
+    return SendResult("split", status, "bad_request", _message(body, response))
+
+
+class PinterestClient:
+    """Posts batches to Pinterest; one per worker, closed by the worker's shut-down hook."""
+
+    def __init__(self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None,
+                 max_connections: int = 16) -> None:
+        if not config.access_token:
+            raise ValueError("PINTEREST_ACCESS_TOKEN is not set; it is required to deliver events.")
+        self.base_url = config.api_url.rstrip("/")
+        self.params = {"test": "true"} if config.test_mode else {}
+        # A jar whose policy accepts no domain: the API has no business setting cookies on us.
+        no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+        self.http = httpx.AsyncClient(
+            transport=transport,
+            timeout=httpx.Timeout(config.http_timeout, connect=min(config.http_timeout, 5.0)),
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections,
+                                keepalive_expiry=60.0),
+            cookies=no_cookies,
+            follow_redirects=False,
+            headers={
+                "Authorization": f"Bearer {config.access_token}",
+                "Content-Type": "application/json",
+                "User-Agent": f"pinsignal/{__version__}",
+            },
+        )
+
+    def events_url(self, account: str) -> str:
+        return f"{self.base_url}/v5/ad_accounts/{account}/events"
+
+    async def send(self, account: str, body: bytes, batch_size: int) -> SendResult:
+        """POST one batch; never raises for HTTP or network trouble (it becomes ``retry``)."""
+        try:
+            response = await self.http.post(self.events_url(account), content=body, params=self.params)
+        except httpx.TimeoutException as exc:
+            return SendResult("retry", None, "timeout", f"{type(exc).__name__} after {self.http.timeout.read} s")
+        except httpx.TransportError as exc:
+            return SendResult("retry", None, "connection_error", f"{type(exc).__name__}: {exc}")
+        return parse_response(response, batch_size)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,128 @@
+"""What the delivery pipeline is doing right now, read from Redis (shared by every process).
+
+    snapshot = await read_status(redis)
+    print(format_status(snapshot))
+
+Used by ``pinsignal status`` and by the worker's metrics (queue and dead-letter depth).
+Paused accounts live in the ``pinsignal:paused`` hash (account -> JSON: status, message, since),
+written by the worker on 401/403 and removed when a probe succeeds.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from pinsignal.dlq import DeadLetters
+from pinsignal.queue import COUNTERS_KEY, GROUP, STREAMS_KEY, account_of, awaited
+
+__all__ = ["PAUSED_KEY", "AccountStatus", "Status", "format_status", "read_paused", "read_status"]
+
+PAUSED_KEY = "pinsignal:paused"
+
+
+@dataclass
+class AccountStatus:
+    """One ad account's queue: ``queued`` waits for a worker, ``in_flight`` is read but not done."""
+
+    account: str
+    queued: int
+    in_flight: int
+    consumers: int
+    paused: dict[str, Any] | None = None
+
+
+@dataclass
+class Status:
+    accounts: list[AccountStatus] = field(default_factory=list)
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    paused: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def queued(self) -> int:
+        return sum(account.queued for account in self.accounts)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(account.in_flight for account in self.accounts)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["queued"] = self.queued
+        data["in_flight"] = self.in_flight
+        return data
+
+
+async def read_paused(redis: aioredis.Redis) -> dict[str, dict[str, Any]]:
+    raw = await awaited(redis.hgetall(PAUSED_KEY))
+    return {key.decode(): orjson.loads(value) for key, value in raw.items()}
+
+
+async def read_status(redis: aioredis.Redis) -> Status:
+    """One consistent-enough snapshot (several reads, no transaction: figures can move meanwhile)."""
+    status = Status()
+    status.paused = await read_paused(redis)
+    keys = sorted(key.decode() for key in await awaited(redis.smembers(STREAMS_KEY)))
+    for key in keys:
+        length = int(await redis.xlen(key))
+        pending = 0
+        consumers = 0
+        try:
+            summary = await redis.xpending(key, GROUP)
+            pending = int(summary["pending"])
+            consumers = len(summary.get("consumers") or [])
+        except ResponseError:  # no consumer group yet: no worker has read this stream
+            pass
+        account = account_of(key)
+        # Delivered entries are deleted, so the stream holds exactly what is waiting or in flight.
+        status.accounts.append(AccountStatus(account, max(0, length - pending), pending, consumers,
+                                             status.paused.get(account)))
+    status.dead_letters = await DeadLetters(redis).counts()
+    raw = await awaited(redis.hgetall(COUNTERS_KEY))
+    status.counters = {key.decode(): int(value) for key, value in sorted(raw.items())}
+    return status
+
+
+def _ago(since: float) -> str:
+    seconds = max(0, int(time.time() - since))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def format_status(status: Status) -> str:
+    """A short human-readable report."""
+    lines = ["queue"]
+    if not status.accounts:
+        lines.append("  (nothing queued yet)")
+    for account in status.accounts:
+        line = f"  account {account.account}: {account.queued} queued, {account.in_flight} in flight"
+        if account.paused:
+            line += f"  PAUSED ({account.paused.get('status')}: {account.paused.get('message')})"
+        lines.append(line)
+    lines.append("paused accounts")
+    if not status.paused:
+        lines.append("  none")
+    for paused_account, info in sorted(status.paused.items()):
+        lines.append(f"  {paused_account}: HTTP {info.get('status')} {info.get('message', '')!s} "
+                     f"(since {_ago(float(info.get('since', 0)))}); resumes by itself when a probe succeeds")
+    lines.append("dead letters")
+    if not status.dead_letters:
+        lines.append("  none")
+    for reason, count in sorted(status.dead_letters.items()):
+        lines.append(f"  {reason}: {count}")
+    lines.append("counters")
+    shown = {k: v for k, v in status.counters.items() if ":" not in k}
+    if not shown:
+        lines.append("  none yet")
+    for name, value in shown.items():
+        lines.append(f"  {name}: {value}")
+    return "\n".join(lines)
