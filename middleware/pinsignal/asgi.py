@@ -1,0 +1,155 @@
+"""``PinSignalMiddleware``: pure ASGI, wrapped around a Starlette/FastAPI (or any ASGI) app.
+
+    app.add_middleware(PinSignalMiddleware)                  # settings from the environment
+    app.add_middleware(PinSignalMiddleware, config=Config(secret=..., consent="opt-in"))
+
+What it does to a request:
+
+* paths under the collector prefix (``/_ps/...``) are answered by the collector, never by the app;
+* a query with ``epik=`` (a landing from a Pinterest ad) gets the ``_epik`` cookie, redirects included;
+* a GET HTML navigation gets the signed ``_psid`` device cookie when it has none, a forged one, or
+  one older than a week (rolling 400 days);
+* everything else passes straight through: the cost is a type check, a prefix check, a bytes
+  search in the query string and, for GETs, a look at two request headers.
+
+Cookies are appended as separate ``Set-Cookie`` headers to the app's ``http.response.start``; the
+app's own headers and cookies are untouched and bodies stream as they come. ``track()`` and
+``identify()`` reach the middleware through ``scope["pinsignal"]``. The queue is opened on
+lifespan start-up (or at first use when the server runs no lifespan) and closed on shut-down;
+a queue that cannot be reached at start-up is logged, never a reason for the site not to start.
+
+Put it outermost: Starlette builds its own 500 responses outside user middleware, so an app that
+raises gets a 500 without the cookies of that request (the app's own 500 responses keep them).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, Visitor
+from pinsignal.config import Config
+from pinsignal.cookies import DEVICE_COOKIE, DEVICE_RENEW_AFTER
+
+if TYPE_CHECKING:
+    from pinsignal.pipeline import Engine
+
+__all__ = ["SCOPE_KEY", "PinSignalMiddleware", "RequestHook"]
+
+logger = logging.getLogger("pinsignal.asgi")
+
+SCOPE_KEY = "pinsignal"
+
+
+class RequestHook:
+    """Per-request link from the app's code (``track``, ``identify``) back to the middleware."""
+
+    __slots__ = ("_visitor", "cookies", "intake", "owner", "scope", "started")
+
+    def __init__(self, owner: PinSignalMiddleware, scope: Scope) -> None:
+        self.owner = owner
+        self.intake = owner.intake
+        self.scope = scope
+        self.cookies: list[str] = []
+        self.started = False
+        self._visitor: Visitor | None = None
+
+    def visitor(self) -> Visitor:
+        if self._visitor is None:
+            self._visitor = self.intake.visitor(self.scope)
+        return self._visitor
+
+
+class PinSignalMiddleware:
+    """Server-side Pinterest conversions for the wrapped app: cookies, collector routes, ``track()``.
+
+    ``sink`` and ``engine`` replace the Redis queue and the pipeline engine (tests, embedding);
+    by default they come from ``config`` (itself ``Config.from_env()`` when not given).
+    """
+
+    def __init__(self, app: ASGIApp, *, config: Config | None = None, sink: Sink | None = None,
+                 engine: Engine | None = None) -> None:
+        self.app = app
+        self.config = config if config is not None else Config.from_env()
+        self.intake = Intake(self.config, sink=sink if sink is not None else QueueSink(self.config), engine=engine)
+        self.script = Script(self.config)
+        self.collector = Collector(self.config, self.intake, self.script)
+        self._prefix = self.config.collector_prefix + "/"
+
+    @property
+    def script_url(self) -> str:
+        """The versioned URL of the browser script, for ``<script src=... async>``."""
+        return self.script.url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(self._prefix):
+            await self.collector(scope, receive, send)
+            return
+        hook = RequestHook(self, scope)
+        navigation = scope["method"] == "GET" and _is_navigation(scope["headers"])
+        if navigation or b"epik=" in scope["query_string"]:
+            self._visit_cookies(hook, navigation)
+        scope[SCOPE_KEY] = hook
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                hook.started = True
+                if hook.cookies:
+                    headers = list(message.get("headers", ()))
+                    headers.extend((b"set-cookie", cookie.encode("latin-1")) for cookie in hook.cookies)
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    def _visit_cookies(self, hook: RequestHook, navigation: bool) -> None:
+        intake = self.intake
+        visitor = hook.visitor()
+        if intake.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) != "granted":
+            return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
+        secure, host = visitor.secure, visitor.host
+        if visitor.epik is not None:
+            hook.cookies.append(intake.cookies.epik(visitor.epik, secure=secure, host=host))
+        if navigation:
+            device_id, age = intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))
+            if device_id is None:
+                hook.cookies.append(intake.cookies.device(intake.devices.mint()[1], secure=secure, host=host))
+            elif age > DEVICE_RENEW_AFTER:
+                hook.cookies.append(intake.cookies.device(intake.devices.sign(device_id), secure=secure, host=host))
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def receive_and_open() -> Message:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.intake.open()
+                except Exception:
+                    # Tracking must never keep the site from starting; the queue is retried at first use.
+                    logger.exception("could not open the event queue at start-up; retrying at first use")
+            return message
+
+        async def send_and_close(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.intake.close()
+            await send(message)
+
+        await self.app(scope, receive_and_open, send_and_close)
+
+
+def _is_navigation(headers: list[tuple[bytes, bytes]]) -> bool:
+    """A top-level HTML page load: ``Sec-Fetch-Dest: document``, or (older browsers) an HTML ``Accept``."""
+    accept = None
+    for name, value in headers:
+        if name == b"sec-fetch-dest":
+            return value == b"document"
+        if name == b"accept":
+            accept = value
+    return accept is not None and b"text/html" in accept

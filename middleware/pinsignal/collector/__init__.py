@@ -1,0 +1,14 @@
+"""The collector mounted on the site's own origin: browser script, event intake, Segment routes.
+
+See :mod:`pinsignal.collector.routes` for the routes and their answers.
+"""
+
+from __future__ import annotations
+
+from .intake import Intake, Outcome, Visitor
+from .routes import MAX_BODY, MAX_EVENTS, Collector
+from .script import Script
+from .sink import MemorySink, QueueSink, Sink
+
+__all__ = ["MAX_BODY", "MAX_EVENTS", "Collector", "Intake", "MemorySink", "Outcome", "QueueSink", "Script", "Sink",
+           "Visitor"]

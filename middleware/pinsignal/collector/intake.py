@@ -1,0 +1,306 @@
+"""From raw incoming events to queued Pinterest events: the path shared by the collector and ``track()``.
+
+For each raw event: refuse crawlers and events without consent (both counted), let the server fill
+``context.ip`` and ``context.userAgent`` (from the request, never the body) and the page URL (body,
+else ``Referer``), parse the envelope (clock skew corrected), add the hashed keys remembered by
+``identify()`` and the device id, run the pipelines with the cookies they ask for, then enqueue
+every valid Pinterest event in one call. Identify events also refresh the ``_psu`` cookie.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import cookie_parser
+from starlette.types import Scope
+
+from pinsignal.bots import BotFilter
+from pinsignal.clientip import TrustedProxies
+from pinsignal.config import Config
+from pinsignal.consent import ConsentPolicy
+from pinsignal.cookies import (
+    DEVICE_COOKIE,
+    EPIK_COOKIE,
+    IDENTITY_COOKIE,
+    CookieDomain,
+    CookieWriter,
+    DeviceIds,
+    IdentityCookie,
+    epik_from_query,
+    valid_epik,
+)
+from pinsignal.errors import EnvelopeError
+from pinsignal.events import parse_envelope
+from pinsignal.pipeline import RequestContext
+
+from .sink import Sink
+
+if TYPE_CHECKING:
+    from pinsignal.pipeline import Engine
+
+__all__ = ["Intake", "Outcome", "Visitor", "identity_keys"]
+
+logger = logging.getLogger("pinsignal.collector")
+
+# identify() traits -> the Pinterest field whose normalisation applies. Segment's camelCase and
+# address sub-object are folded into these names, which is what the shipped pipelines read.
+IDENTITY_TRAITS = {
+    "email": "em", "phone": "ph", "first_name": "fn", "last_name": "ln", "gender": "ge",
+    "birthday": "db", "city": "ct", "state": "st", "zip": "zp", "country": "country",
+}
+_TRAIT_ALIASES = {
+    "firstName": "first_name", "lastName": "last_name", "postal_code": "zip", "postalCode": "zip",
+    "phone_number": "phone", "phoneNumber": "phone", "date_of_birth": "birthday", "dob": "birthday",
+}
+_ADDRESS_KEYS = {"city": "city", "state": "state", "postal_code": "zip", "postalCode": "zip", "zip": "zip",
+                 "country": "country"}
+
+
+@dataclass(slots=True)
+class Visitor:
+    """What one HTTP request says about the visitor, read once from the ASGI scope."""
+
+    ip: str | None
+    scheme: str
+    host: bytes | None = None
+    user_agent: str | None = None
+    referer: str | None = None
+    origin: str | None = None
+    fetch_site: str | None = None
+    gpc: bool = False
+    cookies: dict[str, str] = field(default_factory=dict)
+    epik: str | None = None
+    content_type: bytes | None = None
+    content_length: bytes | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.scheme == "https"
+
+    @classmethod
+    def from_scope(cls, scope: Scope, proxies: TrustedProxies) -> Visitor:
+        ip, scheme = proxies.resolve(scope)
+        visitor = cls(ip=ip, scheme=scheme)
+        cookie_header: list[str] = []
+        for name, value in scope["headers"]:
+            if name == b"host":
+                visitor.host = value
+            elif name == b"user-agent":
+                visitor.user_agent = value.decode("latin-1")
+            elif name == b"cookie":
+                cookie_header.append(value.decode("latin-1"))
+            elif name == b"referer":
+                visitor.referer = value.decode("latin-1")
+            elif name == b"origin":
+                visitor.origin = value.decode("latin-1")
+            elif name == b"sec-fetch-site":
+                visitor.fetch_site = value.decode("latin-1")
+            elif name == b"sec-gpc":
+                visitor.gpc = value.strip() == b"1"
+            elif name == b"content-type":
+                visitor.content_type = value
+            elif name == b"content-length":
+                visitor.content_length = value
+        if cookie_header:
+            visitor.cookies = cookie_parser("; ".join(cookie_header))
+        query = scope.get("query_string", b"")
+        if b"epik=" in query:
+            visitor.epik = epik_from_query(query)
+        return visitor
+
+
+@dataclass
+class Outcome:
+    """The answer to a batch: ids accepted, ``{"index", "id", "reasons"}`` per rejected event, cookies to set."""
+
+    accepted: list[str] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    cookies: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected}
+
+
+def identity_keys(user_id: object, traits: Mapping[str, Any] | None, *, default_country: str) -> dict[str, str]:
+    """Hashed match keys for ``_psu``: trait name -> SHA-256 (``user_id`` included). Raw values are dropped."""
+    from pinsignal.pipeline.normalise import hash_match_key
+
+    flat: dict[str, Any] = {}
+    for key, value in (traits or {}).items():
+        if key == "address" and isinstance(value, Mapping):
+            for sub, name in _ADDRESS_KEYS.items():
+                if sub in value:
+                    flat.setdefault(name, value[sub])
+            continue
+        flat.setdefault(_TRAIT_ALIASES.get(key, key), value)
+    hashed: dict[str, str] = {}
+    for trait, target in IDENTITY_TRAITS.items():
+        value = flat.get(trait)
+        if isinstance(value, str | int) and not isinstance(value, bool) and str(value).strip():
+            digest = hash_match_key(target, str(value), default_country=default_country)
+            if digest:
+                hashed[trait] = digest
+    if isinstance(user_id, str | int) and not isinstance(user_id, bool) and str(user_id).strip():
+        digest = hash_match_key("external_id", str(user_id), default_country=default_country)
+        if digest:
+            hashed["user_id"] = digest
+    return hashed
+
+
+class Intake:
+    """Everything a request needs to turn raw events into queued ones; one per middleware."""
+
+    def __init__(self, config: Config, *, sink: Sink, engine: Engine | None = None) -> None:
+        secret = config.require_secret()
+        self.config = config
+        self.sink = sink
+        if engine is None:
+            from pinsignal.pipeline import Engine
+
+            engine = Engine.from_config(config)
+        self.engine = engine
+        self.pipeline_cookies = frozenset(self.engine.cookie_names)
+        self.consent = ConsentPolicy(config)
+        self.bots = BotFilter()
+        self.proxies = TrustedProxies(config.trusted_proxies)
+        self.devices = DeviceIds(secret)
+        self.identity = IdentityCookie(secret)
+        self.cookies = CookieWriter(domain=CookieDomain(config.cookie_domain), epik_httponly=config.epik_httponly)
+        self._opened = False
+
+    async def open(self) -> None:
+        if not self._opened:
+            await self.sink.open()
+            self._opened = True
+
+    async def close(self) -> None:
+        if self._opened:
+            self._opened = False
+            await self.sink.close()
+
+    def visitor(self, scope: Scope) -> Visitor:
+        return Visitor.from_scope(scope, self.proxies)
+
+    async def accept(self, raws: Sequence[object], visitor: Visitor, *, received_at: float) -> Outcome:
+        """Process a batch of raw events from one request; raises whatever the sink raises."""
+        outcome = Outcome()
+        if visitor.user_agent is not None and self.bots.is_bot(visitor.user_agent):
+            for index, raw in enumerate(raws):
+                outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
+            await self.sink.incr("dropped_bot", len(raws))
+            return outcome
+        device_id, _ = self.devices.read(visitor.cookies.get(DEVICE_COOKIE))
+        remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
+        request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
+        pending: list[tuple[int, str, dict[str, Any]]] = []
+        refused = invalid = 0
+        new_identity: dict[str, str] = {}
+        for index, raw in enumerate(raws):
+            if type(raw) is not dict:
+                outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
+                invalid += 1
+                continue
+            verdict = self.consent.verdict(gpc=visitor.gpc, event_consent=ConsentPolicy.event_consent(raw),
+                                           cookies=visitor.cookies)
+            if verdict != "granted":
+                outcome.rejected.append(_rejection(index, raw, [_CONSENT_REASONS[verdict]]))
+                refused += 1
+                continue
+            try:
+                envelope = parse_envelope(self._enrich(raw, visitor), received_at=received_at)
+            except EnvelopeError as exc:
+                outcome.rejected.append(_rejection(index, raw, exc.reasons))
+                invalid += 1
+                continue
+            if envelope["type"] == "identify":
+                new_identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
+                                                  default_country=self.config.default_country))
+            _remember(envelope, remembered, device_id)
+            reasons: list[str] = []
+            for produced in self.engine.process(envelope, request):
+                if produced.valid:
+                    pending.append((index, envelope["message_id"], produced.event))
+                else:
+                    reasons.extend(f"{produced.pipeline}: {error}" for error in produced.errors)
+            if reasons:
+                outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
+                invalid += 1
+            else:
+                outcome.accepted.append(envelope["message_id"])
+        if pending:
+            result = await self.sink.enqueue([event for _, _, event in pending])
+            outcome.queued, outcome.duplicates = result.queued, result.duplicates
+        if new_identity:
+            merged = {**remembered, **new_identity}
+            if merged != remembered:
+                outcome.cookies.append(self.cookies.identity(self.identity.dumps(merged), secure=visitor.secure,
+                                                             host=visitor.host))
+        if refused:
+            await self.sink.incr("dropped_consent", refused)
+        if invalid:
+            await self.sink.incr("rejected_invalid", invalid)
+        return outcome
+
+    def _pipeline_cookies(self, visitor: Visitor, device_id: str | None) -> dict[str, str]:
+        cookies: dict[str, str] = {}
+        for name in self.pipeline_cookies:
+            value = visitor.cookies.get(name)
+            if value is None:
+                continue
+            if name == EPIK_COOKIE and not valid_epik(value):
+                continue
+            if name == DEVICE_COOKIE:
+                if device_id is None:
+                    continue
+                value = device_id  # pipelines see the verified id, never the signature
+            cookies[name] = value
+        return cookies
+
+    @staticmethod
+    def _enrich(raw: dict[str, Any], visitor: Visitor) -> dict[str, Any]:
+        context = raw.get("context")
+        context = dict(context) if type(context) is dict else {}
+        context["ip"] = visitor.ip
+        context["userAgent"] = visitor.user_agent
+        page = context.get("page")
+        if type(page) is not dict or not page.get("url"):
+            if visitor.referer:
+                context["page"] = {**(page if type(page) is dict else {}), "url": visitor.referer}
+        enriched = dict(raw)
+        enriched["context"] = {key: value for key, value in context.items() if value is not None}
+        return enriched
+
+
+_CONSENT_REASONS = {
+    "gpc": "the browser sent Sec-GPC: 1 (Global Privacy Control); nothing is sent to Pinterest",
+    "refused": "advertising consent was refused; nothing is sent to Pinterest",
+    "not_given": "consent mode is opt-in and advertising consent has not been given",
+}
+
+
+def _rejection(index: int, raw: object, reasons: list[str]) -> dict[str, Any]:
+    event_id: object = None
+    if type(raw) is dict:
+        event_id = raw.get("message_id", raw.get("messageId"))
+    return {"index": index, "id": event_id if isinstance(event_id, str) else None, "reasons": reasons}
+
+
+def _remember(envelope: dict[str, Any], remembered: Mapping[str, str], device_id: str | None) -> None:
+    """Fill what ``identify()`` remembered (hashed) and the device id, where the event has nothing."""
+    if remembered:
+        traits = envelope.get("traits")
+        traits = dict(traits) if type(traits) is dict else {}
+        for name, digest in remembered.items():
+            if name == "user_id":
+                if not envelope.get("user_id"):
+                    envelope["user_id"] = digest
+            elif not traits.get(name):
+                traits[name] = digest
+        envelope["traits"] = traits
+    if device_id is not None and not envelope.get("anonymous_id"):
+        envelope["anonymous_id"] = device_id

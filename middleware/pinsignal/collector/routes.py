@@ -1,0 +1,261 @@
+"""The collector's HTTP routes, mounted under ``config.collector_prefix`` (default ``/_ps``).
+
+| route | |
+|---|---|
+| ``GET c.js`` | the browser script (:mod:`pinsignal.collector.script`) |
+| ``POST e`` | one event or ``{"batch": [...], "sent_at": ...}`` from the browser script |
+| ``POST v1/batch``, ``v1/t``, ``v1/p``, ``v1/i`` | Segment's tracking-API shapes (``v1/track``... too) |
+| ``POST consent`` | ``{"advertising": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
+| ``GET health`` | ``{"status": "ok"}`` for the web process's health check |
+
+Event posts answer ``202`` with ``{"accepted": [message ids], "rejected": [{"index": i, "id": ...,
+"reasons": [...]}]}`` (an event whose id is in ``accepted`` was queued, or matched no pipeline, or
+was a duplicate of one already queued). Refusals of the whole request: ``413`` when the body is over
+64 KiB (by ``Content-Length`` or counted while reading), ``400`` for malformed JSON, a non-object
+body or more than 100 events, ``403`` for a cross-site post from an origin not in
+``PINSIGNAL_ALLOWED_ORIGINS``, ``405`` for a wrong method, ``415`` for a body that is neither
+``application/json`` nor ``text/plain``, ``503`` when the queue cannot be reached. Each error body is
+``{"error": "one sentence"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import orjson
+from starlette.types import Receive, Scope, Send
+
+from pinsignal.config import Config
+from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
+
+from .intake import Intake, Visitor
+from .script import Script
+
+__all__ = ["MAX_BODY", "MAX_EVENTS", "Collector"]
+
+logger = logging.getLogger("pinsignal.collector")
+
+MAX_BODY = 64 * 1024  # what a browser lets keepalive/sendBeacon requests carry in flight anyway
+MAX_EVENTS = 100
+_JSON_TYPES = (b"application/json", b"text/plain")
+# Segment route -> the type its body carries when it does not say.
+_EVENT_ROUTES: dict[str, str | None] = {
+    "/e": None, "/v1/batch": None, "/v1/import": None,
+    "/v1/t": "track", "/v1/track": "track", "/v1/p": "page", "/v1/page": "page",
+    "/v1/i": "identify", "/v1/identify": "identify",
+}
+
+
+class _Refusal(Exception):
+    def __init__(self, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or []
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class Collector:
+    """The ASGI app behind the collector prefix (called by the middleware, never mounted alone)."""
+
+    def __init__(self, config: Config, intake: Intake, script: Script) -> None:
+        self._prefix_length = len(config.collector_prefix)
+        self._intake = intake
+        self._script = script
+        self._allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope["path"][self._prefix_length:]
+        method = scope["method"]
+        try:
+            if path == "/c.js":
+                _require(method, b"GET, HEAD")
+                await self._script(scope, receive, send)
+            elif path == "/health":
+                _require(method, b"GET, HEAD")
+                await _json(send, 200, {"status": "ok"})
+            elif path in _EVENT_ROUTES or path == "/consent":
+                visitor = self._intake.visitor(scope)
+                if method == "OPTIONS":
+                    await self._preflight(send, visitor, self._cors_headers(visitor))
+                    return
+                _require(method, b"POST")
+                cors = self._cors_headers(visitor)
+                payload = await self._read_json(receive, visitor, cors)
+                if path == "/consent":
+                    await self._consent(send, payload, visitor, cors)
+                else:
+                    await self._events(send, payload, _EVENT_ROUTES[path], visitor, cors)
+            else:
+                raise _Refusal(404, f"no collector route {scope['path']!r}")
+        except _Refusal as refusal:
+            await _json(send, refusal.status, {"error": str(refusal)}, refusal.headers)
+        except _Disconnected:
+            return
+
+    # ------------------------------------------------------------------ events
+
+    async def _events(self, send: Send, payload: object, default_type: str | None, visitor: Visitor,
+                      cors: list[tuple[bytes, bytes]]) -> None:
+        raws = _unbatch(payload, default_type)
+        await self._intake.open()
+        try:
+            outcome = await self._intake.accept(raws, visitor, received_at=time.time())
+        except Exception:
+            logger.exception("could not queue %d event(s); answering 503", len(raws))
+            raise _Refusal(503, "the event queue is unavailable; send the events again later",
+                           [(b"retry-after", b"5")]) from None
+        headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in outcome.cookies]
+        await _json(send, 202, outcome.body(), headers)
+
+    async def _consent(self, send: Send, payload: object, visitor: Visitor, cors: list[tuple[bytes, bytes]]) -> None:
+        if type(payload) is not dict or type(payload.get("advertising")) is not bool:
+            raise _Refusal(400, "a consent body must be {\"advertising\": true or false}, "
+                                f"got {_short(payload)}")
+        granted: bool = payload["advertising"]
+        intake, secure, host = self._intake, visitor.secure, visitor.host
+        cookies: list[str] = []
+        if intake.consent.writes_cookie:
+            cookies.append(intake.cookies.consent(intake.consent.cookie_name, granted, secure=secure, host=host))
+        if granted and not visitor.gpc:
+            epik = payload.get("epik")
+            if type(epik) is str and valid_epik(epik):
+                cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
+            if intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))[0] is None:
+                cookies.append(intake.cookies.device(intake.devices.mint()[1], secure=secure, host=host))
+        elif not granted:
+            # Refusal withdraws what consent allowed: the tracking cookies go too.
+            for name in (EPIK_COOKIE, DEVICE_COOKIE, IDENTITY_COOKIE):
+                if name in visitor.cookies:
+                    cookies.append(intake.cookies.expire(name, secure=secure, host=host))
+        headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in cookies]
+        await _json(send, 200, {"advertising": granted and not visitor.gpc}, headers)
+
+    # ------------------------------------------------------------------ request checks
+
+    def _cors_headers(self, visitor: Visitor) -> list[tuple[bytes, bytes]]:
+        """Refuse cross-site posts; CORS headers for an allowed other origin, else none."""
+        origin = visitor.origin
+        site = visitor.fetch_site
+        if site in ("same-origin", "none") or (site is None and (origin is None or _same_origin(origin, visitor))):
+            return []
+        if origin is not None and origin.lower() in self._allowed_origins:
+            return [(b"access-control-allow-origin", origin.encode("latin-1")),
+                    (b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")]
+        raise _Refusal(403, f"cross-site posts are refused; origin {origin!r} is not in PINSIGNAL_ALLOWED_ORIGINS")
+
+    async def _preflight(self, send: Send, visitor: Visitor, cors: list[tuple[bytes, bytes]]) -> None:
+        headers = cors + [(b"access-control-allow-methods", b"POST"),
+                          (b"access-control-allow-headers", b"content-type"),
+                          (b"access-control-max-age", b"86400")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _read_json(self, receive: Receive, visitor: Visitor, cors: list[tuple[bytes, bytes]]) -> object:
+        content_type = (visitor.content_type or b"").split(b";", 1)[0].strip().lower()
+        if content_type not in _JSON_TYPES:
+            raise _Refusal(415, "events must be sent as application/json or text/plain, "
+                                f"got {(visitor.content_type or b'no Content-Type').decode('latin-1')!r}", cors)
+        if visitor.content_length is not None:
+            try:
+                declared = int(visitor.content_length)
+            except ValueError:
+                raise _Refusal(400, f"Content-Length {visitor.content_length.decode('latin-1')!r} "
+                                    "is not a number", cors) from None
+            if declared > MAX_BODY:
+                raise _Refusal(413, f"the body is {declared} bytes; the limit is {MAX_BODY}", _closing(cors))
+        body = await _read_body(receive)
+        if body is None:
+            raise _Refusal(413, f"the body is over the limit of {MAX_BODY} bytes", _closing(cors))
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise _Refusal(400, f"the body is not valid JSON: {exc}", cors) from None
+
+
+def _require(method: str, allowed: bytes) -> None:
+    if method.encode("ascii") not in allowed.split(b", "):
+        raise _Refusal(405, f"method {method} is not allowed here; use {allowed.decode()}", [(b"allow", allowed)])
+
+
+def _same_origin(origin: str, visitor: Visitor) -> bool:
+    if visitor.host is None or "://" not in origin:
+        return False
+    return origin.split("://", 1)[1].lower() == visitor.host.decode("latin-1").lower()
+
+
+def _closing(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # The rest of an over-long body is never read; the connection cannot be reused.
+    return [*headers, (b"connection", b"close")]
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The request body, or ``None`` as soon as more than ``MAX_BODY`` bytes have arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _unbatch(payload: object, default_type: str | None) -> list[object]:
+    """The raw events of a body: one event, or a ``batch`` whose ``context`` and ``sent_at`` apply to each."""
+    if type(payload) is not dict:
+        raise _Refusal(400, "the body must be a JSON object (one event or {\"batch\": [...]}), "
+                            f"got {_short(payload)}")
+    if "batch" not in payload:
+        events: list[object] = [payload]
+        shared: dict[str, Any] = {}
+    else:
+        batch = payload["batch"]
+        if type(batch) is not list:
+            raise _Refusal(400, f"batch must be a list of events, got {_short(batch)}")
+        events = batch
+        shared = {key: payload[key] for key in ("sent_at", "sentAt", "context") if key in payload}
+    if len(events) > MAX_EVENTS:
+        raise _Refusal(400, f"at most {MAX_EVENTS} events per request, got {len(events)}")
+    if not shared and default_type is None:
+        return events
+    return [_with_defaults(raw, shared, default_type) for raw in events]
+
+
+def _with_defaults(raw: object, shared: dict[str, Any], default_type: str | None) -> object:
+    if type(raw) is not dict:
+        return raw
+    event = dict(raw)
+    if default_type is not None:
+        event.setdefault("type", default_type)
+    if "sent_at" not in event and "sentAt" not in event:
+        sent_at = shared.get("sent_at", shared.get("sentAt"))
+        if sent_at is not None:
+            event["sent_at"] = sent_at
+    context = shared.get("context")
+    if type(context) is dict:
+        own = event.get("context")
+        event["context"] = {**context, **own} if type(own) is dict else context
+    return event
+
+
+def _short(value: object) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+async def _json(send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    data = orjson.dumps(body)
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode("ascii")),
+           (b"cache-control", b"no-store"), *(headers or [])]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": data})
