@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import pytest
+
+from pinsignal.cookies import (
+    CookieDomain,
+    DeviceIds,
+    IdentityCookie,
+    epik_from_query,
+    set_cookie,
+    valid_epik,
+)
+
+SECRET = "cookie-secret-0123456789"
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    (b"epik=abc", "abc"),
+    (b"a=1&epik=dj0yJnU9Zm9v%3D%3D&b=2", "dj0yJnU9Zm9v=="),
+    (b"epik=first&epik=second", "second"),
+    (b"epik=good&epik=b%3Bad", "good"),
+    (b"xepik=abc", None),
+    (b"epik=", None),
+    (b"epik=a%0Ab", None),
+    (b"epik=" + b"x" * 1025, None),
+])
+def test_epik_from_query(query: bytes, expected: str | None) -> None:
+    assert epik_from_query(query) == expected
+
+
+@pytest.mark.parametrize(("value", "ok"), [
+    ("dj0yJnU9Zm9vJm49YmFy", True), ("a-b_c.d~e:f/g+h=", True), ("a;b", False), ("a,b", False),
+    ("a b", False), ("a\tb", False), ("a\x00b", False), ("a\x7fb", False), ('a"b', False), ("é", False),
+    ("x" * 1024, True), ("x" * 1025, False), ("", False),
+])
+def test_valid_epik(value: str, ok: bool) -> None:
+    assert valid_epik(value) is ok
+
+
+@pytest.mark.parametrize(("host", "domain"), [
+    (b"shop.example.co.uk", "example.co.uk"),
+    (b"example.co.uk", "example.co.uk"),
+    (b"www.shop.example.com:8443", "example.com"),
+    (b"SHOP.Example.COM.", "example.com"),
+    (b"user.github.io", "user.github.io"),   # a private suffix: never the shared github.io
+    (b"co.uk", None),                        # a public suffix itself: host-only
+    (b"localhost", None), (b"localhost:8000", None), (b"app.localhost", None),
+    (b"127.0.0.1:8000", None), (b"[::1]:8000", None), (b"192.0.2.1", None),
+    (b"", None), (b"bad host", None),
+])
+def test_cookie_domain_auto(host: bytes, domain: str | None) -> None:
+    assert CookieDomain("auto").for_host(host) == domain
+
+
+def test_cookie_domain_fixed_and_host_only() -> None:
+    assert CookieDomain(".example.com").for_host(b"shop.example.com") == "example.com"
+    assert CookieDomain(None).for_host(b"shop.example.com") is None
+    assert not CookieDomain(None).enabled
+
+
+def test_set_cookie_attribute_order() -> None:
+    assert set_cookie("a", "b", secure=True, httponly=True, domain="example.com") == (
+        "a=b; Max-Age=34560000; Path=/; SameSite=Lax; Domain=example.com; Secure; HttpOnly")
+
+
+def test_device_ids_round_trip_and_reject_tampering() -> None:
+    devices = DeviceIds(SECRET)
+    device_id, signed = devices.mint()
+    assert len(device_id) == 32 and int(device_id, 16) >= 0
+    read_id, age = devices.read(signed)
+    assert read_id == device_id and 0 <= age < 5
+    assert devices.read(signed[:-1] + ("A" if signed[-1] != "A" else "B")) == (None, 0.0)
+    assert devices.read(DeviceIds("other-secret-0123456789").sign(device_id)) == (None, 0.0)
+    assert devices.read(None) == (None, 0.0)
+    assert devices.read("garbage") == (None, 0.0)
+    assert devices.mint()[0] != device_id
+
+
+def test_identity_cookie_keeps_only_what_it_signed() -> None:
+    cookie = IdentityCookie(SECRET)
+    hashed = {"email": "a" * 64, "user_id": "b" * 64}
+    signed = cookie.dumps(hashed)
+    assert cookie.loads(signed) == hashed
+    assert "@" not in signed
+    assert cookie.loads(signed + "x") == {}
+    assert cookie.loads(IdentityCookie("other-secret-0123456789").dumps(hashed)) == {}
+    assert cookie.loads(IdentityCookie(SECRET).dumps(["not", "a", "map"])) == {}  # type: ignore[arg-type]
