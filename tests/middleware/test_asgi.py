@@ -58,7 +58,8 @@ async def test_forwarded_proto_is_believed_from_a_trusted_proxy_only() -> None:
 async def test_epik_httponly_is_configurable() -> None:
     async with client(wrap(epik_httponly=True), https=True) as http:
         response = await http.get(f"/?epik={EPIK}")
-    assert cookies_named(response, "_epik") == [f"_epik={EPIK}; Max-Age=34560000; Path=/; SameSite=Lax; Secure; HttpOnly"]
+    assert cookies_named(response, "_epik") == [
+        f"_epik={EPIK}; Max-Age=34560000; Path=/; SameSite=Lax; Secure; HttpOnly"]
 
 
 async def test_landing_that_redirects_still_sets_epik() -> None:

@@ -212,7 +212,8 @@ async def test_same_origin_and_allowed_origins_are_accepted() -> None:
     async with client(app) as http:
         same = await http.post("/_ps/e", json=event(), headers={**JSON, "origin": "http://testserver"})
         allowed = await http.post("/_ps/e", json=event(message_id="m-2"),
-                                  headers={**JSON, "origin": "https://www.shop.example", "sec-fetch-site": "cross-site"})
+                                  headers={**JSON, "origin": "https://www.shop.example",
+                                           "sec-fetch-site": "cross-site"})
         preflight = await http.options("/_ps/e", headers={"origin": "https://www.shop.example",
                                                           "sec-fetch-site": "cross-site"})
         server = await http.post("/_ps/e", json=event(message_id="m-3"), headers=JSON)  # no Origin: not a browser
@@ -279,7 +280,8 @@ async def test_gpc_and_refused_events_are_dropped_and_counted(sink: MemorySink) 
         declined = await http.post("/_ps/e", json={"batch": [refused, event(message_id="m-3")]}, headers=JSON)
     assert gpc.json()["accepted"] == [] and "Sec-GPC" in gpc.json()["rejected"][0]["reasons"][0]
     assert declined.json()["accepted"] == ["m-3"]
-    assert declined.json()["rejected"][0]["reasons"] == ["advertising consent was refused; nothing is sent to Pinterest"]
+    assert declined.json()["rejected"][0]["reasons"] == [
+        "advertising consent was refused; nothing is sent to Pinterest"]
     assert [queued["event_id"] for queued in sink.events] == ["m-3"]
     assert sink.counters["dropped_consent"] == 2
 
