@@ -9,50 +9,17 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from docsupport import check_command, check_environment, check_variables
 
-from pinsignal.cli import COMMANDS, build_parser
-from pinsignal.config import Config
 from support import ROOT
 
 DEPLOY = ROOT / "deploy"
 KUBE = DEPLOY / "kubernetes"
-# variables that are not pinsignal's own but that the recipes may set
-FOREIGN = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
-
-
-def known_variables() -> set[str]:
-    return set(Config.env_variables().values())
-
-
-def check_command(argv: list[str], where: str) -> None:
-    """``argv`` (after ``pinsignal``) parses with the real CLI parser."""
-    assert argv, f"{where}: empty pinsignal command"
-    assert argv[0] in COMMANDS, f"{where}: 'pinsignal {argv[0]}' is not a command ({sorted(COMMANDS)})"
-    try:
-        build_parser().parse_args(argv)
-    except SystemExit:
-        pytest.fail(f"{where}: 'pinsignal {shlex.join(argv)}' does not parse")
-
-
-def check_variables(names: Iterator[str] | list[str], where: str) -> None:
-    known = known_variables()
-    for name in names:
-        if name in FOREIGN:
-            continue
-        assert name in known, f"{where}: {name} is not a pinsignal variable (Config.env_variables())"
-
-
-def check_environment(env: dict[str, Any], where: str) -> None:
-    """Names exist and values are accepted (placeholders like ``${X:?...}`` replaced by nothing)."""
-    check_variables(list(env), where)
-    values = {k: str(v) for k, v in env.items() if k not in FOREIGN and "${" not in str(v) and "%" not in str(v)}
-    Config.from_env(values)
 
 
 def load_yaml(path: Path) -> list[Any]:
