@@ -215,6 +215,8 @@ class Demo:
             watcher.start()
             server.run()
             return 1 if self.failed else 0
+        except KeyboardInterrupt:
+            return 0  # Ctrl-C or SIGTERM: a requested, clean stop
         finally:
             self.stop()
             for sig, handler in previous.items():
