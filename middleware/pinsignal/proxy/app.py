@@ -1,0 +1,138 @@
+"""``ProxyApp``: the ASGI app that forwards to the upstream, and ``create_app``, which puts the middleware in front.
+
+    from pinsignal.proxy import ProxySettings, create_app
+    app = create_app(ProxySettings(upstream="http://127.0.0.1:8080", inject=True))
+    # uvicorn.run(app, server_header=False, date_header=False, proxy_headers=False)
+
+The httpx client is opened on lifespan start-up (or on the first request when the server runs no
+lifespan) and closed on shut-down. It never stores cookies: its jar refuses every cookie, so one
+visitor's upstream cookies can never be replayed for another (GHSA-7vwr-g6pm-9hc8); cookies travel
+only in each request's own ``Cookie`` header.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import logging
+import time
+from typing import Any
+
+import httpx
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pinsignal.clientip import TrustedProxies
+from pinsignal.config import Config
+
+from .forward import Forwarder
+from .pageviews import Handoff, PageviewPolicy
+from .settings import ProxySettings
+from .upstream import UpstreamTransport
+from .websocket import WebSocketRelay
+
+__all__ = ["ProxyApp", "app_from_env", "create_app"]
+
+logger = logging.getLogger("pinsignal.proxy")
+
+
+class _RefuseAll(http.cookiejar.DefaultCookiePolicy):
+    """A cookie policy that neither stores nor returns any cookie."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
+        return False
+
+
+def _client(settings: ProxySettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=transport or UpstreamTransport(max_connections=settings.max_connections),
+        timeout=httpx.Timeout(settings.timeout),
+        follow_redirects=False,
+        cookies=http.cookiejar.CookieJar(policy=_RefuseAll()),
+        trust_env=False,
+    )
+
+
+class ProxyApp:
+    """Forwards every HTTP request and WebSocket to ``settings.upstream``.
+
+    ``transport`` replaces the upstream connection (``httpx.MockTransport`` in unit tests);
+    ``handoff`` receives server-side page views (``--server-pageviews``).
+    """
+
+    def __init__(self, settings: ProxySettings, *, config: Config | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None, handoff: Handoff | None = None) -> None:
+        config = config or Config(collector_prefix=settings.collector_prefix)
+        self.settings = settings
+        self.handoff = handoff
+        self._transport = transport
+        self._trusted = TrustedProxies(config.trusted_proxies)
+        self._policy = PageviewPolicy() if settings.server_pageviews else None
+        self._websockets = WebSocketRelay(settings, self._trusted)
+        self._client: httpx.AsyncClient | None = None
+        self._forwarder: Forwarder | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await (self._forwarder or self._open())(scope, receive, send)
+        elif kind == "websocket":
+            await self._websockets(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    def _open(self) -> Forwarder:
+        if self._forwarder is None:
+            self._client = _client(self.settings, self._transport)
+            self._forwarder = Forwarder(self.settings, self._client, trusted=self._trusted, policy=self._policy,
+                                        handoff=self._handoff)
+        return self._forwarder
+
+    async def _handoff(self, scope: Scope, event: dict[str, Any]) -> None:
+        # Looked up at call time: the middleware in front sets ``handoff`` after wrapping this app.
+        if self.handoff is not None:
+            await self.handoff(scope, event)
+
+    async def aclose(self) -> None:
+        """Close the upstream connections (lifespan shut-down does this)."""
+        client, self._client, self._forwarder = self._client, None, None
+        if client is not None:
+            await client.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._open()
+                logger.info("proxying to %s", self.settings.upstream)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: ProxySettings, *, config: Config | None = None,
+               transport: httpx.AsyncBaseTransport | None = None) -> ASGIApp:
+    """The proxy with ``PinSignalMiddleware`` in front: epik cookie, ``/_ps`` routes, page views."""
+    from pinsignal.asgi import PinSignalMiddleware
+
+    config = config or Config.from_env()
+    settings = ProxySettings(**{**settings.__dict__, "collector_prefix": config.collector_prefix})
+    proxy = ProxyApp(settings, config=config, transport=transport)
+    middleware = PinSignalMiddleware(proxy, config=config)
+    proxy.handoff = _middleware_handoff(middleware)
+    return middleware
+
+
+def _middleware_handoff(middleware: Any) -> Handoff:
+    async def handoff(scope: Scope, event: dict[str, Any]) -> None:
+        intake = middleware.intake
+        await intake.accept([event], intake.visitor(scope), received_at=time.time())
+    return handoff
+
+
+def app_from_env() -> ASGIApp:
+    """uvicorn factory (``pinsignal.proxy:app_from_env``): settings from ``PINSIGNAL_*``, one app per worker."""
+    return create_app(ProxySettings.from_env())

@@ -1,0 +1,94 @@
+"""Header hygiene between the visitor and the upstream: hop-by-hop, Host, X-Forwarded-*, Location.
+
+Headers stay raw ``(name, value)`` byte pairs in their original order from end to end, so repeated
+fields (several ``Set-Cookie``) are never folded into one (RFC 6265bis forbids it for
+intermediaries; see pitfall P7 in ``reference/style-study.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from pinsignal.clientip import TrustedProxies
+
+__all__ = ["HOP_BY_HOP", "RawHeaders", "forwarded_request_headers", "response_headers", "strip_hop_by_hop"]
+
+RawHeaders = list[tuple[bytes, bytes]]
+
+# RFC 9110 section 7.6.1, plus the legacy Proxy-Connection. ``Expect`` is handled by the server in
+# front (uvicorn answers 100-continue itself), so it is not passed on either.
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+    b"proxy-authenticate", b"proxy-authorization", b"expect",
+})
+_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"host"})
+
+
+def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[bytes] = frozenset()) -> RawHeaders:
+    """Drop hop-by-hop fields and every field that ``Connection`` names; keep the rest in order."""
+    headers = list(headers)
+    named: set[bytes] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            named.update(token.strip().lower() for token in value.split(b","))
+    return [(name, value) for name, value in headers
+            if (lowered := name.lower()) not in HOP_BY_HOP and lowered not in named and lowered not in extra]
+
+
+def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client: tuple[str, int] | None,
+                              scheme: str, host_mode: str, upstream_host: bytes,
+                              trusted: TrustedProxies, extra_drop: frozenset[bytes] = frozenset()) -> RawHeaders:
+    """The headers sent upstream: hop-by-hop stripped, ``Host`` kept or rewritten, ``X-Forwarded-*`` set.
+
+    An incoming ``X-Forwarded-For`` chain is extended only when the peer is a trusted proxy; from
+    anyone else it is replaced, since a visitor could write any address into it.
+    """
+    peer = client[0] if client else None
+    believed = peer is not None and trusted.trusts(peer)
+    host: bytes | None = None
+    chain: list[bytes] = []
+    proto: bytes | None = None
+    forwarded_host: bytes | None = None
+    forwarded: RawHeaders = []
+    for name, value in headers:
+        if name == b"host":
+            host = value
+        elif name == b"x-forwarded-for":
+            chain.append(value)
+        elif name == b"x-forwarded-proto":
+            proto = value
+        elif name == b"x-forwarded-host":
+            forwarded_host = value
+        elif name == b"forwarded":
+            forwarded.append((name, value))
+    out = strip_hop_by_hop(headers, _FORWARDING | extra_drop)
+    out.insert(0, (b"host", (host or upstream_host) if host_mode == "keep" else upstream_host))
+    peer_bytes = peer.encode("latin-1") if peer else b"unknown"
+    out.append((b"x-forwarded-for", b", ".join([*chain, peer_bytes]) if believed and chain else peer_bytes))
+    own_scheme = b"https" if scheme in ("https", "wss") else b"http"
+    out.append((b"x-forwarded-proto", proto if believed and proto else own_scheme))
+    if believed and forwarded_host:
+        out.append((b"x-forwarded-host", forwarded_host))
+    elif host:
+        out.append((b"x-forwarded-host", host))
+    if believed:
+        out.extend(forwarded)
+    return out
+
+
+def response_headers(headers: Iterable[tuple[bytes, bytes]], *, upstream_origin: bytes | None = None,
+                     public_origin: bytes | None = None) -> RawHeaders:
+    """The upstream's response headers minus hop-by-hop; ``Location`` mapped back when ``Host`` is rewritten.
+
+    With ``--host-header upstream`` the upstream believes it is ``upstream_origin`` and redirects
+    there; like nginx's default ``proxy_redirect``, such a ``Location`` is rewritten to the origin the
+    visitor used.
+    """
+    out = strip_hop_by_hop(headers)
+    if upstream_origin is not None and public_origin is not None:
+        for index, (name, value) in enumerate(out):
+            if name.lower() == b"location" and value.startswith(upstream_origin):
+                rest = value[len(upstream_origin):]
+                if not rest or rest[:1] in (b"/", b"?", b"#"):
+                    out[index] = (name, public_origin + rest)
+    return out

@@ -1,0 +1,126 @@
+"""WebSocket pass-through: the visitor's socket and one upstream socket, messages relayed both ways.
+
+httpx speaks no WebSocket, so the upstream side is the ``websockets`` client (installed with
+``uvicorn[standard]``). The handshake carries the visitor's headers (cookies, origin, user agent)
+and ``X-Forwarded-*``; the upstream's chosen subprotocol and its ``Set-Cookie`` come back in the
+accept. When the upstream refuses or cannot be reached, the visitor gets the upstream's status (or
+502) where the server supports the ASGI denial-response extension, else a plain refusal (403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+
+from pinsignal.clientip import TrustedProxies
+
+from .headers import forwarded_request_headers
+from .settings import ProxySettings
+
+__all__ = ["WebSocketRelay"]
+
+logger = logging.getLogger("pinsignal.proxy")
+
+# The handshake is negotiated afresh on each side; Host comes from the upstream URL.
+_HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
+                        b"sec-websocket-protocol", b"sec-websocket-accept", b"host"})
+_MAX_MESSAGE = 16 * 1024 * 1024  # uvicorn's own default limit for the visitor's side
+
+
+class WebSocketRelay:
+    """Relays one ``websocket`` scope to ``ws(s)://`` + the upstream's host."""
+
+    def __init__(self, settings: ProxySettings, trusted: TrustedProxies) -> None:
+        self._settings = settings
+        self._trusted = trusted
+        base = settings.upstream.rstrip("/")
+        self._base = ("wss" + base[5:]) if base.startswith("https") else ("ws" + base[4:])
+        self._upstream_host = base.split("://", 1)[1].split("/", 1)[0].encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = self._base + path + ("?" + query if query else "")
+        headers = forwarded_request_headers(
+            scope["headers"], client=scope.get("client"), scheme=scope.get("scheme", "ws"),
+            host_mode="upstream", upstream_host=self._upstream_host, trusted=self._trusted, extra_drop=_HANDSHAKE)
+        additional = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in headers if name != b"host"]
+        try:
+            upstream = await connect(
+                url, additional_headers=additional, subprotocols=scope.get("subprotocols") or None,
+                user_agent_header=None, open_timeout=self._settings.timeout, ping_interval=None,
+                max_size=_MAX_MESSAGE, compression=None, proxy=None)
+        except InvalidStatus as exc:
+            logger.info("upstream refused the WebSocket at %s with %s", path, exc.response.status_code)
+            await _refuse(scope, send, exc.response.status_code, bytes(exc.response.body or b""))
+            return
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            logger.warning("WebSocket to upstream %s failed: %s", self._settings.upstream, exc)
+            await _refuse(scope, send, 502, b"The site cannot be reached right now.")
+            return
+        try:
+            accept_headers = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                              for name, value in upstream.response.headers.raw_items()
+                              if name.lower() == "set-cookie"] if upstream.response else []
+            await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol, "headers": accept_headers})
+            await _relay(receive, send, upstream)
+        finally:
+            await upstream.close()
+
+
+async def _relay(receive: Receive, send: Send, upstream: ClientConnection) -> None:
+    to_upstream = asyncio.ensure_future(_visitor_to_upstream(receive, upstream))
+    to_visitor = asyncio.ensure_future(_upstream_to_visitor(send, upstream))
+    try:
+        await asyncio.wait((to_upstream, to_visitor), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (to_upstream, to_visitor):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+                await task
+
+
+async def _visitor_to_upstream(receive: Receive, upstream: ClientConnection) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.receive":
+            text = message.get("text")
+            await upstream.send(text if text is not None else (message.get("bytes") or b""))
+        elif message["type"] == "websocket.disconnect":
+            await upstream.close(code=_sendable(message.get("code", 1000)), reason=message.get("reason") or "")
+            return
+
+
+async def _upstream_to_visitor(send: Send, upstream: ClientConnection) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for data in upstream:
+            if isinstance(data, str):
+                await send({"type": "websocket.send", "text": data})
+            else:
+                await send({"type": "websocket.send", "bytes": data})
+    await send({"type": "websocket.close", "code": _sendable(upstream.close_code or 1000),
+                "reason": upstream.close_reason or ""})
+
+
+def _sendable(code: int) -> int:
+    # 1005, 1006 and 1015 describe a close without a frame; they must never be sent in one.
+    return code if code in (1000, 1001, 1002, 1003) or 1007 <= code <= 1014 or 3000 <= code <= 4999 else 1000
+
+
+async def _refuse(scope: Scope, send: Send, status: int, body: bytes) -> None:
+    extensions: dict[str, Any] = scope.get("extensions") or {}
+    if "websocket.http.response" in extensions:
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+    else:
+        await send({"type": "websocket.close", "code": 1008})
