@@ -81,7 +81,7 @@ class Delivery:
 
     def __init__(self, redis: aioredis.Redis, config: Config, client: PinterestClient, *, consumer: str,
                  metrics: Metrics | None = None, bucket: TokenBucket | None = None,
-                 reclaim_after: float = 5.0, probe_interval: float = 5.0) -> None:
+                 reclaim_after: float = 5.0, probe_interval: float = 5.0, backoff_base: float = BACKOFF_BASE) -> None:
         if not config.ad_account_id:
             raise ValueError("PINTEREST_AD_ACCOUNT_ID is not set; the worker needs the account to deliver to.")
         self.redis = redis
@@ -95,6 +95,7 @@ class Delivery:
         self.max_wait = config.batch_max_wait
         self.reclaim_after = reclaim_after
         self.probe_interval = probe_interval
+        self.backoff_base = backoff_base
         self.streams = list(dict.fromkeys([stream_key(self.account), stream_key(DEFAULT_ACCOUNT)]))
         self.stop = asyncio.Event()
         self.in_hand: dict[str, set[bytes]] = defaultdict(set)
@@ -324,7 +325,7 @@ class Delivery:
 
     async def _retry_later(self, entries: list[Entry], result: SendResult) -> None:
         self._failures += 1
-        jitter = random.uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(self._failures, 16)))
+        jitter = random.uniform(0, min(BACKOFF_CAP, self.backoff_base * 2 ** min(self._failures, 16)))
         delay = max(result.delay or 0.0, jitter)
         for entry in entries:
             entry.attempts += 1

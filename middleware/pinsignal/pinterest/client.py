@@ -68,9 +68,10 @@ class SendResult:
 def _header_seconds(value: str | None, now: float) -> float | None:
     if not value:
         return None
-    value = value.strip().split(",")[0].strip()
+    value = value.strip()
     try:
-        seconds = float(value)
+        # X-RateLimit-* may list several windows ("58, 58;w=60"): the first is the one that bites.
+        seconds = float(value.split(",")[0].strip())
     except ValueError:
         try:
             parsed = email.utils.parsedate_to_datetime(value)
@@ -83,10 +84,14 @@ def _header_seconds(value: str | None, now: float) -> float | None:
     return min(max(seconds, 0.0), MAX_HEADER_DELAY)
 
 
-def retry_delay(headers: httpx.Headers, now: float | None = None) -> float | None:
-    """The wait asked for by ``Retry-After`` or ``X-RateLimit-Reset`` (seconds), if any."""
+def retry_delay(headers: httpx.Headers, now: float | None = None, *, rate_limited: bool = True) -> float | None:
+    """The wait asked for by ``Retry-After`` or, on a 429, ``X-RateLimit-Reset`` (seconds), if any.
+
+    ``X-RateLimit-Reset`` comes on every answer and only says when the window rolls over; it is
+    a request to wait only when the limit was hit.
+    """
     now = time.time() if now is None else now
-    for name in ("retry-after", "x-ratelimit-reset"):
+    for name in ("retry-after", "x-ratelimit-reset") if rate_limited else ("retry-after",):
         seconds = _header_seconds(headers.get(name), now)
         if seconds is not None:
             return seconds
@@ -141,7 +146,7 @@ def parse_response(response: httpx.Response, batch_size: int) -> SendResult:
         return SendResult("pause", status, reason, _message(body, response))
     if status in _RETRY_STATUSES or status >= 500:
         reason = "rate_limited" if status == 429 else "server_error"
-        return SendResult("retry", status, reason, _message(body, response), delay=retry_delay(response.headers))
+        return SendResult("retry", status, reason, _message(body, response), delay=retry_delay(response.headers, rate_limited=status == 429))
     return SendResult("split", status, "bad_request", _message(body, response))
 
 
