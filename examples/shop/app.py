@@ -39,11 +39,14 @@ from .pages import js, layout, money, on_load, product_properties
 CART_COOKIE = "cart"
 
 
-def create_app(config: Config | None = None) -> FastAPI:
-    """The shop, wrapped with :class:`PinSignalMiddleware` (settings from ``config`` or the environment)."""
+def create_app(config: Config | None = None, **middleware_options: Any) -> FastAPI:
+    """The shop, wrapped with :class:`PinSignalMiddleware` (settings from ``config`` or the environment).
+
+    ``middleware_options`` go to the middleware as they are (tests pass ``sink=MemorySink()``).
+    """
     config = config or Config.from_env()
     app = FastAPI(title="Pinewood Home", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(PinSignalMiddleware, config=config)
+    app.add_middleware(PinSignalMiddleware, config=config, **middleware_options)
     orders: dict[str, dict[str, Any]] = {}
 
     def page(request: Request, title: str, body: str, status_code: int = 200) -> HTMLResponse:

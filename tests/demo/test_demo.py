@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from support import CHROMIUM_ARGS, chromium_path, free_port, need, pinsignal_cmd, stop_process, wait_for_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -220,7 +221,8 @@ def test_port_in_use_is_one_sentence_naming_the_flag(tmp_path: Path) -> None:
         )
     assert done.returncode == 2
     message = done.stderr.strip()
-    assert message == f"pinsignal demo: port {port} on 127.0.0.1 is already in use; choose another with --port {port + 1}."
+    expected = f"port {port} on 127.0.0.1 is already in use; choose another with --port {port + 1}."
+    assert message == f"pinsignal demo: {expected}"
     assert not (tmp_path / "data" / "redis.sock").exists(), "nothing may start when a port is taken"
 
 
