@@ -12,7 +12,7 @@ import math
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pinsignal.sandbox.faults import FaultPlan
 from pinsignal.sandbox.settings import SandboxSettings
@@ -20,8 +20,7 @@ from pinsignal.sandbox.settings import SandboxSettings
 __all__ = ["RateWindow", "Record", "SandboxState"]
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One event the sandbox recorded (test requests record nothing)."""
 
     seq: int
@@ -57,6 +56,7 @@ class SandboxState:
         # hash((account, event_name, event_id)) -> first seen; dicts keep insertion order, so the
         # oldest key is always first and expiry/eviction only ever pops from the front
         self.dedup: dict[int, float] = {}
+        self.dedup_checks = 0
         self.windows: dict[str, RateWindow] = {}
         self.requests: Counter[int] = Counter()
         self.counts: Counter[str] = Counter()
@@ -90,15 +90,20 @@ class SandboxState:
         """Whether this key was seen within the dedup window; the first one seen wins."""
         dedup = self.dedup
         horizon = now - self.settings.dedup_hours * 3600.0
-        while dedup:
-            oldest = next(iter(dedup))
-            if dedup[oldest] >= horizon and len(dedup) < self.settings.max_dedup_keys:
-                break
-            del dedup[oldest]
+        self.dedup_checks += 1
+        # expiry is checked now and then (lookups compare times anyway); the size cap always
+        if len(dedup) >= self.settings.max_dedup_keys or not self.dedup_checks & 1023:
+            while dedup:
+                oldest = next(iter(dedup))
+                if dedup[oldest] >= horizon and len(dedup) < self.settings.max_dedup_keys:
+                    break
+                del dedup[oldest]
         key = hash((account, event_name, event_id))
         seen = dedup.get(key)
-        if seen is not None and seen >= horizon:
-            return True
+        if seen is not None:
+            if seen >= horizon:
+                return True
+            del dedup[key]  # re-inserted below, at the end, to keep the oldest-first order
         dedup[key] = now
         return False
 
