@@ -1,6 +1,6 @@
-"""Pipelines as code (DESIGN section 4). OWNER: pipelines work (issue 2). STUB.
+"""Pipelines as code (DESIGN section 4): YAML files that turn incoming events into Pinterest events.
 
-Contract used by the collector, ``track()``, the CLI and the proxy:
+Used by the collector, ``track()``, the CLI and the proxy::
 
     pipelines = load_pipelines(config.pipeline_paths)   # raises PipelineLoadError(["file:line: msg", ...])
     engine = Engine(pipelines, default_country="US")     # or Engine.from_config(config)
@@ -9,30 +9,32 @@ Contract used by the collector, ``track()``, the CLI and the proxy:
         produced.pipeline, produced.event, produced.errors, produced.valid
 
 ``Produced.event`` is a Pinterest v5 event dict (hashed, typed); ``errors`` is empty when it passed
-``validate: true`` (every reason otherwise).
+``validate: true`` (every reason otherwise). The file format is documented in ``docs/pipelines.md``.
+
+Modules: ``spec`` (typed objects), ``yamlsource`` + ``loader`` + ``steps`` (YAML to objects, with
+``file:line`` errors), ``transforms`` (the registry), ``normalise`` (match keys), ``coerce`` (v5
+types), ``paths`` and ``conditions`` (compiled getters and predicates), ``engine``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from pinsignal.errors import PipelineLoadError
+from pinsignal.pipeline.engine import Engine
+from pinsignal.pipeline.loader import load_pipeline_file, load_pipeline_text, load_pipelines, pipeline_files
+from pinsignal.pipeline.normalise import hash_match_key, normalise
+from pinsignal.pipeline.produced import Produced, RequestContext
+from pinsignal.pipeline.spec import Pipeline
 
-
-@dataclass(frozen=True)
-class RequestContext:
-    """What the HTTP request adds to an event: the request's ``epik`` query value and cookies."""
-
-    epik: str | None = None
-    cookies: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Produced:
-    pipeline: str
-    event: dict[str, Any]
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def valid(self) -> bool:
-        return not self.errors
+__all__ = [
+    "Engine",
+    "Pipeline",
+    "PipelineLoadError",
+    "Produced",
+    "RequestContext",
+    "hash_match_key",
+    "load_pipeline_file",
+    "load_pipeline_text",
+    "load_pipelines",
+    "normalise",
+    "pipeline_files",
+]

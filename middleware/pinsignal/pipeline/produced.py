@@ -1,0 +1,30 @@
+"""What a request adds to an event (:class:`RequestContext`) and what a pipeline gives back (:class:`Produced`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Produced", "RequestContext"]
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """What the HTTP request adds to an event: the request's ``epik`` query value and cookies."""
+
+    epik: str | None = None
+    cookies: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Produced:
+    """One Pinterest v5 event from one pipeline; ``errors`` is empty when it passed validation."""
+
+    pipeline: str
+    event: dict[str, Any]
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def valid(self) -> bool:
+        return not self.errors
