@@ -200,3 +200,30 @@ def test_nginx_snippet_forwards_to_the_proxy_with_client_headers() -> None:
     proxy_unit = dict(systemd_unit(DEPLOY / "systemd" / "pinsignal-proxy.service")["Service"])
     port = shlex.split(proxy_unit["ExecStart"])
     assert f"server 127.0.0.1:{port[port.index('--port') + 1]};" in code
+
+
+# ---------------------------------------------------------------------------- health endpoints
+
+
+@pytest.mark.integration
+def test_the_probed_health_endpoints_answer(redis_url: str, tmp_path: Path) -> None:
+    """The web tier's ``/_ps/health`` and the worker's ``/healthz`` (what every recipe probes) are real."""
+    import httpx
+
+    from support import free_port, pinsignal_cmd, run_process
+
+    env = {"REDIS_URL": redis_url, "PINTEREST_AD_ACCOUNT_ID": "549755885175", "PINTEREST_ACCESS_TOKEN": "deploy-test",
+           "PINTEREST_API_URL": f"http://127.0.0.1:{free_port()}", "PINSIGNAL_SECRET": "deploy-test-secret-0123456789",
+           "PINSIGNAL_DATA_DIR": str(tmp_path)}
+    web_port, metrics_port = free_port(), free_port()
+    web = pinsignal_cmd("proxy", "--port", str(web_port), "--upstream", f"http://127.0.0.1:{free_port()}")
+    worker = pinsignal_cmd("worker")
+    with run_process(web, port=web_port, env=env, log=tmp_path / "web.log"), \
+            run_process(worker, port=metrics_port, env={**env, "PINSIGNAL_METRICS_PORT": str(metrics_port)},
+                        log=tmp_path / "worker.log"):
+        web_health = httpx.get(f"http://127.0.0.1:{web_port}/_ps/health", timeout=10)
+        assert web_health.status_code == 200, web_health.text
+        worker_health = httpx.get(f"http://127.0.0.1:{metrics_port}/healthz", timeout=10)
+        assert worker_health.status_code == 200, worker_health.text
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+        assert "pinsignal_events_delivered" in metrics.text
