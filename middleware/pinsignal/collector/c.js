@@ -10,7 +10,7 @@ function v(){L!=l.href&&A.page()}
 var A={page:function(r){L=l.href;return q("page",{properties:r||{}})},
 track:function(e,r,o){o=o||{};return q("track",{event:e,properties:r||{},message_id:o.event_id||o.message_id})},
 identify:function(i,t){return q("identify",{user_id:i,traits:t||{}})},
-consent:function(o){var e=S&&S.getItem(K);c=!!(o&&o.advertising);P=0;S&&S.removeItem(K);c||(h=[]);p("consent",{advertising:c,epik:e}).then(function(){b=b.concat(h);h=[];f()})}};
+consent:function(o){var e=S&&S.getItem(K);c=!!(o&&o.advertising);P=0;S&&S.removeItem(K);c||(h=[]);h.map(function(x){x.context.consent={advertising:c}});p("consent",{advertising:c,epik:e}).then(function(){b=b.concat(h);h=[];f()})}};
 I&&S&&(m=l.search.match(/[?&]epik=([^&#]*)/))&&S.setItem(K,decodeURIComponent(m[1]));
 w.pinsignal=A;Q&&Q.map&&Q.map(function(x){A[x[0]].apply(A,x.slice(1))});
 if(a.auto!="off"){A.page();if(a.history!="off"){var H=history.pushState;history.pushState=function(){H.apply(this,arguments);v()};w.addEventListener("popstate",v)}}

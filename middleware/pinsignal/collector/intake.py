@@ -199,7 +199,7 @@ class Intake:
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
         pending: list[tuple[int, str, dict[str, Any]]] = []
         refused = invalid = 0
-        new_identity: dict[str, str] = {}
+        identity = dict(remembered)  # an identify early in a batch already counts for the events after it
         for index, raw in enumerate(raws):
             if type(raw) is not dict:
                 outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
@@ -218,9 +218,9 @@ class Intake:
                 invalid += 1
                 continue
             if envelope["type"] == "identify":
-                new_identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
-                                                  default_country=self.config.default_country))
-            _remember(envelope, remembered, device_id)
+                identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
+                                              default_country=self.config.default_country))
+            _remember(envelope, identity, device_id)
             reasons: list[str] = []
             for produced in self.engine.process(envelope, request):
                 if produced.valid:
@@ -235,11 +235,9 @@ class Intake:
         if pending:
             result = await self.sink.enqueue([event for _, _, event in pending])
             outcome.queued, outcome.duplicates = result.queued, result.duplicates
-        if new_identity:
-            merged = {**remembered, **new_identity}
-            if merged != remembered:
-                outcome.cookies.append(self.cookies.identity(self.identity.dumps(merged), secure=visitor.secure,
-                                                             host=visitor.host))
+        if identity != remembered:
+            outcome.cookies.append(self.cookies.identity(self.identity.dumps(identity), secure=visitor.secure,
+                                                         host=visitor.host))
         if refused:
             await self.sink.incr("dropped_consent", refused)
         if invalid:

@@ -34,14 +34,17 @@ class Sink(Protocol):
 
 
 class MemorySink:
-    """Keeps events and counters in memory; ``events`` lists everything enqueued, duplicates dropped."""
+    """Keeps events and counters in memory; ``events`` lists everything enqueued.
+
+    Like the Redis queue, an ``(event_name, event_id)`` pair already queued is a duplicate.
+    """
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
         self.counters: Counter[str] = Counter()
         self.opened = 0
         self.closed = 0
-        self._seen: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()
 
     async def open(self) -> None:
         self.opened += 1
@@ -50,10 +53,11 @@ class MemorySink:
         result = EnqueueResult()
         for event in events:
             event_id = str(event.get("event_id", ""))
-            if event_id and event_id in self._seen:
+            key = (str(event.get("event_name", "")), event_id)
+            if key in self._seen:
                 result.duplicates.append(event_id)
                 continue
-            self._seen.add(event_id)
+            self._seen.add(key)
             self.events.append(event)
             result.queued.append(event_id)
         return result
