@@ -79,8 +79,8 @@ def sandbox_server(_sandbox_session: tuple[str, Any]) -> Iterator[Any]:
     """
     from pinsignal.sandbox import SandboxClient
 
-    url, app = _sandbox_session
-    app.state.sandbox.reset()
+    url, _app = _sandbox_session
     with SandboxClient(url) as client:
+        client.reset()  # over HTTP, so it runs on the server's own event loop thread
         yield client
-    app.state.sandbox.reset()
+        client.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -127,3 +128,20 @@ def test_reset_clears_faults(sandbox_server: SandboxClient, make_event: Any) -> 
     sandbox_server.fault(calls_per_minute=1)
     sandbox_server.reset()
     assert [sandbox_server.send([make_event()]).status_code for _ in range(2)] == [200, 200]
+
+
+def test_a_call_waiting_on_a_delay_when_the_sandbox_is_reset_records_nothing(sandbox_server: SandboxClient,
+                                                                           make_event: Any) -> None:
+    sandbox_server.fault(delay=0.5, delay_count=1)
+    answers: list[httpx.Response] = []
+    waiting = threading.Thread(target=lambda: answers.append(sandbox_server.send([make_event()])))
+    waiting.start()
+    deadline = time.monotonic() + 10
+    while sandbox_server.stats()["faults"]["delay"] is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # the delay is consumed when the call arrives
+    sandbox_server.reset()
+    waiting.join(10)
+    assert answers[0].status_code == 500
+    assert "reset while this call waited" in answers[0].json()["message"]
+    assert sandbox_server.stats()["requests_total"] == 0
+    assert sandbox_server.events() == []

@@ -45,7 +45,13 @@ class EventsEndpoint:
         delay = state.faults.next_delay()
         fault = state.faults.next_status()
         if delay:
+            generation = state.generation
             await anyio.sleep(delay)
+            if state.generation != generation:
+                # a reset while this call waited: it must not leak into what the next test sees
+                body = {"code": 500, "message": "The sandbox was reset while this call waited; nothing was recorded."}
+                return Response(orjson.dumps(body), status_code=500, headers={"x-pinterest-rid": request_id},
+                                media_type="application/json")
         now = time.time()
         if fault is not None:
             state.counts["faults_injected"] += 1

@@ -46,10 +46,12 @@ class SandboxState:
         self.initial = settings
         self.settings = settings
         self.faults = FaultPlan()
+        self.generation = 0
         self.reset()
 
     def reset(self) -> None:
         """Forget everything and return to the start-up settings."""
+        self.generation += 1
         self.settings = self.initial
         self.faults.clear()
         self.records: deque[Record] = deque(maxlen=self.settings.max_recorded)
