@@ -150,3 +150,14 @@ def test_bad_settings_fail_with_one_sentence(environ: dict[str, str], message: s
     with pytest.raises(ConfigError) as caught:
         SandboxSettings.from_env(environ)
     assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_rate_window_is_per_account_and_restarts_after_a_minute() -> None:
+    state = create_app(SandboxSettings(calls_per_minute=2)).state.sandbox
+    start = 1_000_000.0
+    assert state.take_call("1", start) == (True, 1, 60)
+    assert state.take_call("1", start + 10.2) == (True, 0, 50)
+    assert state.take_call("1", start + 20) == (False, 0, 40)
+    assert state.peek_calls("1", start + 30) == (0, 30)
+    assert state.take_call("2", start + 20) == (True, 1, 60)
+    assert state.take_call("1", start + 60) == (True, 1, 60)
