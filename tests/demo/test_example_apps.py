@@ -76,8 +76,8 @@ def test_proxy_example_run_script(tmp_path: Path) -> None:
         event = {"type": "track", "event": "product_added", "message_id": "proxy-example-1",
                  "properties": {"product_id": "apron-1", "price": 38.0, "quantity": 1, "currency": "USD"},
                  "context": {"page": {"url": f"{proxy}/product.html"}}}
-        answer = httpx.post(f"{proxy}/_ps/e", json=event, cookies={"_epik": EPIK},
-                            headers={"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"}, timeout=10)
+        answer = httpx.post(f"{proxy}/_ps/e", json=event, timeout=10, headers={
+            "cookie": f"_epik={EPIK}", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"})
         assert answer.status_code == 202, answer.text
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:

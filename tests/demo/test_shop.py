@@ -99,7 +99,7 @@ async def test_each_event_the_shop_sends_becomes_the_promised_pinterest_event(
                             "revenue": 14.99, "products": [{"product_id": "sku-101", "price": 14.99, "quantity": 1}]},
              "traits": {"email": "jane@example.com"},
              "context": {"page": {"url": "http://shop.test/product/sku-101"}, "consent": {"advertising": True}}}
-    answer = await client.post("/_ps/e", json=event, cookies={"_epik": EPIK})
+    answer = await client.post("/_ps/e", json=event, headers={"cookie": f"_epik={EPIK}"})
     assert answer.status_code == 202, answer.text
     assert answer.json()["rejected"] == []
     names = [e["event_name"] for e in sink.events]
