@@ -53,10 +53,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                                         (b"set-cookie", b"a=1; Path=/; HttpOnly"),
                                         (b"set-cookie", b"b=2; Path=/; Expires=Wed, 09 Jun 2027 10:18:14 GMT"),
                                         (b"set-cookie", b"c=3; Path=/shop; SameSite=Lax")])
-    elif path == "/inspect":
+    elif path.startswith("/inspect"):
         await _drain(receive)
         report = {"method": scope["method"], "raw_path": scope["raw_path"].decode("latin-1"),
-                  "query": scope["query_string"].decode("latin-1"),
+                  "query": scope["query_string"].decode("latin-1"), "peer_port": scope["client"][1],
                   "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]}
         await _reply(send, 200, json.dumps(report).encode(), [(b"content-type", b"application/json")])
     elif path == "/echo":
@@ -113,7 +113,7 @@ async def _big(scope: dict[str, Any], receive: Any, send: Any, size: int) -> Non
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             state["sent"] += len(piece)
         await send({"type": "http.response.body", "body": b""})
-        state["done"] = True
+        state["done"] = state["sent"] >= size
     finally:
         watcher.cancel()
 

@@ -1,0 +1,66 @@
+"""When the upstream is down, slow, or the visitor leaves: short error pages and no wasted reading."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import httpx
+import proxy_upstream
+import pytest
+
+from support import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def test_upstream_down_is_a_502_page(make_proxy) -> None:
+    proxy = make_proxy(upstream=f"http://127.0.0.1:{free_port()}")
+    response = httpx.get(proxy.url + "/page")
+    assert response.status_code == 502
+    assert response.headers["content-type"].startswith("text/html")
+    assert "502 Bad Gateway" in response.text
+
+
+def test_slow_upstream_is_a_504_page_within_the_timeout(make_proxy) -> None:
+    proxy = make_proxy(timeout=0.5)
+    started = time.monotonic()
+    response = httpx.get(proxy.url + "/slow?delay=10", timeout=30)
+    elapsed = time.monotonic() - started
+    assert response.status_code == 504
+    assert "504 Gateway Timeout" in response.text
+    assert elapsed < 8  # the timeout, not the upstream's ten seconds, decided
+
+
+def test_a_fast_enough_upstream_is_not_cut_off(make_proxy) -> None:
+    response = httpx.get(make_proxy(timeout=5).url + "/slow?delay=0.2", timeout=30)
+    assert response.status_code == 200 and response.text == "finally"
+
+
+def test_visitor_disconnect_mid_download_stops_the_upstream_read(make_proxy) -> None:
+    proxy = make_proxy()
+    size = 2 * 1024**3  # far more than socket buffers can hold: only a stopped read ends early
+    key = f"size={size}&visitor=leaves"
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=10) as sock:
+        sock.sendall(f"GET /big?{key} HTTP/1.1\r\nHost: shop.example\r\n\r\n".encode())
+        received = 0
+        while received < 4 * 1024 * 1024:
+            received += len(sock.recv(65536))
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not proxy_upstream.STATE[key]["disconnected"]:
+        time.sleep(0.05)
+    state = proxy_upstream.STATE[key]
+    assert state["disconnected"], "the proxy kept the upstream download going"
+    assert not state["done"]
+    assert state["sent"] < size // 4
+
+
+def test_large_body_streams_through_intact(make_proxy) -> None:
+    size = 64 * 1024 * 1024 + 12345
+    total = 0
+    url = make_proxy().url + f"/big?size={size}&n=2"
+    with httpx.Client(timeout=60) as client, client.stream("GET", url) as response:
+        assert response.headers["content-length"] == str(size)
+        for chunk in response.iter_raw():
+            total += len(chunk)
+    assert total == size
