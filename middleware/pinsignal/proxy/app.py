@@ -15,13 +15,17 @@ from __future__ import annotations
 import http.cookiejar
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from pinsignal.asgi import PinSignalMiddleware
 from pinsignal.clientip import TrustedProxies
+from pinsignal.collector import Sink
 from pinsignal.config import Config
+from pinsignal.pipeline import Engine
 
 from .forward import Forwarder
 from .pageviews import Handoff, PageviewPolicy
@@ -114,25 +118,27 @@ class ProxyApp:
 
 
 def create_app(settings: ProxySettings, *, config: Config | None = None,
-               transport: httpx.AsyncBaseTransport | None = None) -> ASGIApp:
-    """The proxy with ``PinSignalMiddleware`` in front: epik cookie, ``/_ps`` routes, page views."""
-    from pinsignal.asgi import PinSignalMiddleware
+               transport: httpx.AsyncBaseTransport | None = None, sink: Sink | None = None,
+               engine: Engine | None = None) -> PinSignalMiddleware:
+    """The proxy with ``PinSignalMiddleware`` in front: epik cookie, ``/_ps`` routes, page views.
 
+    ``sink`` and ``engine`` go to the middleware (default: the Redis queue and the pipelines).
+    """
     config = config or Config.from_env()
-    settings = ProxySettings(**{**settings.__dict__, "collector_prefix": config.collector_prefix})
+    settings = replace(settings, collector_prefix=config.collector_prefix)
     proxy = ProxyApp(settings, config=config, transport=transport)
-    middleware = PinSignalMiddleware(proxy, config=config)
+    middleware = PinSignalMiddleware(proxy, config=config, sink=sink, engine=engine)
     proxy.handoff = _middleware_handoff(middleware)
     return middleware
 
 
-def _middleware_handoff(middleware: Any) -> Handoff:
+def _middleware_handoff(middleware: PinSignalMiddleware) -> Handoff:
     async def handoff(scope: Scope, event: dict[str, Any]) -> None:
         intake = middleware.intake
         await intake.accept([event], intake.visitor(scope), received_at=time.time())
     return handoff
 
 
-def app_from_env() -> ASGIApp:
+def app_from_env() -> PinSignalMiddleware:
     """uvicorn factory (``pinsignal.proxy:app_from_env``): settings from ``PINSIGNAL_*``, one app per worker."""
     return create_app(ProxySettings.from_env())
