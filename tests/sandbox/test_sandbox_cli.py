@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from pinsignal.sandbox import SandboxClient
@@ -55,3 +58,32 @@ def test_cli_help_lists_the_options() -> None:
     for option in ("--host", "--port", "--token", "--account", "--partial-failure", "--max-age-days",
                    "--calls-per-minute"):
         assert option in result.stdout
+
+
+def test_cli_stops_promptly_on_sigterm_even_with_a_call_held_by_a_delay(make_event: Any) -> None:
+    port = free_port()
+    outcome: list[object] = []
+
+    def held_call(sandbox: SandboxClient) -> None:
+        try:
+            outcome.append(httpx.post(sandbox.events_url, json={"data": [make_event()]}, headers=sandbox.headers,
+                                      timeout=60).status_code)
+        except httpx.HTTPError as exc:
+            outcome.append(exc)
+
+    with run_process(pinsignal_cmd("sandbox", "--port", str(port)), port=port) as process, \
+            SandboxClient(f"http://127.0.0.1:{port}") as sandbox:
+        sandbox.fault(delay=600, delay_count=1)
+        caller = threading.Thread(target=held_call, args=(sandbox,))
+        caller.start()
+        deadline = time.monotonic() + 10
+        while sandbox.stats()["faults"]["delay"] is not None:  # consumed when the call arrives
+            assert time.monotonic() < deadline, "the held call never arrived"
+            time.sleep(0.02)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down, so -15 is a clean exit here
+        assert process.wait(30) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 15
+        caller.join(30)
+        assert outcome and outcome[0] != 200  # cut off (an exception or an error status), never processed

@@ -56,6 +56,10 @@ def run(args: argparse.Namespace) -> int:
     base = f"http://{settings.host}:{settings.port}"
     logger.info("sandbox listening on %s (set PINTEREST_API_URL=%s); %d token(s), accounts: %s",
                 base, base, len(settings.tokens), ", ".join(settings.accounts) or "any")
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        logger.warning("the /_sandbox test API (reset, faults) has no authentication and is reachable on %s",
+                       settings.host)
+    # a call held by an injected delay must not hold up shutting down (the demo stops the sandbox)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                server_header=False)
+                server_header=False, timeout_graceful_shutdown=1)
     return 0
