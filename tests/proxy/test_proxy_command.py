@@ -1,0 +1,79 @@
+"""``pinsignal proxy`` as a real process: options and environment, workers, and flat memory on big bodies."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support import free_port, pinsignal_cmd, run_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SECRET = "proxy-cli-secret-0123456789abcdef"
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def test_bad_upstream_fails_at_start_with_one_sentence() -> None:
+    result = subprocess.run(pinsignal_cmd("proxy", "--upstream", "ftp://example"), capture_output=True, text=True,
+                            timeout=60, env={"PINSIGNAL_SECRET": SECRET, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert "PINSIGNAL_UPSTREAM must be an http(s) URL" in result.stderr and "'ftp://example'" in result.stderr
+    missing = subprocess.run(pinsignal_cmd("proxy"), capture_output=True, text=True, timeout=60,
+                             env={"PINSIGNAL_SECRET": SECRET, "PATH": "/usr/bin:/bin"})
+    assert missing.returncode == 2 and "PINSIGNAL_UPSTREAM is not set" in missing.stderr
+
+
+def test_environment_only_two_workers_serve_the_site(upstream, redis_url, tmp_path) -> None:
+    port = free_port()
+    env = {"PINSIGNAL_UPSTREAM": upstream.url, "PINSIGNAL_PROXY_PORT": str(port), "PINSIGNAL_PROXY_WORKERS": "2",
+           "PINSIGNAL_PROXY_INJECT": "true", "PINSIGNAL_SECRET": SECRET, "REDIS_URL": redis_url,
+           "PINSIGNAL_DATA_DIR": str(tmp_path)}
+    with run_process(pinsignal_cmd("proxy"), port=port, env=env, timeout=60, log=tmp_path / "proxy.log"):
+        for _ in range(4):
+            response = httpx.get(f"http://127.0.0.1:{port}/page", headers={"accept": "text/html"}, timeout=30)
+            assert response.status_code == 200
+            assert b'<script src="/_ps/c.js" defer></script></HEAD>' in response.content
+        assert httpx.get(f"http://127.0.0.1:{port}/_ps/c.js", timeout=30).status_code == 200
+
+
+def test_hundreds_of_megabytes_stream_through_with_flat_memory(upstream, redis_url, tmp_path) -> None:
+    port = free_port()
+    size = 300 * 1024 * 1024
+    env = {"PINSIGNAL_SECRET": SECRET, "REDIS_URL": redis_url, "PINSIGNAL_DATA_DIR": str(tmp_path)}
+    command = pinsignal_cmd("proxy", "--upstream", upstream.url, "--port", str(port))
+    with run_process(command, port=port, env=env, timeout=60, log=tmp_path / "proxy.log") as process:
+        assert httpx.get(f"http://127.0.0.1:{port}/page", timeout=30).status_code == 200  # warm: imports, pool
+        baseline = rss_bytes(process.pid)
+        peak = baseline
+        stop = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, rss_bytes(process.pid))
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        received = 0
+        try:
+            with httpx.stream("GET", f"http://127.0.0.1:{port}/big?size={size}&rss=1", timeout=60) as response:
+                for chunk in response.iter_raw(1024 * 1024):
+                    received += len(chunk)
+        finally:
+            stop.set()
+            sampler.join()
+    assert received == size
+    growth = peak - baseline
+    assert growth < 40 * 1024 * 1024, f"proxy RSS grew by {growth / 1e6:.1f} MB while streaming {size / 1e6:.0f} MB"
