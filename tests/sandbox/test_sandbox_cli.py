@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pinsignal.cli import main
 from pinsignal.sandbox import SandboxClient
 from support import free_port, pinsignal_cmd, run_process
 
@@ -43,21 +43,21 @@ def test_cli_serves_the_sandbox_with_its_options(tmp_path: Path, make_event: Any
     assert "tok-1" not in output and "tok-2" not in output  # tokens never logged
 
 
-def test_cli_rejects_a_bad_option_with_one_sentence() -> None:
-    result = subprocess.run(pinsignal_cmd("sandbox", "--account", "12x", "--port", str(free_port())),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2
-    assert "PINSIGNAL_SANDBOX_ACCOUNTS entries must be numeric ad account ids (up to 18 digits), got '12x'." \
-        in result.stderr
-    assert "Traceback" not in result.stderr
+def test_cli_rejects_a_bad_option_with_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sandbox", "--account", "12x", "--port", str(free_port())]) == 2
+    err = capsys.readouterr().err
+    assert "PINSIGNAL_SANDBOX_ACCOUNTS entries must be numeric ad account ids (up to 18 digits), got '12x'." in err
+    assert "Traceback" not in err
 
 
-def test_cli_help_lists_the_options() -> None:
-    result = subprocess.run(pinsignal_cmd("sandbox", "--help"), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
+def test_cli_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["sandbox", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
     for option in ("--host", "--port", "--token", "--account", "--partial-failure", "--max-age-days",
-                   "--calls-per-minute"):
-        assert option in result.stdout
+                   "--calls-per-minute", "--unknown-event-names", "--max-recorded"):
+        assert option in out
 
 
 def test_cli_stops_promptly_on_sigterm_even_with_a_call_held_by_a_delay(make_event: Any) -> None:
