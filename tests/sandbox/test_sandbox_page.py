@@ -62,3 +62,8 @@ def test_empty_page(sandbox_server: SandboxClient) -> None:
 ])
 def test_match_keys(user_data: Any, expected: list[str]) -> None:
     assert match_keys({"user_data": user_data}) == expected
+
+
+def test_page_shows_the_order_value(sandbox_server: SandboxClient, make_event: Any) -> None:
+    sandbox_server.send([make_event(custom_data={"value": "9.99", "currency": "EUR"})])
+    assert "<td>9.99 EUR</td>" in httpx.get(f"{sandbox_server.url}/").text

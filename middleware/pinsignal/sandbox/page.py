@@ -64,6 +64,10 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
         shown_time = (time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event_time))
                       if isinstance(event_time, int) and 0 <= event_time < 10**11 else str(event_time))
         flag = ' <span class="dup">duplicate</span>' if record.duplicate else ""
+        custom = event.get("custom_data")
+        value = ""
+        if isinstance(custom, dict) and custom.get("value") is not None:
+            value = f"{custom.get('value')} {custom.get('currency') or ''}".strip()
         rows.append(
             "<tr>"
             f"<td>{esc(time.strftime('%H:%M:%S', time.gmtime(record.received_at)))}</td>"
@@ -72,6 +76,7 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
             f"<td><code>{esc(str(event.get('event_id')))}</code></td>"
             f"<td>{esc(shown_time)}</td>"
             f"<td>{esc(str(event.get('action_source')))}</td>"
+            f"<td>{esc(value)}</td>"
             f"<td>{esc(', '.join(keys)) if keys else '<span class=none>none</span>'}</td>"
             f"<td><code>{esc(record.request_id)}</code></td>"
             "</tr>"
@@ -84,7 +89,7 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
         f"<span>duplicates: {stats['duplicates']}</span>"
         f"<span>test events (not recorded): {stats['test_events']}</span>"
     )
-    body = "\n".join(rows) if rows else '<tr><td colspan="8" class="none">Nothing received yet.</td></tr>'
+    body = "\n".join(rows) if rows else '<tr><td colspan="9" class="none">Nothing received yet.</td></tr>'
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta http-equiv=\"refresh\" content=\"{int(refresh_seconds)}\">"
@@ -95,6 +100,6 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
         f"Newest first, last {PAGE_SIZE} shown; JSON at <code>/_sandbox/events</code>.</p>"
         f"<p class=\"counts\">{counts}</p>"
         "<table><thead><tr><th>received (UTC)</th><th>ad account</th><th>event</th><th>event_id</th>"
-        "<th>event_time (UTC)</th><th>source</th><th>match keys</th><th>request id</th></tr></thead>"
+        "<th>event_time (UTC)</th><th>source</th><th>value</th><th>match keys</th><th>request id</th></tr></thead>"
         f"<tbody>{body}</tbody></table></body></html>\n"
     )
