@@ -18,7 +18,7 @@ from typing import Any
 from pinsignal.errors import PipelineLoadError
 from pinsignal.pinterest.contract import STANDARD_EVENT_NAMES
 from pinsignal.pipeline.spec import OPERATORS, SECTIONS, Condition, Enrichment, Output, Pipeline, Step
-from pinsignal.pipeline.steps import StepReader, suggest
+from pinsignal.pipeline.steps import StepReader, plain, suggest
 from pinsignal.pipeline.yamlsource import SourceError, YMap, YSeq, parse_yaml, read_yaml
 
 __all__ = ["load_pipeline_file", "load_pipeline_text", "load_pipelines", "pipeline_files"]
@@ -231,6 +231,8 @@ class _Checker:
         elif "value" not in item:
             self.error(item.line, f"operator {operator} needs a value")
             ok = False
+        elif not self.small(value, line):
+            ok = False
         elif operator in ("in", "not_in") and not isinstance(value, list):
             self.error(line, f"operator {operator} needs a list value, got {_kind(value)}")
             ok = False
@@ -242,11 +244,9 @@ class _Checker:
             ok = False
         elif operator == "matches":
             ok = self.regex(str(value), line)
-        elif not self.small(value, line):
-            ok = False
         if not ok or not isinstance(field, str):
             return None
-        return Condition(field=field, operator=operator, value=value, line=item.line)
+        return Condition(field=field, operator=operator, value=plain(value), line=item.line)
 
     def regex(self, pattern: str, line: int) -> bool:
         try:
@@ -305,7 +305,8 @@ class _Checker:
         written = {step.target for step in steps}
         for target, example in _REQUIRED_TARGETS.items():
             if target not in written and not self.errors:
-                self.error(transform.line, f"nothing writes {target}, which Pinterest requires; add {example}")
+                self.error(document.line_of("transform"),
+                           f"nothing writes {target}, which Pinterest requires; add {example}")
         for step in steps:
             if isinstance(step, Step) and step.target == "event_name" and step.section == "static":
                 if step.value not in STANDARD_EVENT_NAMES:

@@ -18,7 +18,7 @@ from pinsignal.pipeline.spec import TARGETS, Enrichment, Section, Step, Transfor
 from pinsignal.pipeline.transforms import REGISTRY
 from pinsignal.pipeline.yamlsource import YMap
 
-__all__ = ["StepReader", "suggest"]
+__all__ = ["StepReader", "plain", "suggest"]
 
 ErrorSink = Callable[[int, str], None]
 SizeCheck = Callable[[Any, int], bool]
@@ -34,6 +34,15 @@ _NEVER_HASHED = ("user_data.click_id", "user_data.client_ip_address", "user_data
 _PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
 _COOKIE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PREFIX: dict[Section, str] = {"user_data": "user_data.", "custom_data": "custom_data."}
+
+
+def plain(value: Any) -> Any:
+    """YAML containers (which carry line numbers) as plain dicts and lists, for the engine."""
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [plain(item) for item in value]
+    return value
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
@@ -72,7 +81,7 @@ class StepReader:
             self.error(item.line_of("value"),
                        f"{target} holds SHA-256 digests; a static value there must already be one (64 hex)")
             return None
-        return Step(section="static", target=target, value=value, line=item.line)
+        return Step(section="static", target=target, value=plain(value), line=item.line)
 
     def mapped(self, section: Section, item: YMap) -> Step | None:
         calls = self.transforms(item)
@@ -84,7 +93,7 @@ class StepReader:
             return None
         if calls is None or target is None or sources is None or not self.hashing(target, calls, item):
             return None
-        return Step(section=section, target=target, sources=sources, transforms=calls, default=default,
+        return Step(section=section, target=target, sources=sources, transforms=calls, default=plain(default),
                     has_default=has_default, line=item.line)
 
     def enrichment(self, item: YMap) -> Enrichment | None:
@@ -121,7 +130,7 @@ class StepReader:
         if calls is None or target is None or sources is None or not self.hashing(target, calls, item):
             return None
         return Enrichment(type="identity", target=target, sources=sources, transforms=calls,
-                          default=item.get("default"), has_default="default" in item, line=item.line)
+                          default=plain(item.get("default")), has_default="default" in item, line=item.line)
 
     # ---------------------------------------------------------------- parts
 
@@ -183,7 +192,7 @@ class StepReader:
                     self.error(item.line_of(param_name),
                                f"{param_name!r} of transform {name} must be a {param.kind}, got {_kind(value)}")
                     return None
-                params[param_name] = value
+                params[param_name] = plain(value)
             calls.append(TransformCall(name=name, params=params, line=line))
         return tuple(calls)
 

@@ -14,8 +14,10 @@ dropped) and to a single value as it is.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -172,16 +174,17 @@ def _sum(ctx: BuildContext) -> Fn:
     path = tuple(str(ctx.params["field"]).split(".")) if "field" in ctx.params else ()
 
     def fn(value: Any) -> Any:
-        total: int | float = 0
+        # Decimal from each number's shortest repr: 14.99 + 10 is 24.99, not 24.990000000000002.
+        total = Decimal(0)
         seen = False
         for item in _as_list(value):
             number = to_float(_get(item, path)) if path else to_float(item)
-            if type(number) is float:
-                total += number
+            if type(number) is float and math.isfinite(number):
+                total += Decimal(repr(number))
                 seen = True
         if not seen:
             return None
-        return int(total) if float(total).is_integer() else total
+        return int(total) if total == total.to_integral_value() else float(total)
 
     return fn
 
@@ -291,7 +294,10 @@ def _to_float(ctx: BuildContext) -> Fn:
 @register("to_money_string", "A decimal string from a number or numeric string (72.39 -> '72.39').")
 def _to_money_string(ctx: BuildContext) -> Fn:
     def fn(value: Any) -> Any:
-        text = money_string(to_float(value)) if type(value) is str else money_string(value)
+        number = to_float(value) if type(value) is not bool else None
+        if type(number) is not float:
+            return None
+        text = money_string(value.strip() if type(value) is str else value)
         return text if type(text) is str else None
 
     return fn

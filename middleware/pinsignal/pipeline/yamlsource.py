@@ -96,6 +96,10 @@ def parse_yaml(text: str) -> Any:
         return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except SourceError:
         raise
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        character = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        raise SourceError(line, f"invalid YAML: unacceptable character #x{ord(character):04x} ({exc.reason})") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else 1
