@@ -1,0 +1,158 @@
+"""Reverse proxy: requests/s through ``pinsignal proxy`` vs straight to the upstream, and memory on a 1 GB body.
+
+    .venv/bin/python tests/bench/bench_proxy.py [--rounds 5] [--seconds 3] [--connections 16] [--gigabytes 1]
+
+Every server is its own process: two upstreams serving the same small page (about 1 KB of HTML),
+a Python ASGI app under uvicorn and ``python -m http.server`` (a plain static file server), and
+``pinsignal proxy`` in front of each, exactly as shipped (middleware included, one worker). The load
+generator is ``wrk`` (``apt-get install wrk``) or, without it, a multi-process Python client
+(``loadgen.py``). Direct and proxied runs are interleaved and the medians reported (DESIGN 7:
+at least 0.5). Then 1 GB is streamed through the proxy while its RSS is sampled (target: under
+100 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import WRK, interleaved, load, median
+
+from support import free_port, pinsignal_cmd, run_process, wait_for_port
+
+PAGE = (b"<!DOCTYPE html><html><head><meta charset=utf-8><title>Shop</title></head><body><h1>Shop</h1>"
+        + b"<p>" + b"A small page. " * 60 + b"</p></body></html>")
+CHUNK = b"x" * (64 * 1024)
+SECRET = "bench-proxy-secret-0123456789abcdef"
+
+
+async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/big":
+        size = int(scope["query_string"].decode().split("=", 1)[1])
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]})
+        sent = 0
+        while sent < size:
+            piece = CHUNK[: size - sent]
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            sent += len(piece)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(PAGE)).encode())]})
+    await send({"type": "http.response.body", "body": PAGE})
+
+
+def serve_upstream(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(upstream_app, host="127.0.0.1", port=port, log_level="error", access_log=False,
+                server_header=False, date_header=False)
+
+
+def proxy_command(upstream_port: int, port: int) -> list[str]:
+    return pinsignal_cmd("--log-level", "warning", "proxy", "--upstream", f"http://127.0.0.1:{upstream_port}",
+                         "--port", str(port))
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def stream_through(port: int, size: int, pid: int) -> tuple[float, int, int]:
+    """Seconds to pull ``size`` bytes through the proxy, its RSS before, and its peak RSS meanwhile."""
+    import httpx
+
+    baseline = peak = rss(pid)
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss(pid))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    received = 0
+    started = time.perf_counter()
+    try:
+        with httpx.stream("GET", f"http://127.0.0.1:{port}/big?size={size}", timeout=120) as response:
+            for chunk in response.iter_raw(1024 * 1024):
+                received += len(chunk)
+    finally:
+        stop.set()
+        sampler.join()
+    if received != size:
+        raise RuntimeError(f"received {received} bytes of {size}")
+    return time.perf_counter() - started, baseline, peak
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--gigabytes", type=float, default=1.0)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        (root / "www").mkdir()
+        (root / "www" / "index.html").write_bytes(PAGE)
+        env = {"PINSIGNAL_SECRET": SECRET, "PINSIGNAL_DATA_DIR": str(root / "data")}
+        asgi_port, static_port, proxy_asgi, proxy_static = (free_port() for _ in range(4))
+        with run_process([sys.executable, __file__, "serve", str(asgi_port)], port=asgi_port), \
+                run_process([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
+                             "--directory", str(root / "www")], port=static_port), \
+                run_process(proxy_command(asgi_port, proxy_asgi), port=proxy_asgi, env=env,
+                            timeout=60) as proxy_process, \
+                run_process(proxy_command(static_port, proxy_static), port=proxy_static, env=env, timeout=60):
+            for port in (asgi_port, static_port, proxy_asgi, proxy_static):
+                wait_for_port(port)
+
+            def measure(port: int, path: str) -> Any:
+                return lambda: load(port, path=path, seconds=args.seconds, connections=args.connections)
+
+            for port, path in ((proxy_asgi, "/"), (proxy_static, "/index.html")):
+                load(port, path=path, seconds=1, connections=args.connections)  # warm up pools and imports
+            results = interleaved({
+                "asgi direct": measure(asgi_port, "/"), "asgi proxied": measure(proxy_asgi, "/"),
+                "static direct": measure(static_port, "/index.html"),
+                "static proxied": measure(proxy_static, "/index.html"),
+            }, args.rounds)
+            size = int(args.gigabytes * 1024**3)
+            seconds, baseline, peak = stream_through(proxy_asgi, size, proxy_process.pid)
+
+    generator = "wrk" if WRK else "python multi-process client"
+    print(f"load: {generator}, {args.connections} connections, {args.seconds:.0f} s x {args.rounds} rounds "
+          f"interleaved; medians (requests/s); page {len(PAGE)} bytes; cpus {os.cpu_count()}")
+    print(f"{'upstream':<32}{'direct':>10}{'proxied':>10}{'ratio':>8}  target")
+    for name, label in (("asgi", "Python ASGI app (uvicorn)"), ("static", "static files (python -m http.server)")):
+        direct, proxied = median(results[f"{name} direct"]), median(results[f"{name} proxied"])
+        print(f"{label:<32}{direct:>10.0f}{proxied:>10.0f}{proxied / direct:>8.2f}  >= 0.5")
+    for name, values in results.items():
+        print(f"  runs {name:<15} " + " ".join(f"{value:.0f}" for value in values))
+    print(f"{size / 1024**3:.1f} GB through the proxy in {seconds:.1f} s ({size / seconds / 1e6:.0f} MB/s): "
+          f"proxy RSS {baseline / 1e6:.1f} MB before, peak {peak / 1e6:.1f} MB (target < 100 MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "serve":
+        serve_upstream(int(sys.argv[2]))
+    else:
+        sys.exit(main())
