@@ -72,10 +72,11 @@ def sandbox_server(_sandbox_session: tuple[str, Any]) -> Iterator[Any]:
       ``request_id``, ``duplicate``, ``event``); ``.wait_for_events(n, timeout=30)`` polls for them;
     - ``.stats()``: ``requests`` by status, ``events_received``, ``events_recorded``, ``duplicates``, ...;
     - ``.fault(status=503, count=2, retry_after=1)``, ``.fault(delay=3.0)``, ``.fault(calls_per_minute=5)``,
-      ``.clear_faults()``, ``.reset()``.
+      ``.clear_faults()``, ``.reset()``;
+    - ``.configure(partial_failure=200, accounts=["111"], ...)``: other settings for this test only.
 
-    Settings are the defaults (partial failure answers 422, unknown event names warn, 7-day window);
-    build your own with ``create_app(SandboxSettings(...))`` and ``ServerThread`` if you need others.
+    Settings start as the defaults (partial failure answers 422, unknown event names warn, 7-day
+    window, 5,000 calls per minute). See docs/sandbox.md for every route and answer.
     """
     from pinsignal.sandbox import SandboxClient
 

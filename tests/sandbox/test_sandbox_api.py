@@ -254,3 +254,28 @@ def test_unknown_routes_and_methods_answer_json_errors(sandbox_server: SandboxCl
     assert wrong.status_code == 405
     assert wrong.json()["message"] == "Method GET is not allowed here."
     assert httpx.get(f"{sandbox_server.url}/_sandbox/health").json() == {"ok": True}
+
+
+def test_settings_can_be_switched_until_reset(sandbox_server: SandboxClient, make_event: Any) -> None:
+    current = sandbox_server.configure(partial_failure=200, accounts=["111"], tokens=["other"])
+    assert (current["partial_failure"], current["accounts"], current["tokens"]) == (200, ["111"], 1)
+    assert "other" not in httpx.get(f"{sandbox_server.url}/_sandbox/settings").text
+    assert sandbox_server.send([make_event()], account_id="111", token="other").status_code == 200
+    assert sandbox_server.send([make_event()], account_id="222", token="other").status_code == 403
+    old = make_event(event_time=int(time.time()) - 8 * 86400)
+    assert sandbox_server.send([old], account_id="111", token="other").status_code == 200
+    sandbox_server.reset()
+    assert sandbox_server.send([old]).status_code == 422
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"partial_failure": 500}, "PINSIGNAL_SANDBOX_PARTIAL_FAILURE must be 422 or 200, got 500."),
+    ({"port": 1}, "'port' cannot be changed at run time"),
+    ({"accounts": "111"}, "accounts must be a list of strings, got '111'."),
+])
+def test_bad_settings_changes_are_refused(sandbox_server: SandboxClient, changes: dict[str, Any],
+                                          message: str) -> None:
+    response = httpx.post(f"{sandbox_server.url}/_sandbox/settings", json=changes)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith(f"Invalid settings: {message}"), response.json()
+    assert httpx.get(f"{sandbox_server.url}/_sandbox/settings").json()["partial_failure"] == 422

@@ -7,6 +7,7 @@
     # GET  /_sandbox/stats                counters
     # POST /_sandbox/reset                forget everything, back to the start-up settings
     # GET/POST/DELETE /_sandbox/faults    inspect, add, clear injected faults (see faults.py)
+    # GET/POST /_sandbox/settings         show or switch settings ({"partial_failure": 200}) until reset
     # GET  /_sandbox/health               {"ok": true}
 
 The ``/_sandbox`` prefix is one Pinterest never uses, so the same client code works against both.
@@ -25,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
+from pinsignal.errors import ConfigError
 from pinsignal.sandbox.endpoint import EventsEndpoint
 from pinsignal.sandbox.faults import FaultError
 from pinsignal.sandbox.page import PAGE_SIZE, render_page
@@ -99,6 +101,28 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
             logger.info("sandbox fault added: %s", spec)
         return _json({**state.faults.as_dict(), "calls_per_minute": state.settings.calls_per_minute})
 
+    async def settings_route(request: Request) -> Response:
+        if request.method == "POST":
+            try:
+                changes = orjson.loads(await request.body())
+                if not isinstance(changes, dict):
+                    raise ConfigError('settings must be a JSON object like {"partial_failure": 200}.')
+                unknown = sorted(set(changes) - _RUNTIME_SETTINGS)
+                if unknown:
+                    raise ConfigError(f"{unknown[0]!r} cannot be changed at run time; "
+                                      f"use one of {', '.join(sorted(_RUNTIME_SETTINGS))}.")
+                for name in ("tokens", "accounts"):
+                    if name in changes:
+                        values = changes[name]
+                        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                            raise ConfigError(f"{name} must be a list of strings, got {values!r}.")
+                        changes[name] = tuple(values)
+                state.settings = state.settings.with_(**changes)
+            except (orjson.JSONDecodeError, ConfigError, TypeError) as exc:
+                return _json({"code": 4196, "message": f"Invalid settings: {exc}"}, 400)
+            logger.info("sandbox settings changed: %s", ", ".join(sorted(changes)))
+        return _json(_public_settings(state.settings))
+
     async def health(request: Request) -> Response:
         return _json({"ok": True})
 
@@ -114,11 +138,23 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
         Route("/_sandbox/stats", stats, methods=["GET"]),
         Route("/_sandbox/reset", reset, methods=["POST"]),
         Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+        Route("/_sandbox/settings", settings_route, methods=["GET", "POST"]),
         Route("/_sandbox/health", health, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
     app.state.sandbox = state
     return app
+
+
+# what a test may switch on a running sandbox (reset restores the start-up values)
+_RUNTIME_SETTINGS = frozenset({"tokens", "accounts", "partial_failure", "max_age_days", "calls_per_minute",
+                               "unknown_event_names", "test_event_limit", "omit_empty_messages"})
+
+
+def _public_settings(settings: SandboxSettings) -> dict[str, Any]:
+    # tokens stay out of answers: the page and this API are unauthenticated
+    return {name: getattr(settings, name) for name in sorted(_RUNTIME_SETTINGS - {"tokens"})} | {
+        "tokens": len(settings.tokens)}
 
 
 def _after(records: Any, since: int) -> Any:

@@ -79,6 +79,13 @@ class SandboxClient:
         plan: dict[str, Any] = response.json()
         return plan
 
+    def configure(self, **changes: Any) -> dict[str, Any]:
+        """Switch settings until the next reset, e.g. ``configure(partial_failure=200, accounts=["1"])``."""
+        response = self._http.post("/_sandbox/settings", json=changes)
+        response.raise_for_status()
+        settings: dict[str, Any] = response.json()
+        return settings
+
     def clear_faults(self) -> None:
         """Drop queued faults and delays, and restore the start-up calls-per-minute limit."""
         self._http.delete("/_sandbox/faults").raise_for_status()
