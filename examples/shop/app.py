@@ -116,8 +116,9 @@ def create_app(config: Config | None = None, **middleware_options: Any) -> FastA
     pinsignal.track('product_added_to_wishlist', product);
   }};
   document.getElementById('care-guide').onclick = function () {{
-    // Not a standard event: the shipped "custom" pipeline sends it as event_name=custom.
-    pinsignal.track('care_guide_opened', {{product_id: product.product_id}});
+    // Not a standard event: pinterest_custom asks the shipped "custom" pipeline to send it to
+    // Pinterest as event_name=custom (unmarked unknown events are never sent).
+    pinsignal.track('care_guide_opened', {{product_id: product.product_id, pinterest_custom: true}});
     document.getElementById('guide').hidden = false;
   }};
 }})();

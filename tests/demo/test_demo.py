@@ -149,10 +149,14 @@ def test_landing_to_checkout_reaches_the_sandbox_then_ctrl_c_stops_everything(tm
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
             try:
-                page = browser.new_page()
+                # Headless Chromium says "HeadlessChrome", which the crawler filter rightly refuses;
+                # a visitor's browser says "Chrome".
+                probe = browser.new_page()
+                user_agent = probe.evaluate("navigator.userAgent").replace("HeadlessChrome", "Chrome")
+                probe.close()
+                page = browser.new_page(user_agent=user_agent)
                 page.set_default_timeout(20_000)
                 page.goto(f"{demo.shop}/?epik={EPIK}")
-                user_agent = page.evaluate("navigator.userAgent")
                 assert any(c["name"] == "_epik" and c["value"] == EPIK for c in page.context.cookies())
                 page.click("text=Speckled stoneware mug")
                 page.fill("input[name=quantity]", "2")

@@ -1,13 +1,11 @@
-"""The two small examples: the minimal Starlette app (in process, real Redis) and the proxy set-up
-(``examples/proxy/run.sh`` as a subprocess: static site, sandbox, worker and proxy)."""
+"""The proxy example: ``examples/proxy/run.sh`` as a subprocess (static site, sandbox, worker, proxy).
+The minimal Starlette example is exercised in ``tests/docs/test_examples.py``."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -15,42 +13,6 @@ import pytest
 from support import ROOT, free_port, need, run_process, wait_for_port
 
 EPIK = "dj0yJnU9ZXhhbXBsZS1hcHBz"
-
-
-def load(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"example_{path.parent.name}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.anyio
-async def test_starlette_example_queues_a_server_side_order(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PINSIGNAL_SECRET", "starlette-example-secret-0123")
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    source = (ROOT / "examples" / "starlette_app" / "app.py").read_text()
-    assert len([line for line in source.splitlines() if line.strip()]) <= 30, "the minimal integration stays small"
-    app = load(ROOT / "examples" / "starlette_app" / "app.py").app
-    transport = httpx.ASGITransport(app=app, client=("203.0.113.5", 1234))
-    async with httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
-        home = await client.get(f"/?epik={EPIK}", headers={"accept": "text/html"})
-        assert '<script src="/_ps/c.js" defer></script>' in home.text
-        assert any(h.startswith(f"_epik={EPIK};") for h in home.headers.get_list("set-cookie"))
-        script = await client.get("/_ps/c.js")
-        assert script.status_code == 200 and "pinsignal" in script.text
-        order = await client.post("/orders", json={"order_id": "77", "total": 19.5, "email": "a@b.example"},
-                                  headers={"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"})
-        assert order.json() == {"ok": True}
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(redis_url)
-    try:
-        streams = [key for key in await client.keys("*") if await client.type(key) == b"stream"]
-        entries = [entry for key in streams for entry in await client.xrange(key)]
-    finally:
-        await client.aclose()
-    assert "order-77" in str(entries), "the order must be queued with its deterministic event id"
 
 
 @pytest.mark.integration

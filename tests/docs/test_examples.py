@@ -7,6 +7,7 @@ loader), HTML blocks may only call what the browser script really offers.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from pathlib import Path
@@ -15,11 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from docsupport import OWN_DOCS, Block, check_command, check_environment, code_blocks
+from docsupport import OWN_DOCS, Block, check_command, check_environment, code_blocks, lifespan
 
 from support import ROOT
 
 BLOCKS = [block for path in OWN_DOCS for block in code_blocks(path)]
+EPIK = "dj0yJnU9ZXhhbXBsZS1hcHBz"
 KNOWN_LANGS = {"python", "sh", "yaml", "html", "text"}  # text: diagrams only
 
 
@@ -58,7 +60,7 @@ async def test_readme_fastapi_example_queues_the_order(redis_url: str, monkeypat
     monkeypatch.setenv("PINTEREST_ACCESS_TOKEN", "docs-example-token")
     app = run_python(block)["app"]
     transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="https://shop.example") as client:
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="https://shop.example") as client:
         answer = await client.post("/orders/1042", headers={"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/1"})
     assert answer.status_code == 200, answer.text
     assert answer.json() == {"event_id": "order-1042", "queued": True}
@@ -73,6 +75,42 @@ async def test_readme_fastapi_example_queues_the_order(redis_url: str, monkeypat
         await client.aclose()
     assert b"order-1042" in dump
     assert b"jane.doe" not in dump.lower()
+
+
+def load(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(f"example_{path.parent.name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.anyio
+async def test_starlette_example_queues_a_server_side_order(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PINSIGNAL_SECRET", "starlette-example-secret-0123")
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    source = (ROOT / "examples" / "starlette_app" / "app.py").read_text()
+    assert len([line for line in source.splitlines() if line.strip()]) <= 30, "the minimal integration stays small"
+    app = load(ROOT / "examples" / "starlette_app" / "app.py").app
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.5", 1234))
+    async with lifespan(app), httpx.AsyncClient(transport=transport, base_url="http://site.test") as client:
+        home = await client.get(f"/?epik={EPIK}", headers={"accept": "text/html"})
+        assert '<script src="/_ps/c.js" defer></script>' in home.text
+        assert any(h.startswith(f"_epik={EPIK};") for h in home.headers.get_list("set-cookie"))
+        script = await client.get("/_ps/c.js")
+        assert script.status_code == 200 and "pinsignal" in script.text
+        order = await client.post("/orders", json={"order_id": "77", "total": 19.5, "email": "a@b.example"},
+                                  headers={"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/130.0"})
+        assert order.json() == {"ok": True}
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        streams = [key for key in await client.keys("*") if await client.type(key) == b"stream"]
+        entries = [entry for key in streams for entry in await client.xrange(key)]
+    finally:
+        await client.aclose()
+    assert "order-77" in str(entries), "the order must be queued with its deterministic event id"
 
 
 # ---------------------------------------------------------------------------- shell
