@@ -33,6 +33,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host-header", choices=["keep", "upstream"], default=None,
                         help="send the visitor's Host (keep, default) or the upstream's "
                              "(env PINSIGNAL_PROXY_HOST_HEADER)")
+    parser.add_argument("--ssl-certfile", default=env.get("PINSIGNAL_PROXY_SSL_CERTFILE"), metavar="PEM",
+                        help="serve HTTPS with this certificate chain (env PINSIGNAL_PROXY_SSL_CERTFILE)")
+    parser.add_argument("--ssl-keyfile", default=env.get("PINSIGNAL_PROXY_SSL_KEYFILE"), metavar="PEM",
+                        help="the certificate's private key (env PINSIGNAL_PROXY_SSL_KEYFILE)")
     parser.add_argument("--inject", action="store_true", default=None,
                         help="add the collector <script> tag to HTML pages (env PINSIGNAL_PROXY_INJECT)")
     parser.add_argument("--server-pageviews", action="store_true", default=None,
@@ -56,10 +60,13 @@ def run(args: argparse.Namespace) -> int:
     workers = args.workers if args.workers is not None else _int_env(_ENV_WORKERS, 1)
     if workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}.")
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ConfigError("--ssl-certfile and --ssl-keyfile go together; give both to serve HTTPS, or neither.")
     # The server in front must add nothing of its own: the upstream's Server and Date headers pass
     # through, and X-Forwarded-For is judged by the proxy against PINSIGNAL_TRUSTED_PROXIES.
     options = {"host": args.host, "port": port, "server_header": False, "date_header": False,
-               "proxy_headers": False, "log_level": args.log_level, "access_log": False}
+               "proxy_headers": False, "log_level": args.log_level, "access_log": False,
+               "ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
     if workers == 1:
         uvicorn.run(create_app(settings, config=config), **options)
     else:

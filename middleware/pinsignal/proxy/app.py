@@ -5,7 +5,7 @@
     # uvicorn.run(app, server_header=False, date_header=False, proxy_headers=False)
 
 The httpx client is opened on lifespan start-up (or on the first request when the server runs no
-lifespan) and closed on shut-down. It never stores cookies: its jar refuses every cookie, so one
+lifespan) and closed on shut-down. It never stores cookies: its jar drops every cookie, so one
 visitor's upstream cookies can never be replayed for another (GHSA-7vwr-g6pm-9hc8); cookies travel
 only in each request's own ``Cookie`` header.
 """
@@ -33,27 +33,35 @@ from .settings import ProxySettings
 from .upstream import UpstreamTransport
 from .websocket import WebSocketRelay
 
-__all__ = ["ProxyApp", "app_from_env", "create_app"]
+__all__ = ["ProxyApp", "app_from_env", "create_app", "upstream_client"]
 
 logger = logging.getLogger("pinsignal.proxy")
 
 
-class _RefuseAll(http.cookiejar.DefaultCookiePolicy):
-    """A cookie policy that neither stores nor returns any cookie."""
+class _NoCookieJar(http.cookiejar.CookieJar):
+    """A jar that never stores a cookie and never adds one: cookies travel only in each request's header.
 
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    Refusing at the jar (rather than through a policy) also skips parsing every response's
+    ``Set-Cookie`` into cookies that would be thrown away.
+    """
 
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: Any) -> bool:
-        return False
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        return None
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        return None
+
+    def add_cookie_header(self, request: Any) -> None:
+        return None
 
 
-def _client(settings: ProxySettings, transport: httpx.AsyncBaseTransport | None) -> httpx.AsyncClient:
+def upstream_client(settings: ProxySettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The one shared client to the upstream: no redirects followed, no cookies kept, no proxy env."""
     return httpx.AsyncClient(
         transport=transport or UpstreamTransport(max_connections=settings.max_connections),
         timeout=httpx.Timeout(settings.timeout),
         follow_redirects=False,
-        cookies=http.cookiejar.CookieJar(policy=_RefuseAll()),
+        cookies=_NoCookieJar(),
         trust_env=False,
     )
 
@@ -88,7 +96,7 @@ class ProxyApp:
 
     def _open(self) -> Forwarder:
         if self._forwarder is None:
-            self._client = _client(self.settings, self._transport)
+            self._client = upstream_client(self.settings, self._transport)
             self._forwarder = Forwarder(self.settings, self._client, trusted=self._trusted, policy=self._policy,
                                         handoff=self._handoff)
         return self._forwarder
