@@ -109,9 +109,11 @@ async def test_dedup_expires_after_the_window(make_event: Any) -> None:
     app = create_app(SandboxSettings(dedup_hours=48))
     state = app.state.sandbox
     now = time.time()
-    assert state.is_duplicate("1", "checkout", "x", now) is False
-    assert state.is_duplicate("1", "checkout", "x", now + 47 * 3600) is True
-    assert state.is_duplicate("1", "checkout", "x", now + 49 * 3600) is False
+    event = make_event(event_id="x")
+    for offset in (0, 47 * 3600, 49 * 3600, 50 * 3600):
+        state.record_batch("1", now + offset, "rid", [event])
+    assert [record.duplicate for record in state.records] == [False, True, False, True]
+    assert len(state.dedup) == 1
 
 
 async def test_oversized_body_is_refused(sandbox_factory: Any, make_event: Any) -> None:

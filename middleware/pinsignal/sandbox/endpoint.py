@@ -138,17 +138,9 @@ class EventsEndpoint:
             counts["test_requests"] += 1
             counts["test_events"] += len(data)
             return
-        recorded = duplicates = 0
-        for event, (status, _, _) in zip(data, verdict.verdicts, strict=True):
-            if status != "processed":
-                continue
-            # Pinterest cannot deduplicate offline events (SPEC endpoint description)
-            duplicate = event["action_source"] != "offline" and state.is_duplicate(
-                account, event["event_name"], event["event_id"], now)
-            duplicates += duplicate
-            recorded += 1
-            # orjson's output buffer keeps its over-allocation (about 4 KB per event): keep an exact copy
-            state.record(account, now, request_id, duplicate, bytes(memoryview(orjson.dumps(event))))
+        processed = (event for event, (status, _, _) in zip(data, verdict.verdicts, strict=True)
+                     if status == "processed")
+        recorded, duplicates = state.record_batch(account, now, request_id, processed)
         counts["events_recorded"] += recorded
         counts["duplicates"] += duplicates
 

@@ -11,8 +11,11 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import orjson
 
 from pinsignal.sandbox.faults import FaultPlan
 from pinsignal.sandbox.settings import SandboxSettings
@@ -58,7 +61,6 @@ class SandboxState:
         # hash((account, event_name, event_id)) -> first seen; dicts keep insertion order, so the
         # oldest key is always first and expiry/eviction only ever pops from the front
         self.dedup: dict[int, float] = {}
-        self.dedup_checks = 0
         self.windows: dict[str, RateWindow] = {}
         self.requests: Counter[int] = Counter()
         self.counts: Counter[str] = Counter()
@@ -88,32 +90,54 @@ class SandboxState:
 
     # ------------------------------------------------------------------ dedup and records
 
-    def is_duplicate(self, account: str, event_name: str, event_id: str, now: float) -> bool:
-        """Whether this key was seen within the dedup window; the first one seen wins."""
+    def record_batch(self, account: str, now: float, request_id: str,
+                     events: Iterable[dict[str, Any]]) -> tuple[int, int]:
+        """Deduplicate and record processed events; returns (recorded, duplicates).
+
+        The dedup key is ``(ad_account_id, event_name, event_id)``; the first one seen within the
+        window wins, later ones are recorded flagged ``duplicate``. ``action_source: offline`` events
+        are never deduplicated (Pinterest cannot deduplicate them). This loop runs for every event
+        of every batch, so it keeps everything in local variables.
+        """
         dedup = self.dedup
         horizon = now - self.settings.dedup_hours * 3600.0
-        self.dedup_checks += 1
-        # expiry is checked now and then (lookups compare times anyway); the size cap always
-        if len(dedup) >= self.settings.max_dedup_keys or not self.dedup_checks & 1023:
-            while dedup:
-                oldest = next(iter(dedup))
-                if dedup[oldest] >= horizon and len(dedup) < self.settings.max_dedup_keys:
-                    break
-                del dedup[oldest]
-        key = hash((account, event_name, event_id))
-        seen = dedup.get(key)
-        if seen is not None:
-            if seen >= horizon:
-                return True
-            del dedup[key]  # re-inserted below, at the end, to keep the oldest-first order
-        dedup[key] = now
-        return False
-
-    def record(self, account: str, now: float, request_id: str, duplicate: bool, event: bytes) -> None:
-        self.seq += 1
-        if len(self.records) == self.records.maxlen:
-            self.counts["events_evicted"] += 1
-        self.records.append(Record(self.seq, account, now, request_id, duplicate, event))
+        cap = self.settings.max_dedup_keys
+        # expired keys sit at the front (dicts keep insertion order); once per batch is enough,
+        # since lookups compare times anyway
+        while dedup:
+            oldest = next(iter(dedup))
+            if dedup[oldest] >= horizon:
+                break
+            del dedup[oldest]
+        records = self.records
+        append = records.append
+        maxlen = records.maxlen
+        dumps = orjson.dumps
+        seq = self.seq
+        recorded = duplicates = evicted = 0
+        for event in events:
+            duplicate = False
+            if event["action_source"] != "offline":
+                key = hash((account, event["event_name"], event["event_id"]))
+                seen = dedup.get(key)
+                if seen is not None and seen >= horizon:
+                    duplicate = True
+                    duplicates += 1
+                else:
+                    if seen is not None:
+                        del dedup[key]  # re-inserted at the end, keeping the oldest-first order
+                    elif len(dedup) >= cap:
+                        del dedup[next(iter(dedup))]
+                    dedup[key] = now
+            seq += 1
+            recorded += 1
+            if len(records) == maxlen:
+                evicted += 1
+            # orjson's output buffer keeps its over-allocation (about 4 KB per event): keep an exact copy
+            append(Record(seq, account, now, request_id, duplicate, bytes(memoryview(dumps(event)))))
+        self.seq = seq
+        self.counts["events_evicted"] += evicted
+        return recorded, duplicates
 
     # ------------------------------------------------------------------ reporting
 
