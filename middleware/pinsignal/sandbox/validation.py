@@ -14,15 +14,12 @@ from pinsignal.pinterest import contract
 from pinsignal.pinterest.schema import show
 from pinsignal.sandbox.settings import SandboxSettings
 
-__all__ = ["BatchVerdict", "EventVerdict", "judge_batch", "top_level_error"]
+__all__ = ["BatchVerdict", "EventVerdict", "judge_batch", "schema_problems", "top_level_error"]
 
 MAX_EVENTS = 1000
 
 # Pinterest's words (reference 4.1, 6, 8.1); the "…" parts of the observed texts are unknown
-_UNKNOWN_NAME_WARNING = (
-    "This event has a non-standard name and is currently being labeled as an 'Unknown' event. "
-    "Use a supported conversion event_name (for example subscribe, checkout)."
-)
+_UNKNOWN_NAME_WARNING = "This event has a non-standard name and is currently being labeled as an 'Unknown' event."
 _EXTERNAL_ID_WARNING = "external_id is missing. We highly recommend this on all events."
 _CLICK_ID_WARNING = "click_id is missing"
 _TEST_LIMIT_ERROR = "Test requests process only the first {limit} events; this event was not processed."
