@@ -64,3 +64,17 @@ def test_large_body_streams_through_intact(make_proxy) -> None:
         for chunk in response.iter_raw():
             total += len(chunk)
     assert total == size
+
+
+def test_failures_are_logged_once_per_interval_with_a_count(caplog: pytest.LogCaptureFixture) -> None:
+    from pinsignal.proxy.forward import _FailureLog
+
+    log = _FailureLog("http://site.example", interval=60)
+    with caplog.at_level("WARNING", logger="pinsignal.proxy"):
+        for _ in range(5):
+            log.report("failed", OSError("refused"))
+    assert [record.getMessage() for record in caplog.records] == ["upstream http://site.example failed: refused"]
+    log._next = 0.0  # the interval has passed
+    with caplog.at_level("WARNING", logger="pinsignal.proxy"):
+        log.report("failed", OSError("refused"))
+    assert caplog.records[-1].getMessage().endswith("refused (4 more since the last report)")

@@ -91,3 +91,12 @@ def test_pageviews_without_inject_need_no_script(make_proxy) -> None:
     response = httpx.get(proxy.url + "/page", headers=BROWSER)
     assert b"<script" not in response.content
     assert len(recorder.wait(1)) == 1
+
+
+@pytest.mark.integration
+def test_page_url_uses_the_scheme_a_trusted_proxy_reports(make_proxy) -> None:
+    recorder = Recorder()
+    proxy = make_proxy(server_pageviews=True, handoff=recorder)
+    httpx.get(proxy.url + "/page", headers={**BROWSER, "host": "shop.example", "x-forwarded-proto": "https"})
+    (event,) = recorder.wait(1)
+    assert event["context"]["page"]["url"] == "https://shop.example/page"

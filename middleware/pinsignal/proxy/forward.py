@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -70,6 +71,7 @@ class Forwarder:
         self._upstream_origin = f"{self._base.scheme}://{self._base.netloc.decode('ascii')}".encode()
         self._rewrite_location = settings.host_header == "upstream"
         self._prefix = settings.collector_prefix
+        self._failures = _FailureLog(settings.upstream)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming: list[tuple[bytes, bytes]] = scope["headers"]
@@ -96,11 +98,11 @@ class Forwarder:
         except ClientDisconnected:
             return
         except httpx.TimeoutException as exc:
-            logger.warning("upstream %s timed out: %s", self._settings.upstream, exc)
+            self._failures.report("timed out", exc)
             await _error_page(send, 504, "Gateway Timeout", "The site did not answer in time. Please try again.")
             return
         except httpx.HTTPError as exc:
-            logger.warning("upstream %s failed: %s", self._settings.upstream, exc)
+            self._failures.report("failed", exc)
             await _error_page(send, 502, "Bad Gateway", "The site cannot be reached right now. Please try again.")
             return
         try:
@@ -114,7 +116,7 @@ class Forwarder:
         if self._rewrite_location:
             host = next((value for name, value in scope["headers"] if name == b"host"), None)
             if host:
-                public_origin = b"%s://%s" % (b"https" if scope.get("scheme") == "https" else b"http", host)
+                public_origin = b"%s://%s" % (self._scheme(scope).encode(), host)
         headers = response_headers(response.headers.raw, upstream_origin=self._upstream_origin,
                                    public_origin=public_origin)
         plan = self._plan(scope, response, headers, pageview)
@@ -127,11 +129,14 @@ class Forwarder:
         elif not await _stream_watching(receive, send, response, plan):
             return
         if plan.pageview is not None and self._handoff is not None:
-            scheme = "https" if scope.get("scheme") == "https" else "http"
             try:
-                await self._handoff(scope, page_event(scope, plan.pageview, scheme=scheme))
+                await self._handoff(scope, page_event(scope, plan.pageview, scheme=self._scheme(scope)))
             except Exception:
                 logger.exception("server-side page view %s could not be recorded", plan.pageview)
+
+    def _scheme(self, scope: Scope) -> str:
+        """The scheme the visitor used: ours, or what a trusted proxy in front says it was."""
+        return self._trusted.resolve(scope)[1]
 
     def _plan(self, scope: Scope, response: httpx.Response, headers: RawHeaders, pageview: str | None) -> _Plan:
         status = response.status_code
@@ -156,6 +161,29 @@ class Forwarder:
         else:
             return _Plan(pageview=counted)  # br, zstd...: left as they are, without the tag
         return _Plan(HeadInjector(script_tag(self._prefix, counted)), decoder, counted)
+
+
+class _FailureLog:
+    """Logs upstream failures at most once per ``interval`` seconds, with how many there were since.
+
+    An upstream that is down fails every request; one line per request would bury everything else.
+    """
+
+    def __init__(self, upstream: str, interval: float = 10.0) -> None:
+        self._upstream = upstream
+        self._interval = interval
+        self._next = 0.0
+        self._suppressed = 0
+
+    def report(self, what: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        more = f" ({self._suppressed} more since the last report)" if self._suppressed else ""
+        logger.warning("upstream %s %s: %s%s", self._upstream, what, exc, more)
+        self._next = now + self._interval
+        self._suppressed = 0
 
 
 def _looks_like_navigation(scope: Scope) -> bool:

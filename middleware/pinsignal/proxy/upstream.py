@@ -318,6 +318,9 @@ class _ResponseStream(httpx.AsyncByteStream):
             raise httpx.ReadTimeout("The upstream stopped sending the body.", request=self._request) from None
         except OSError as exc:
             raise httpx.ReadError(f"Reading from the upstream failed: {exc}.", request=self._request) from exc
+        except ValueError as exc:  # a chunk-size or trailer line longer than the stream's limit
+            raise httpx.RemoteProtocolError(f"The upstream sent an overlong line: {exc}.",
+                                            request=self._request) from exc
 
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
