@@ -206,7 +206,7 @@ class Demo:
             config = Config.from_env(env)
             app = load_shop().create_app(config)
             if self.stopping.is_set():
-                return 130
+                return 0
             server = uvicorn.Server(uvicorn.Config(
                 app, host=self.args.host, port=self.args.port, log_level=self.log_level, access_log=False,
                 lifespan="on",
