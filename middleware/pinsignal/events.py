@@ -243,28 +243,32 @@ def _check_id(out: dict[str, Any], key: str, reasons: list[str]) -> None:
 
 def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
     """Fast pass of :func:`_walk` without paths: True when every bound holds (the usual case)."""
-    if depth > MAX_DEPTH or len(value) > (MAX_KEYS if type(value) is dict else MAX_ITEMS):
-        return False
     items: Iterable[Any] = value
     if type(value) is dict:
+        if depth > MAX_DEPTH or len(value) > MAX_KEYS:
+            return False
         for key in value:
             if type(key) is not str or len(key) > MAX_ID:
                 return False
         items = value.values()
+    elif depth > MAX_DEPTH or len(value) > MAX_ITEMS:
+        return False
     for item in items:
         kind = type(item)
         if kind is str:
             if len(item) > MAX_STRING:
                 return False
+        elif kind in _SCALAR_TYPES:
+            continue
         elif kind is dict or kind is list:
             if not _fits(item, depth + 1):
                 return False
-        elif kind is float:
-            if not math.isfinite(item):
-                return False
-        elif not (kind is int or kind is bool or item is None):
+        elif kind is not float or not math.isfinite(item):
             return False
     return True
+
+
+_SCALAR_TYPES = frozenset({int, bool, type(None)})
 
 
 def _walk(value: Any, path: str, depth: int, reasons: list[str]) -> None:

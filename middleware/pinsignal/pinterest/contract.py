@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pinsignal.pinterest.schema import Check, compile_schema, join, show
+from pinsignal.pinterest.schema import Check, Test, compile_schema, compile_test, join, show
 
 __all__ = [
     "ACTION_SOURCES",
@@ -77,16 +77,18 @@ _SCHEMA_FILE = Path(__file__).with_name("events_schema.json")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _DECIMAL = re.compile(r"-?\d+(\.\d+)?|-?\.\d+")
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
 
 
-def _load() -> tuple[Check, Check]:
+def _load() -> tuple[Test, Check, Check]:
     document = json.loads(_SCHEMA_FILE.read_text(encoding="utf-8"))
     schemas = document["schemas"]
     root = schemas[document["root"]]
-    return compile_schema(schemas, root["properties"]["data"]["items"]), compile_schema(schemas, root)
+    event = root["properties"]["data"]["items"]
+    return compile_test(schemas, event), compile_schema(schemas, event), compile_schema(schemas, root)
 
 
-_EVENT_CHECK, _REQUEST_CHECK = _load()
+_EVENT_OK, _EVENT_CHECK, _REQUEST_CHECK = _load()
 
 
 def schema_errors(event: Any, *, path: str = "") -> list[str]:
@@ -96,7 +98,8 @@ def schema_errors(event: Any, *, path: str = "") -> list[str]:
     'action_source: required field is missing'
     """
     errors: list[str] = []
-    _EVENT_CHECK(event, path, errors)
+    if not _EVENT_OK(event):
+        _EVENT_CHECK(event, path, errors)
     return errors
 
 
@@ -145,7 +148,8 @@ def validate_event(event: Any, *, now: float | None = None, path: str = "") -> l
     []
     """
     errors: list[str] = []
-    _EVENT_CHECK(event, path, errors)
+    if not _EVENT_OK(event):
+        _EVENT_CHECK(event, path, errors)
     errors.extend(rule_errors(event, now=time.time() if now is None else now, path=path))
     return errors
 
@@ -198,6 +202,8 @@ def _user_data(user_data: dict[str, Any], path: str, errors: list[str]) -> None:
 
 
 def _ip(value: str, path: str, errors: list[str]) -> None:
+    if _IPV4.fullmatch(value) and value != "0.0.0.0":
+        return  # the common case, without building an address object
     try:
         address = ipaddress.ip_address(value)
     except ValueError:

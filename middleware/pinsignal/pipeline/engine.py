@@ -4,14 +4,14 @@
     for produced in engine.process(envelope, RequestContext(epik=..., cookies={...})):
         produced.pipeline, produced.event, produced.errors
 
-Each pipeline is compiled once into closures: a predicate for its trigger and one small function
-per step (getter, transforms, default, coercion to the target's v5 type, writer). Processing an
-event is then a walk over those closures, with no YAML, no path parsing and no lookups by name.
+Each pipeline is compiled once: a predicate for its trigger (closures, ``conditions.py``) and one
+generated Python function for its steps (``codegen.py``: getters inlined, transforms and coercions
+bound). Events are tried only against pipelines that name their event (or name none). Processing
+an event does no YAML, no path parsing and no lookups by name.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -20,17 +20,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from pinsignal.config import Config
 from pinsignal.pinterest.contract import validate_event
-from pinsignal.pipeline.coerce import COERCERS
+from pinsignal.pipeline.codegen import Builder, generate
 from pinsignal.pipeline.conditions import Predicate, compile_conditions
-from pinsignal.pipeline.paths import first_of, is_empty
+from pinsignal.pipeline.paths import first_of
 from pinsignal.pipeline.produced import Produced, RequestContext
-from pinsignal.pipeline.spec import TARGETS, Enrichment, Pipeline, Step
-from pinsignal.pipeline.transforms import BuildContext, Fn, build
+from pinsignal.pipeline.spec import Enrichment, Pipeline
 
 __all__ = ["Engine"]
-
-Apply = Callable[[Any, dict[str, Any], RequestContext], None]
-"""One compiled step: ``(envelope, event being built, request context) -> None``."""
 
 # A click id worth sending: printable ASCII without ';', at most 1 KiB (DESIGN section 5).
 _PLAUSIBLE_EPIK = re.compile(r"[!-:<-~]{1,1024}")
@@ -47,6 +43,17 @@ class Engine:
             compiled = _Compiled(pipeline, default_country)
             for event_type in pipeline.events:
                 self._by_type.setdefault(event_type, []).append(compiled)
+        # Most pipelines name the events they want (event equals/in ...): index them by that name so
+        # an event is tried only against pipelines that could match, in load order.
+        self._by_name: dict[tuple[str, str], list[_Compiled]] = {}
+        self._unnamed: dict[str, list[_Compiled]] = {}
+        for kind, compiled_list in self._by_type.items():
+            names = {name for compiled in compiled_list for name in compiled.names or ()}
+            for name in names:
+                self._by_name[kind, name] = [
+                    compiled for compiled in compiled_list if compiled.names is None or name in compiled.names
+                ]
+            self._unnamed[kind] = [compiled for compiled in compiled_list if compiled.names is None]
         self.cookie_names: frozenset[str] = frozenset(
             name for pipeline in self.pipelines for name in pipeline.cookie_names
         )
@@ -66,9 +73,14 @@ class Engine:
 
         ``now`` is the time validation measures ``event_time`` against (default: the clock).
         """
-        candidates = self._by_type.get(envelope.get("type"))  # type: ignore[arg-type]
-        if not candidates:
+        kind, name = envelope.get("type"), envelope.get("event")
+        if type(kind) is not str:
             return []
+        candidates = self._by_name.get((kind, name)) if type(name) is str else None
+        if candidates is None:
+            candidates = self._unnamed.get(kind)
+            if not candidates:
+                return []
         if request is None:
             request = RequestContext()
         produced: list[Produced] = []
@@ -81,83 +93,49 @@ class Engine:
 
 
 class _Compiled:
-    __slots__ = ("applies", "matches", "name", "validate")
+    __slots__ = ("build", "matches", "name", "names", "validate")
 
     def __init__(self, pipeline: Pipeline, default_country: str) -> None:
         self.name = pipeline.name
         self.validate = pipeline.output.validate
+        self.names = _event_names(pipeline)
         self.matches: Predicate = compile_conditions(pipeline.conditions)
-        self.applies: list[Apply] = [_compile_step(step, default_country) for step in pipeline.steps]
-
-    def build(self, envelope: dict[str, Any], request: RequestContext) -> dict[str, Any]:
-        event: dict[str, Any] = {}
-        for apply in self.applies:
-            apply(envelope, event, request)
-        return event
+        self.build: Builder = generate(pipeline, default_country, _click_id)
 
 
-def _compile_step(step: Step | Enrichment, default_country: str) -> Apply:
-    write = _writer(step.target)
-    if isinstance(step, Enrichment) and step.type == "click_id":
-        return _click_id(step, write)
-    kind = TARGETS[step.target]
-    coerce = COERCERS[kind]
-    if isinstance(step, Step) and step.section == "static":
-        constant = step.value
-        mutable = type(constant) is list or type(constant) is dict
-
-        def static(envelope: Any, event: dict[str, Any], request: RequestContext) -> None:
-            value = coerce(copy.deepcopy(constant) if mutable else constant)
-            if not is_empty(value):
-                write(event, value)
-
-        return static
-    get = first_of(step.sources)
-    fns: list[Fn] = [
-        build(call.name, BuildContext(call.params, step.target, default_country)) for call in step.transforms
-    ]
-    has_default, default = step.has_default, step.default
-
-    def mapped(envelope: Any, event: dict[str, Any], request: RequestContext) -> None:
-        value = get(envelope)
-        for fn in fns:
-            if is_empty(value):
-                break
-            value = fn(value)
-        if is_empty(value):
-            if not has_default:
-                return
-            value = copy.deepcopy(default)
-        value = coerce(value)
-        if not is_empty(value):
-            write(event, value)
-
-    return mapped
+def _event_names(pipeline: Pipeline) -> frozenset[str] | None:
+    """The event names a pipeline is limited to by an ``event`` equals/in condition, else None."""
+    for condition in pipeline.conditions:
+        if condition.field != "event":
+            continue
+        if condition.operator == "equals" and type(condition.value) is str:
+            return frozenset({condition.value})
+        if condition.operator == "in" and all(type(value) is str for value in condition.value):
+            return frozenset(condition.value)
+    return None
 
 
-def _click_id(step: Enrichment, write: Callable[[dict[str, Any], Any], None]) -> Apply:
+def _click_id(step: Enrichment) -> Callable[[dict[str, Any], RequestContext], str | None]:
+    """The click id for an event: ``param`` in the page URL, then the request's epik, then cookies."""
     get_url = first_of(step.sources) if step.sources else None
     param = step.param or "epik"
     marker = param + "="
     use_request_epik = param == "epik"
     cookies = step.cookies
 
-    def click_id(envelope: Any, event: dict[str, Any], request: RequestContext) -> None:
-        value: Any = None
+    def click_id(envelope: dict[str, Any], request: RequestContext) -> str | None:
         url = get_url(envelope) if get_url is not None else None
         if type(url) is str and marker in url:
             value = _query_value(url, param)
-        if not _plausible(value) and use_request_epik:
-            value = request.epik
-        if not _plausible(value):
-            value = None
-            for name in cookies:
-                candidate = request.cookies.get(name)
-                if _plausible(candidate):
-                    value = candidate
-                    break
-        if value is not None:
-            write(event, value)
+            if value is not None and _PLAUSIBLE_EPIK.fullmatch(value):
+                return value
+        if use_request_epik and _plausible(request.epik):
+            return request.epik
+        for name in cookies:
+            candidate = request.cookies.get(name)
+            if _plausible(candidate):
+                return candidate
+        return None
 
     return click_id
 
@@ -172,30 +150,3 @@ def _query_value(url: str, name: str) -> str | None:
     except ValueError:
         return None
     return values[0] if values else None
-
-
-def _writer(target: str) -> Callable[[dict[str, Any], Any], None]:
-    """A closure writing a value at a dotted target; hashed arrays merge instead of replacing."""
-    keys = target.split(".")
-    merge = TARGETS[target] == "hashed"
-    if len(keys) == 1:
-        (key,) = keys
-
-        def top(event: dict[str, Any], value: Any) -> None:
-            event[key] = value
-
-        return top
-    parent_key, key = keys[0], keys[-1]
-
-    def nested(event: dict[str, Any], value: Any) -> None:
-        parent = event.get(parent_key)
-        if parent is None:
-            event[parent_key] = {key: value}
-            return
-        if merge and type(parent.get(key)) is list and type(value) is list:
-            existing = parent[key]
-            existing.extend(item for item in value if item not in existing)
-            return
-        parent[key] = value
-
-    return nested

@@ -183,7 +183,17 @@ def _lowercase_id(text: str, country: str) -> str | None:
 
 
 def _phone(text: str, country: str) -> str | None:
-    return _phone_cached(text.strip(), country)
+    text = text.strip()
+    # North American numbers (most of what US shops see) have one unambiguous E.164 form, so the
+    # library is needed only for everything else: "+1 (415) 555-0123", "415.555.0123" -> 14155550123.
+    if text.startswith("+1") or country in _NANP:
+        digits = text.translate(_PHONE_PUNCTUATION)
+        if digits.isdigit() and digits.isascii():
+            if len(digits) == 11 and digits[0] == "1" and digits[1] in "23456789":
+                return digits
+            if len(digits) == 10 and digits[0] in "23456789" and not text.startswith("+"):
+                return "1" + digits
+    return _phone_cached(text, country)
 
 
 @lru_cache(maxsize=8192)
@@ -203,9 +213,14 @@ def _phone_cached(text: str, country: str) -> str | None:
             number = phonenumbers.parse(candidate, None if candidate.startswith("+") else country)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_possible_number(number):
+        if phonenumbers.is_possible_number_with_reason(number) == phonenumbers.ValidationResult.IS_POSSIBLE:
             return f"{number.country_code}{phonenumbers.national_significant_number(number)}"
     return None
+
+
+# Regions of the North American Numbering Plan (country code 1).
+_NANP = frozenset(region for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(1, ()))
+_PHONE_PUNCTUATION = str.maketrans("", "", " +-().")
 
 
 def _birthday(text: str, country: str) -> str | None:

@@ -15,9 +15,12 @@ __all__ = ["Getter", "first_of", "getter", "is_empty"]
 Getter = Callable[[Any], Any]
 
 
+_CONTAINERS = (str, list, dict)
+
+
 def is_empty(value: Any) -> bool:
     """``None``, ``""``, ``[]`` and ``{}`` mean "no value" in a pipeline."""
-    return value is None or value == "" or value == [] or value == {}
+    return value is None or (not value and type(value) in _CONTAINERS)
 
 
 def getter(path: str) -> Getter:
@@ -64,16 +67,44 @@ def _general(keys: tuple[str, ...]) -> Getter:
 
 
 def first_of(paths: Sequence[str]) -> Getter:
-    """The value of the first path that has one (see :func:`is_empty`)."""
-    getters = [getter(path) for path in paths]
-    if len(getters) == 1:
-        return getters[0]
+    """The value of the first path that has one (see :func:`is_empty`).
+
+    Paths that share a first key read it once: ``[traits.address.city, traits.city]`` looks up
+    ``traits`` one time, then ``address``, then ``city``.
+    """
+    if len(paths) == 1:
+        return getter(paths[0])
+    groups: list[tuple[str, list[str]]] = []
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if head.isdigit() or not rest or (groups and groups[-1][0] == head and not groups[-1][1]):
+            groups.append((path, []))
+        elif groups and groups[-1][0] == head:
+            groups[-1][1].append(rest)
+        else:
+            groups.append((head, [rest]))
+    parts: list[Getter] = []
+    for head, rests in groups:
+        if not rests:
+            parts.append(getter(head))
+        else:
+            parts.append(_under(head, first_of(rests)))
+    if len(parts) == 1:
+        return parts[0]
 
     def first(root: Any) -> Any:
-        for get in getters:
+        for get in parts:
             value = get(root)
-            if not is_empty(value):
+            if value is not None and (value or type(value) not in _CONTAINERS):
                 return value
         return None
 
     return first
+
+
+def _under(key: str, inner: Getter) -> Getter:
+    def under(root: Any) -> Any:
+        node = root.get(key) if type(root) is dict else None
+        return inner(node) if type(node) is dict else None
+
+    return under

@@ -61,6 +61,8 @@ class TransformInfo:
     params: Mapping[str, Param]
     each: bool
     hashed_targets_only: bool
+    typed: bool = False
+    """Its output already has the v5 type of its target (the engine skips coercion)."""
 
 
 REGISTRY: dict[str, TransformInfo] = {}
@@ -74,11 +76,12 @@ def register(
     params: Mapping[str, Param] | None = None,
     each: bool = False,
     hashed_targets_only: bool = False,
+    typed: bool = False,
 ) -> Callable[[Callable[[BuildContext], Fn]], Callable[[BuildContext], Fn]]:
     """Add a transform builder to :data:`REGISTRY` under ``name``."""
 
     def decorate(builder: Callable[[BuildContext], Fn]) -> Callable[[BuildContext], Fn]:
-        REGISTRY[name] = TransformInfo(name, summary, builder, dict(params or {}), each, hashed_targets_only)
+        REGISTRY[name] = TransformInfo(name, summary, builder, dict(params or {}), each, hashed_targets_only, typed)
         return builder
 
     return decorate
@@ -174,11 +177,14 @@ def _sum(ctx: BuildContext) -> Fn:
     path = tuple(str(ctx.params["field"]).split(".")) if "field" in ctx.params else ()
 
     def fn(value: Any) -> Any:
+        numbers = [_get(item, path) if path else item for item in _as_list(value)]
+        if numbers and all(type(number) is int for number in numbers):
+            return sum(numbers)  # quantities: the common case, exact and quick
         # Decimal from each number's shortest repr: 14.99 + 10 is 24.99, not 24.990000000000002.
         total = Decimal(0)
         seen = False
-        for item in _as_list(value):
-            number = to_float(_get(item, path)) if path else to_float(item)
+        for item in numbers:
+            number = to_float(item) if type(item) is not bool else None
             if type(number) is float and math.isfinite(number):
                 total += Decimal(repr(number))
                 seen = True
@@ -231,12 +237,14 @@ _PRODUCT_FIELDS: dict[str, tuple[str, ...]] = {
     "Segment products -> v5 contents: id (product_id, sku or id), item_price (string), quantity (integer), "
     "item_name, item_category, item_brand.",
     params={"fields": Param("mapping", "contents field -> product field (or list of fields), overriding the defaults")},
+    typed=True,
 )
 def _contents(ctx: BuildContext) -> Fn:
     fields = dict(_PRODUCT_FIELDS)
     for key, sources in dict(ctx.params.get("fields") or {}).items():
         fields[str(key)] = tuple(str(source) for source in _as_list(sources))
-    convert: dict[str, Fn] = {"item_price": money_string, "quantity": to_int}
+    convert: dict[str, Fn] = {"item_price": money_string, "quantity": _quantity}
+    plan = [(name, sources, convert.get(name, to_text)) for name, sources in fields.items()]
 
     def fn(value: Any) -> Any:
         items = []
@@ -244,17 +252,22 @@ def _contents(ctx: BuildContext) -> Fn:
             if type(product) is not dict:
                 continue
             item = {}
-            for name, sources in fields.items():
+            for name, sources, to_type in plan:
                 for source in sources:
                     found = product.get(source)
                     if found is not None and found != "":
-                        item[name] = convert.get(name, to_text)(found)
+                        item[name] = to_type(found)
                         break
             if item:
                 items.append(item)
         return items
 
     return fn
+
+
+def _quantity(value: Any) -> Any:
+    number = to_int(value)
+    return number if type(number) is int else value
 
 
 # ------------------------------------------------------------------ scalars
