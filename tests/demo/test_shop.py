@@ -165,3 +165,39 @@ async def test_lead_form_sends_a_lead_without_the_message(client: httpx.AsyncCli
     (lead,) = by_name(sink, "lead")
     assert lead["event_id"].startswith("lead-")
     assert "secret plans" not in str(sink.events)
+
+
+async def test_opt_in_mode_sends_and_sets_nothing_before_the_banner_is_accepted() -> None:
+    sink = MemorySink()
+    app = SHOP.create_app(Config(secret="shop-test-secret-0123456789", consent="opt-in"), sink=sink)
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test", headers={"user-agent": UA}) as c:
+        landing = await c.get(f"/?epik={EPIK}", headers={"accept": "text/html"})
+        assert "Nothing is sent and no tracking cookie is set unless you accept." in landing.text
+        assert landing.headers.get_list("set-cookie") == [], "opt-in: no cookie before consent"
+        event = {"type": "track", "event": "product_added", "properties": {"product_id": "sku-101", "price": 14.99},
+                 "context": {"page": {"url": f"http://shop.test/?epik={EPIK}"}}}
+        assert (await c.post("/_ps/e", json=event)).status_code == 202
+        assert sink.events == []
+        # the banner's Accept: pinsignal.consent({advertising: true}) posts the choice and the kept epik
+        accepted = await c.post("/_ps/consent", json={"advertising": True, "epik": EPIK})
+        cookies = accepted.headers.get_list("set-cookie")
+        assert any(h.startswith("_psc=") for h in cookies) and any(h.startswith(f"_epik={EPIK};") for h in cookies)
+        assert (await c.post("/_ps/e", json=event)).status_code == 202
+        (added,) = sink.events
+        assert added["event_name"] == "add_to_cart" and added["user_data"]["click_id"] == EPIK
+
+
+async def test_opt_out_mode_stops_sending_once_the_banner_is_declined(client: httpx.AsyncClient,
+                                                                       sink: MemorySink) -> None:
+    event = {"type": "track", "event": "product_added", "properties": {"product_id": "sku-101", "price": 14.99},
+             "context": {"page": {"url": "http://shop.test/product/sku-101"}}}
+    assert (await client.post("/_ps/e", json=event)).status_code == 202
+    assert len(sink.events) == 1, "opt-out: events flow until the visitor declines"
+    declined = await client.post("/_ps/consent", json={"advertising": False})
+    assert any(h.startswith("_psc=") for h in declined.headers.get_list("set-cookie"))
+    assert (await client.post("/_ps/e", json=event)).status_code == 202
+    await client.post("/cart/add", data={"sku": "sku-101", "quantity": "1"})
+    placed = await client.post("/checkout", data={"email": "jane@example.com"})
+    assert placed.headers["location"].startswith("/order/"), "the order itself goes through"
+    assert len(sink.events) == 1, "nothing more after Decline, from the browser or the server"
