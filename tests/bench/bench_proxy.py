@@ -60,9 +60,9 @@ def serve_upstream(port: int) -> None:
                 server_header=False, date_header=False)
 
 
-def proxy_command(upstream_port: int, port: int) -> list[str]:
+def proxy_command(upstream_port: int, port: int, workers: int = 1) -> list[str]:
     return pinsignal_cmd("--log-level", "warning", "proxy", "--upstream", f"http://127.0.0.1:{upstream_port}",
-                         "--port", str(port))
+                         "--port", str(port), "--workers", str(workers))
 
 
 def rss(pid: int) -> int:
@@ -114,23 +114,25 @@ def main() -> int:
         (root / "www").mkdir()
         (root / "www" / "index.html").write_bytes(PAGE)
         env = {"PINSIGNAL_SECRET": SECRET, "PINSIGNAL_DATA_DIR": str(root / "data")}
-        asgi_port, static_port, proxy_asgi, proxy_static = (free_port() for _ in range(4))
+        asgi_port, static_port, proxy_asgi, proxy_static, proxy_two = (free_port() for _ in range(5))
         with run_process([sys.executable, __file__, "serve", str(asgi_port)], port=asgi_port), \
                 run_process([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
                              "--directory", str(root / "www")], port=static_port), \
                 run_process(proxy_command(asgi_port, proxy_asgi), port=proxy_asgi, env=env,
                             timeout=60) as proxy_process, \
-                run_process(proxy_command(static_port, proxy_static), port=proxy_static, env=env, timeout=60):
-            for port in (asgi_port, static_port, proxy_asgi, proxy_static):
+                run_process(proxy_command(static_port, proxy_static), port=proxy_static, env=env, timeout=60), \
+                run_process(proxy_command(asgi_port, proxy_two, workers=2), port=proxy_two, env=env, timeout=60):
+            for port in (asgi_port, static_port, proxy_asgi, proxy_static, proxy_two):
                 wait_for_port(port)
 
             def measure(port: int, path: str) -> Any:
                 return lambda: load(port, path=path, seconds=args.seconds, connections=args.connections)
 
-            for port, path in ((proxy_asgi, "/"), (proxy_static, "/index.html")):
+            for port, path in ((proxy_asgi, "/"), (proxy_static, "/index.html"), (proxy_two, "/"), (proxy_two, "/")):
                 load(port, path=path, seconds=1, connections=args.connections)  # warm up pools and imports
             results = interleaved({
                 "asgi direct": measure(asgi_port, "/"), "asgi proxied": measure(proxy_asgi, "/"),
+                "asgi proxied x2": measure(proxy_two, "/"),
                 "static direct": measure(static_port, "/index.html"),
                 "static proxied": measure(proxy_static, "/index.html"),
             }, args.rounds)
@@ -140,12 +142,15 @@ def main() -> int:
     generator = "wrk" if WRK else "python multi-process client"
     print(f"load: {generator}, {args.connections} connections, {args.seconds:.0f} s x {args.rounds} rounds "
           f"interleaved; medians (requests/s); page {len(PAGE)} bytes; cpus {os.cpu_count()}")
-    print(f"{'upstream':<32}{'direct':>10}{'proxied':>10}{'ratio':>8}  target")
-    for name, label in (("asgi", "Python ASGI app (uvicorn)"), ("static", "static files (python -m http.server)")):
-        direct, proxied = median(results[f"{name} direct"]), median(results[f"{name} proxied"])
-        print(f"{label:<32}{direct:>10.0f}{proxied:>10.0f}{proxied / direct:>8.2f}  >= 0.5")
+    print(f"{'upstream':<44}{'direct':>8}{'proxied':>9}{'ratio':>7}  target")
+    for name, label in (("asgi", "Python ASGI app (uvicorn), proxy 1 worker"),
+                        ("asgi", "Python ASGI app (uvicorn), proxy 2 workers"),
+                        ("static", "static files (http.server), proxy 1 worker")):
+        key = f"{name} proxied x2" if "2 workers" in label else f"{name} proxied"
+        direct, proxied = median(results[f"{name} direct"]), median(results[key])
+        print(f"{label:<44}{direct:>8.0f}{proxied:>9.0f}{proxied / direct:>7.2f}  >= 0.5")
     for name, values in results.items():
-        print(f"  runs {name:<15} " + " ".join(f"{value:.0f}" for value in values))
+        print(f"  runs {name:<16} " + " ".join(f"{value:.0f}" for value in values))
     print(f"{size / 1024**3:.1f} GB through the proxy in {seconds:.1f} s ({size / seconds / 1e6:.0f} MB/s): "
           f"proxy RSS {baseline / 1e6:.1f} MB before, peak {peak / 1e6:.1f} MB (target < 100 MB)")
     return 0
