@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import free_port, pinsignal_cmd, run_process
+from support import free_port, need, pinsignal_cmd, run_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -77,3 +78,23 @@ def test_hundreds_of_megabytes_stream_through_with_flat_memory(upstream, redis_u
     assert received == size
     growth = peak - baseline
     assert growth < 40 * 1024 * 1024, f"proxy RSS grew by {growth / 1e6:.1f} MB while streaming {size / 1e6:.0f} MB"
+
+
+def test_serves_https_itself_and_cookies_get_secure(upstream, redis_url, tmp_path) -> None:
+    openssl = shutil.which("openssl")
+    need(openssl, "the openssl command to make a throw-away certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    port = free_port()
+    env = {"PINSIGNAL_SECRET": SECRET, "REDIS_URL": redis_url, "PINSIGNAL_DATA_DIR": str(tmp_path)}
+    command = pinsignal_cmd("proxy", "--upstream", upstream.url, "--port", str(port), "--ssl-certfile", str(cert),
+                            "--ssl-keyfile", str(key))
+    with run_process(command, port=port, env=env, timeout=60, log=tmp_path / "proxy.log"):
+        response = httpx.get(f"https://127.0.0.1:{port}/inspect?epik=dj0yJnU9c2VjdXJl", verify=False, timeout=30)
+    assert response.status_code == 200
+    forwarded = dict((key, value) for key, value in response.json()["headers"] if key.startswith("x-forwarded-"))
+    assert forwarded["x-forwarded-proto"] == "https"
+    (epik,) = [cookie for cookie in response.headers.get_list("set-cookie") if cookie.startswith("_epik=")]
+    assert "Secure" in epik
