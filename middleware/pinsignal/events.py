@@ -120,7 +120,7 @@ def parse_envelope(raw: object, *, received_at: float) -> dict[str, Any]:
     kind = out.get("type")
     if kind is None:
         reasons.append("type: required; use 'track', 'page' or 'identify'")
-    elif kind not in EVENT_TYPES:
+    elif type(kind) is not str or kind not in EVENT_TYPES:
         reasons.append(f"type: {_show(kind)} is not supported; use 'track', 'page' or 'identify'")
     _check_names(out, kind, reasons)
     for key in ("message_id", "anonymous_id", "user_id"):

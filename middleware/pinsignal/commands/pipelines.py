@@ -10,10 +10,11 @@
         Exit 0 when all are valid, 1 otherwise, 2 when EVENT.json is malformed (one-line reason).
 
 EVENT.json holds one incoming event, a list of them, or ``{"batch": [...]}`` ("-" reads stdin).
-Preview runs at the event's own time by default (``--now event``): it is received when it was
-sent, and validated as if "now" were its timestamp, so an example file written months ago still
-previews as valid. ``--now clock`` uses the real clock (and shows events that are too old), and
-``--now 2026-11-29T12:00:00Z`` or epoch seconds pick a moment.
+Preview replays each event as received when it says it was sent (``sent_at``, else its
+timestamp), so clock-skew correction does not move it. ``--now`` is the moment validation treats
+as the present: ``event`` (the default) is the event's own time, so an example file written months
+ago still previews as valid; ``clock`` is the real clock (and shows events that are too old);
+``2026-11-29T12:00:00Z`` or epoch seconds pick a moment.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ def _preview(args: argparse.Namespace) -> int:
     for index, raw_event in enumerate(events):
         where = name if len(events) == 1 else f"{name}[{index}]"
         clock = time.time() if args.now == "clock" else now_fixed
-        received_at = clock if clock is not None else _event_moment(raw_event)
+        received_at = _event_moment(raw_event)
         try:
             envelope = parse_envelope(raw_event, received_at=received_at)
         except EnvelopeError as exc:

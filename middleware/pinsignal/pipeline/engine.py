@@ -12,6 +12,7 @@ an event does no YAML, no path parsing and no lookups by name.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -27,6 +28,8 @@ from pinsignal.pipeline.produced import Produced, RequestContext
 from pinsignal.pipeline.spec import Enrichment, Pipeline
 
 __all__ = ["Engine"]
+
+logger = logging.getLogger("pinsignal.pipeline")
 
 # A click id worth sending: printable ASCII without ';', at most 1 KiB (DESIGN section 5).
 _PLAUSIBLE_EPIK = re.compile(r"[!-:<-~]{1,1024}")
@@ -85,10 +88,18 @@ class Engine:
             request = RequestContext()
         produced: list[Produced] = []
         for compiled in candidates:
-            if compiled.matches(envelope):
+            try:
+                if not compiled.matches(envelope):
+                    continue
                 event = compiled.build(envelope, request)
-                errors = validate_event(event, now=time.time() if now is None else now) if compiled.validate else []
-                produced.append(Produced(compiled.name, event, errors))
+            except Exception as exc:  # a transform bug rejects this event, it does not crash the collector
+                logger.warning("pipeline %s failed on message %r: %s", compiled.name, envelope.get("message_id"),
+                               type(exc).__name__, exc_info=True)
+                produced.append(Produced(compiled.name, {}, [f"internal error in pipeline {compiled.name}: "
+                                                             f"{type(exc).__name__}; the event was not sent"]))
+                continue
+            errors = validate_event(event, now=time.time() if now is None else now) if compiled.validate else []
+            produced.append(Produced(compiled.name, event, errors))
         return produced
 
 

@@ -123,6 +123,10 @@ class _Checker:
         except RecursionError:
             self.error(1, "the file is nested too deeply")
             pipeline = None
+        except Exception as exc:  # a loader bug must still not become a traceback for the user
+            logger.debug("loading %s failed unexpectedly", self.file, exc_info=True)
+            self.error(1, f"could not load this file ({type(exc).__name__}: {exc}); please report this as a bug")
+            pipeline = None
         if self.errors or pipeline is None:
             raise PipelineLoadError(self.errors or [f"{self.file}:1: not a pipeline"])
         return pipeline
@@ -309,7 +313,7 @@ class _Checker:
                            f"nothing writes {target}, which Pinterest requires; add {example}")
         for step in steps:
             if isinstance(step, Step) and step.target == "event_name" and step.section == "static":
-                if step.value not in STANDARD_EVENT_NAMES:
+                if not isinstance(step.value, str) or step.value not in STANDARD_EVENT_NAMES:
                     hint = suggest(str(step.value), sorted(STANDARD_EVENT_NAMES)) or "; see docs/pipelines.md"
                     self.error(step.line, f"event_name {step.value!r} is not a Pinterest event name{hint}")
         return tuple(steps)
