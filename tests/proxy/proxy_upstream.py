@@ -1,7 +1,8 @@
 """A real upstream site for the proxy tests, run under uvicorn: every behaviour a proxy must carry.
 
 Endpoints: ``/page`` (HTML), ``/gzip-page`` (gzip HTML whatever the Accept-Encoding says),
-``/cookies`` (three Set-Cookie), ``/echo`` (streams the request body back, chunked), ``/inspect``
+``/cookies`` (three Set-Cookie), ``/echo`` (streams the request body back, chunked), ``/sink``
+(counts the request body), ``/events`` (server-sent events, the second one on ``RELEASE``), ``/inspect``
 (what arrived: method, target, headers, as JSON), ``/big?size=N`` (N streamed bytes, progress in
 ``STATE``), ``/binary`` (fixed bytes, not HTML), ``/slow?delay=S``, ``/redirect``, ``/ws`` (echo).
 """
@@ -12,6 +13,7 @@ import asyncio
 import gzip
 import json
 import os
+import threading
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -21,6 +23,8 @@ BINARY = bytes(range(256)) * 64 + b"</head>"  # looks like a marker, but is not 
 GZIP_PAGE = gzip.compress(PAGE.replace(b"Hello", b"Compressed hello"), mtime=0)
 CHUNK = b"x" * (64 * 1024)
 
+# Set by a test to let /events send its second event (proves the first one was not held back).
+RELEASE = threading.Event()
 # Progress of the /big streams, read by the disconnect test: path -> {"sent": bytes, "done": bool}
 STATE: dict[str, dict[str, Any]] = {}
 SEEN_PATHS: list[str] = []
@@ -59,6 +63,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                   "query": scope["query_string"].decode("latin-1"), "peer_port": scope["client"][1],
                   "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in scope["headers"]]}
         await _reply(send, 200, json.dumps(report).encode(), [(b"content-type", b"application/json")])
+    elif path == "/sink":
+        total = 0
+        while True:
+            message = await receive()
+            total += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        await _reply(send, 200, str(total).encode(), [(b"content-type", b"text/plain")])
+    elif path == "/events":
+        await _events(send)
     elif path == "/echo":
         await _echo(scope, receive, send)
     elif path == "/big":
@@ -93,6 +107,17 @@ async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if not message.get("more_body"):
             break
     await send({"type": "http.response.body", "body": b""})
+
+
+async def _events(send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
+    await send({"type": "http.response.body", "body": b"data: first\n\n", "more_body": True})
+    for _ in range(6000):  # up to a minute: longer than the test client's read timeout
+        if RELEASE.is_set():
+            break
+        await asyncio.sleep(0.01)
+    await send({"type": "http.response.body", "body": b"data: second\n\n", "more_body": False})
 
 
 async def _big(scope: dict[str, Any], receive: Any, send: Any, size: int) -> None:

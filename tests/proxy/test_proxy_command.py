@@ -48,7 +48,7 @@ def test_environment_only_two_workers_serve_the_site(upstream, redis_url, tmp_pa
         assert httpx.get(f"http://127.0.0.1:{port}/_ps/c.js", timeout=30).status_code == 200
 
 
-def test_hundreds_of_megabytes_stream_through_with_flat_memory(upstream, redis_url, tmp_path) -> None:
+def test_hundreds_of_megabytes_stream_through_both_ways_with_flat_memory(upstream, redis_url, tmp_path) -> None:
     port = free_port()
     size = 300 * 1024 * 1024
     env = {"PINSIGNAL_SECRET": SECRET, "REDIS_URL": redis_url, "PINSIGNAL_DATA_DIR": str(tmp_path)}
@@ -75,7 +75,19 @@ def test_hundreds_of_megabytes_stream_through_with_flat_memory(upstream, redis_u
         finally:
             stop.set()
             sampler.join()
+        upload = 200 * 1024 * 1024
+        piece = b"u" * (1024 * 1024)
+        sampler = threading.Thread(target=sample, daemon=True)
+        stop.clear()
+        sampler.start()
+        try:
+            counted = httpx.post(f"http://127.0.0.1:{port}/sink", content=(piece for _ in range(upload // len(piece))),
+                                 timeout=60)
+        finally:
+            stop.set()
+            sampler.join()
     assert received == size
+    assert counted.text == str(upload)
     growth = peak - baseline
     assert growth < 40 * 1024 * 1024, f"proxy RSS grew by {growth / 1e6:.1f} MB while streaming {size / 1e6:.0f} MB"
 

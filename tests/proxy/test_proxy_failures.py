@@ -78,3 +78,14 @@ def test_failures_are_logged_once_per_interval_with_a_count(caplog: pytest.LogCa
     with caplog.at_level("WARNING", logger="pinsignal.proxy"):
         log.report("failed", OSError("refused"))
     assert caplog.records[-1].getMessage().endswith("refused (4 more since the last report)")
+
+
+def test_server_sent_events_arrive_as_they_are_sent(make_proxy) -> None:
+    proxy_upstream.RELEASE.clear()
+    # A proxy that held the body back would make the first read time out (10 s) long before the
+    # upstream, which waits for RELEASE, ends the stream.
+    with httpx.Client(timeout=10) as client, client.stream("GET", make_proxy().url + "/events") as response:
+        lines = response.iter_lines()
+        assert next(lines) == "data: first"
+        proxy_upstream.RELEASE.set()
+        assert [line for line in lines if line] == ["data: second"]
