@@ -75,3 +75,12 @@ def test_server_page_view_and_the_script_page_call_count_once(fronted) -> None:
     answer = httpx.post(server.url + "/_ps/e", headers=headers, json=page_call)
     assert answer.status_code == 202  # answered after enqueueing: nothing more can arrive later
     assert [e["event_id"] for e in sink.events].count(pageview_id) == 1
+
+
+def test_websockets_pass_the_middleware_and_the_proxy(fronted) -> None:
+    from websockets.sync.client import connect
+
+    server, _ = fronted
+    with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10) as socket:
+        socket.send("through both")
+        assert socket.recv(timeout=10) == "echo:through both"
