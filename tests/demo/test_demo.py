@@ -128,15 +128,25 @@ class Demo:
                 client.connect(str(sock))
 
 
-def sandbox_event(demo: Demo, event_id: str, timeout: float = 30.0) -> dict[str, Any]:
+def sandbox_event(demo: Demo, event_id: str, timeout: float = 60.0) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
         answer = httpx.get(f"{demo.sandbox}/_sandbox/events", params={"event_id": event_id}, timeout=5)
         answer.raise_for_status()
         events = answer.json()["events"]
         return events[0]["event"] if events else None
 
-    found: dict[str, Any] = wait_until(find, timeout, f"event {event_id!r} never reached the sandbox\n{demo.output}")
-    return found
+    def report() -> str:
+        received = httpx.get(f"{demo.sandbox}/_sandbox/events", timeout=5).json()["events"]
+        names = [(e["event"]["event_name"], e["event"]["event_id"]) for e in received]
+        return f"the sandbox received {names}\n{demo.output}"
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.2)
+    pytest.fail(f"event {event_id!r} never reached the sandbox; {report()}")
 
 
 @pytest.mark.browser
@@ -185,7 +195,7 @@ def test_landing_to_checkout_reaches_the_sandbox_then_ctrl_c_stops_everything(tm
         assert "example.com" not in str(event).lower()
         # browser events took the same road (click id from the first-party cookie)
         added = wait_until(lambda: [e["event"] for e in httpx.get(f"{demo.sandbox}/_sandbox/events").json()["events"]
-                                    if e["event"]["event_name"] == "add_to_cart"], 30,
+                                    if e["event"]["event_name"] == "add_to_cart"], 60,
                            f"no add_to_cart event reached the sandbox\n{demo.output}")
         assert added[0]["user_data"]["click_id"] == EPIK
 
