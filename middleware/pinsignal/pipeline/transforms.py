@@ -284,7 +284,7 @@ def _to_string(ctx: BuildContext) -> Fn:
     return fn
 
 
-@register("to_int", "An integer from an integral number or numeric string; anything else is dropped.")
+@register("to_int", "An integer from a number (rounded) or an integral numeric string; anything else is dropped.")
 def _to_int(ctx: BuildContext) -> Fn:
     def fn(value: Any) -> Any:
         if type(value) is float and value == value and abs(value) != float("inf"):
