@@ -250,6 +250,7 @@ def test_unknown_routes_and_methods_answer_json_errors(sandbox_server: SandboxCl
     missing = httpx.get(f"{sandbox_server.url}/v5/nothing")
     assert missing.status_code == 404
     assert missing.json() == {"code": 404, "message": "Resource not found."}
+    assert "x-pinterest-rid" in missing.headers
     wrong = httpx.get(sandbox_server.events_url)
     assert wrong.status_code == 405
     assert wrong.json()["message"] == "Method GET is not allowed here."

@@ -16,6 +16,7 @@ The ``/_sandbox`` prefix is one Pinterest never uses, so the same client code wo
 from __future__ import annotations
 
 import itertools
+import secrets
 import logging
 from typing import Any
 
@@ -129,7 +130,9 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         message = "Resource not found." if status == 404 else f"Method {request.method} is not allowed here."
-        return _json({"code": status, "message": message}, status)
+        response = _json({"code": status, "message": message}, status)
+        response.headers["x-pinterest-rid"] = secrets.token_hex(8)
+        return response
 
     routes = [
         Route("/v5/ad_accounts/{ad_account_id}/events", events.__call__, methods=["POST"]),
