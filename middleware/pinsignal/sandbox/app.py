@@ -16,8 +16,8 @@ The ``/_sandbox`` prefix is one Pinterest never uses, so the same client code wo
 from __future__ import annotations
 
 import itertools
-import secrets
 import logging
+import secrets
 from typing import Any
 
 import orjson
