@@ -18,7 +18,8 @@ from pinsignal.config import Config
 from support import ROOT
 
 # the documents the demo/docs work owns (others test their own: docs/pipelines.md, docs/proxy.md...)
-OWN_DOCS = [ROOT / "README.md", ROOT / "docs" / "configuration.md", ROOT / "examples" / "proxy" / "README.md"]
+OWN_DOCS = [ROOT / "README.md", ROOT / "docs" / "configuration.md", ROOT / "examples" / "proxy" / "README.md",
+            ROOT / "deploy" / "README.md"]
 # variables that are not pinsignal's own but that recipes and docs may set
 FOREIGN_VARIABLES = {"PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
 

@@ -143,8 +143,30 @@ def test_shell_blocks_name_real_commands(block: Block) -> None:
                 check_command(["demo", *args], block.where)
         elif command == "pip":
             assert args[:2] == ["install", "pinsignal"], f"{block.where}: unexpected pip command {words}"
+        elif command in ("docker", "kubectl", "sudo"):
+            check_deploy_command(words, block.where)
         else:
             pytest.fail(f"{block.where}: {command!r} is not a command this test knows how to check")
+
+
+def check_deploy_command(words: list[str], where: str) -> None:
+    """docker, kubectl and systemd commands: every repository path they name exists, every unit they
+    enable is shipped, and the image they build is the one the recipes run."""
+    if words[0] == "sudo":
+        words = words[1:]
+    for word in words:
+        if word.startswith(("deploy/", "examples/")):
+            assert (ROOT / word).exists(), f"{where}: {word} does not exist"
+    if words[0] == "docker" and words[1] == "build":
+        assert words[words.index("-t") + 1] == "pinsignal" and words[-1] == "."
+    elif words[0] == "kubectl":
+        assert words[1:3] == ["apply", "-k"] and (ROOT / words[3] / "kustomization.yaml").exists()
+    elif words[0] == "systemctl":
+        for unit in words[3:]:
+            template = re.sub(r"@[^.]*$", "@", unit)
+            assert (ROOT / "deploy" / "systemd" / f"{template}.service").exists(), f"{where}: no unit for {unit}"
+    elif words[0] not in ("docker", "cp", "install"):
+        pytest.fail(f"{where}: {words[0]!r} is not a command this test knows how to check")
 
 
 def test_arq_entry_point_in_the_readme_exists(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
