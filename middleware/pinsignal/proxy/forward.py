@@ -36,6 +36,7 @@ logger = logging.getLogger("pinsignal.proxy")
 # Bodies up to this size are sent without a disconnect watcher: a vanished visitor costs at most
 # this much upstream reading, and small pages skip the cost of a second task.
 _WATCH_ABOVE = 256 * 1024
+_URL_CACHE = 1024
 _ERROR_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title></head>"
     "<body><h1>{status} {title}</h1><p>{text}</p></body></html>"
@@ -72,6 +73,7 @@ class Forwarder:
         self._rewrite_location = settings.host_header == "upstream"
         self._prefix = settings.collector_prefix
         self._failures = _FailureLog(settings.upstream)
+        self._urls: dict[bytes, httpx.URL] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         incoming: list[tuple[bytes, bytes]] = scope["headers"]
@@ -90,7 +92,7 @@ class Forwarder:
             headers.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query = scope.get("query_string", b"")
-        url = self._base.copy_with(raw_path=self._base_path + raw_path + (b"?" + query if query else b""))
+        url = self._url(self._base_path + raw_path + (b"?" + query if query else b""))
         request = httpx.Request(scope["method"], url, headers=headers,
                                 stream=_RequestBody(receive) if has_body else None)
         try:
@@ -123,7 +125,7 @@ class Forwarder:
         if plan.injector is not None:
             headers = _edited_headers(headers, decoded=plan.decoder is not None)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-        length = response.headers.get("content-length")
+        length = next((value for name, value in headers if name.lower() == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE:
             await _stream(send, response, plan)
         elif not await _stream_watching(receive, send, response, plan):
@@ -133,6 +135,17 @@ class Forwarder:
                 await self._handoff(scope, page_event(scope, plan.pageview, scheme=self._scheme(scope)))
             except Exception:
                 logger.exception("server-side page view %s could not be recorded", plan.pageview)
+
+    def _url(self, target: bytes) -> httpx.URL:
+        # Parsing a URL costs more than the rest of the request line handling; sites repeat their
+        # paths, so parsed ones are kept (bounded, cleared when full).
+        url = self._urls.get(target)
+        if url is None:
+            url = self._base.copy_with(raw_path=target)
+            if len(self._urls) >= _URL_CACHE:
+                self._urls.clear()
+            self._urls[target] = url
+        return url
 
     def _scheme(self, scope: Scope) -> str:
         """The scheme the visitor used: ours, or what a trusted proxy in front says it was."""

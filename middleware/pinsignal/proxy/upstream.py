@@ -78,11 +78,14 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         slot = self._slots.get(origin)
         if slot is None:
             slot = self._slots[origin] = asyncio.Semaphore(self._max_connections)
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await slot.acquire()
-        except TimeoutError:
-            raise httpx.PoolTimeout("No free connection to the upstream in time.", request=request) from None
+        if slot.locked():
+            try:
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await slot.acquire()
+            except TimeoutError:
+                raise httpx.PoolTimeout("No free connection to the upstream in time.", request=request) from None
+        else:
+            await slot.acquire()  # free: returns at once, no timer needed
         try:
             return await self._exchange(request, origin, slot, timeouts)
         except BaseException:
@@ -91,9 +94,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
 
     async def _exchange(self, request: httpx.Request, origin: Origin, slot: asyncio.Semaphore,
                         timeouts: dict[str, float | None]) -> httpx.Response:
-        head = _request_head(request)
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        has_body = chunked or request.headers.get("content-length", "0") != "0"
+        head, chunked, has_body = _request_head(request)
         while True:
             connection, reused = self._checkout(origin), True
             if connection is None:
@@ -163,14 +164,24 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self._idle.clear()
 
 
-def _request_head(request: httpx.Request) -> bytes:
+def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
+    """The request line and headers, whether the body is chunked, and whether there is a body."""
     lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-    lines.extend(b"%s: %s\r\n" % (name, value) for name, value in request.headers.raw)
+    chunked = has_body = False
+    for name, value in request.headers.raw:
+        lines.append(b"%s: %s\r\n" % (name, value))
+        lowered = name.lower()
+        if lowered == b"transfer-encoding":
+            chunked = has_body = value.lower() == b"chunked"
+        elif lowered == b"content-length":
+            has_body = value.strip() != b"0"
     lines.append(b"\r\n")
-    return b"".join(lines)
+    return b"".join(lines), chunked, has_body
 
 
 async def _drain(writer: asyncio.StreamWriter, request: httpx.Request, timeout: float | None) -> None:
+    if not writer.transport.get_write_buffer_size():
+        return  # everything already went to the socket; a connection error shows on the next read
     try:
         async with asyncio.timeout(timeout):
             await writer.drain()
