@@ -298,7 +298,7 @@ class Demo:
             "  2. Browse, add to cart, check out, sign up: each step becomes a Pinterest event.",
         ]
         if real:
-            lines.append("  3. See the test events in Ads Manager > Conversions > Test events.")
+            lines.append("  3. Watch them in Ads Manager's Test events view (it shows only what arrives while open).")
         else:
             lines += ["  3. Watch them arrive, with their hashed match keys and click id:", f"       {sandbox}"]
         lines += ["", f"  delivering to {target}", f"  data dir {self.data_dir}", ""]
