@@ -19,7 +19,7 @@ RATE_LIMIT = re.compile(r'^(\d+), \1;w=60;name="ads_conversions_ad_account_id"$'
 
 def post(sandbox: SandboxClient, body: bytes | str, *, headers: dict[str, str] | None = None,
          account: str | None = None, params: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.post(f"{sandbox.url}/v5/ad_accounts/{account or sandbox.account_id}/events",
+    return sandbox.http.post(f"/v5/ad_accounts/{account or sandbox.account_id}/events",
                       content=body, headers=headers if headers is not None else sandbox.headers, params=params)
 
 
@@ -230,10 +230,10 @@ def test_events_api_filters(sandbox_server: SandboxClient, make_event: Any) -> N
     assert [item["event"]["event_id"] for item in sandbox_server.events(since=1)] == ["b", "c"]
     assert [item["event"]["event_id"] for item in sandbox_server.events(account_id="7")] == ["c"]
     assert [item["seq"] for item in sandbox_server.events(event_id="b")] == [2]
-    limited = httpx.get(f"{sandbox_server.url}/_sandbox/events", params={"limit": 1, "since": 1}).json()
+    limited = sandbox_server.http.get("/_sandbox/events", params={"limit": 1, "since": 1}).json()
     assert [item["seq"] for item in limited["events"]] == [2]
     assert limited["last_seq"] == 3
-    assert httpx.get(f"{sandbox_server.url}/_sandbox/events", params={"since": "x"}).status_code == 400
+    assert sandbox_server.http.get("/_sandbox/events", params={"since": "x"}).status_code == 400
 
 
 def test_reset_forgets_events_counters_and_dedup(sandbox_server: SandboxClient, make_event: Any) -> None:
@@ -247,20 +247,20 @@ def test_reset_forgets_events_counters_and_dedup(sandbox_server: SandboxClient, 
 
 
 def test_unknown_routes_and_methods_answer_json_errors(sandbox_server: SandboxClient) -> None:
-    missing = httpx.get(f"{sandbox_server.url}/v5/nothing")
+    missing = sandbox_server.http.get("/v5/nothing")
     assert missing.status_code == 404
     assert missing.json() == {"code": 404, "message": "Resource not found."}
     assert "x-pinterest-rid" in missing.headers
-    wrong = httpx.get(sandbox_server.events_url)
+    wrong = sandbox_server.http.get(sandbox_server.events_url)
     assert wrong.status_code == 405
     assert wrong.json()["message"] == "Method GET is not allowed here."
-    assert httpx.get(f"{sandbox_server.url}/_sandbox/health").json() == {"ok": True}
+    assert sandbox_server.http.get("/_sandbox/health").json() == {"ok": True}
 
 
 def test_settings_can_be_switched_until_reset(sandbox_server: SandboxClient, make_event: Any) -> None:
     current = sandbox_server.configure(partial_failure=200, accounts=["111"], tokens=["other"])
     assert (current["partial_failure"], current["accounts"], current["tokens"]) == (200, ["111"], 1)
-    assert "other" not in httpx.get(f"{sandbox_server.url}/_sandbox/settings").text
+    assert "other" not in sandbox_server.http.get("/_sandbox/settings").text
     assert sandbox_server.send([make_event()], account_id="111", token="other").status_code == 200
     assert sandbox_server.send([make_event()], account_id="222", token="other").status_code == 403
     old = make_event(event_time=int(time.time()) - 8 * 86400)
@@ -276,7 +276,7 @@ def test_settings_can_be_switched_until_reset(sandbox_server: SandboxClient, mak
 ])
 def test_bad_settings_changes_are_refused(sandbox_server: SandboxClient, changes: dict[str, Any],
                                           message: str) -> None:
-    response = httpx.post(f"{sandbox_server.url}/_sandbox/settings", json=changes)
+    response = sandbox_server.http.post("/_sandbox/settings", json=changes)
     assert response.status_code == 400
     assert response.json()["message"].startswith(f"Invalid settings: {message}"), response.json()
-    assert httpx.get(f"{sandbox_server.url}/_sandbox/settings").json()["partial_failure"] == 422
+    assert sandbox_server.http.get("/_sandbox/settings").json()["partial_failure"] == 422

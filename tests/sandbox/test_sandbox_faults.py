@@ -115,11 +115,11 @@ def test_calls_per_minute_limit_answers_429_with_headers(sandbox_server: Sandbox
 ])
 def test_bad_fault_requests_are_refused_and_change_nothing(sandbox_server: SandboxClient, spec: dict[str, Any],
                                                            message: str) -> None:
-    response = httpx.post(f"{sandbox_server.url}/_sandbox/faults", json=spec)
+    response = sandbox_server.http.post("/_sandbox/faults", json=spec)
     assert response.status_code == 400
     assert response.json()["message"].startswith(f"Invalid fault: {message}"), response.json()
     assert sandbox_server.stats()["faults"] == {"statuses": [], "delay": None}
-    not_object = httpx.post(f"{sandbox_server.url}/_sandbox/faults", json=[1])
+    not_object = sandbox_server.http.post("/_sandbox/faults", json=[1])
     assert not_object.status_code == 400
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from pinsignal.sandbox import SandboxClient
@@ -20,7 +19,7 @@ def test_page_lists_events_newest_first_with_their_match_keys(sandbox_server: Sa
                                                              make_event: Any) -> None:
     sandbox_server.send([make_event(event_id="first-one", event_name="page_visit")])
     sandbox_server.send([make_event(event_id="second-one", user_data={"em": [EM], "ph": [PH, PH]})])
-    response = httpx.get(f"{sandbox_server.url}/")
+    response = sandbox_server.http.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert "script-src" not in response.headers["content-security-policy"]
@@ -40,7 +39,7 @@ def test_page_escapes_everything_it_shows(sandbox_server: SandboxClient, make_ev
                        user_data={"client_ip_address": "203.0.113.9", "client_user_agent": "UA",
                                   "click_id": "<svg onload=alert(3)>"})
     assert sandbox_server.send([event]).status_code == 200  # unknown names are accepted with a warning
-    page = httpx.get(f"{sandbox_server.url}/").text
+    page = sandbox_server.http.get("/").text
     for raw in ("<script>", "<img", "<svg", "<b>custom"):
         assert raw not in page, raw
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -50,7 +49,7 @@ def test_page_escapes_everything_it_shows(sandbox_server: SandboxClient, make_ev
 
 
 def test_empty_page(sandbox_server: SandboxClient) -> None:
-    assert "Nothing received yet." in httpx.get(f"{sandbox_server.url}/").text
+    assert "Nothing received yet." in sandbox_server.http.get("/").text
 
 
 @pytest.mark.parametrize(("user_data", "expected"), [
@@ -66,4 +65,4 @@ def test_match_keys(user_data: Any, expected: list[str]) -> None:
 
 def test_page_shows_the_order_value(sandbox_server: SandboxClient, make_event: Any) -> None:
     sandbox_server.send([make_event(custom_data={"value": "9.99", "currency": "EUR"})])
-    assert "<td>9.99 EUR</td>" in httpx.get(f"{sandbox_server.url}/").text
+    assert "<td>9.99 EUR</td>" in sandbox_server.http.get("/").text

@@ -27,7 +27,8 @@ class SandboxClient:
         self.url = url.rstrip("/")
         self.token = token
         self.account_id = account_id
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+        self.http = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
+        """A kept-alive client with ``base_url`` set, for requests the helpers below do not cover."""
 
     @property
     def events_url(self) -> str:
@@ -44,7 +45,7 @@ class SandboxClient:
         """POST ``{"data": events}`` to the events endpoint, as pinsignal's worker would."""
         account = account_id or self.account_id
         headers = {**self.headers, "authorization": f"Bearer {token or self.token}"}
-        return self._http.post(f"/v5/ad_accounts/{account}/events", json={"data": events}, headers=headers,
+        return self.http.post(f"/v5/ad_accounts/{account}/events", json={"data": events}, headers=headers,
                                params={"test": "true"} if test else None)
 
     def events(self, *, since: int = 0, account_id: str | None = None, event_id: str | None = None
@@ -56,14 +57,14 @@ class SandboxClient:
             params["account"] = account_id
         if event_id is not None:
             params["event_id"] = event_id
-        response = self._http.get("/_sandbox/events", params=params)
+        response = self.http.get("/_sandbox/events", params=params)
         response.raise_for_status()
         events: list[dict[str, Any]] = response.json()["events"]
         return events
 
     def stats(self) -> dict[str, Any]:
         """Counters: ``requests`` by status, ``events_received``, ``events_recorded``, ``duplicates``, ..."""
-        response = self._http.get("/_sandbox/stats")
+        response = self.http.get("/_sandbox/stats")
         response.raise_for_status()
         stats: dict[str, Any] = response.json()
         return stats
@@ -74,25 +75,25 @@ class SandboxClient:
         """Inject a fault (see :mod:`pinsignal.sandbox.faults`); ``count`` defaults to 1 with a status."""
         spec = {"status": status, "count": count, "retry_after": retry_after, "ratelimit_reset": ratelimit_reset,
                 "delay": delay, "delay_count": delay_count, "calls_per_minute": calls_per_minute}
-        response = self._http.post("/_sandbox/faults", json={k: v for k, v in spec.items() if v is not None})
+        response = self.http.post("/_sandbox/faults", json={k: v for k, v in spec.items() if v is not None})
         response.raise_for_status()
         plan: dict[str, Any] = response.json()
         return plan
 
     def configure(self, **changes: Any) -> dict[str, Any]:
         """Switch settings until the next reset, e.g. ``configure(partial_failure=200, accounts=["1"])``."""
-        response = self._http.post("/_sandbox/settings", json=changes)
+        response = self.http.post("/_sandbox/settings", json=changes)
         response.raise_for_status()
         settings: dict[str, Any] = response.json()
         return settings
 
     def clear_faults(self) -> None:
         """Drop queued faults and delays, and restore the start-up calls-per-minute limit."""
-        self._http.delete("/_sandbox/faults").raise_for_status()
+        self.http.delete("/_sandbox/faults").raise_for_status()
 
     def reset(self) -> None:
         """Forget every event, dedup key, counter and fault."""
-        self._http.post("/_sandbox/reset").raise_for_status()
+        self.http.post("/_sandbox/reset").raise_for_status()
 
     def wait_for_events(self, count: int, timeout: float = 30.0, interval: float = 0.05) -> list[dict[str, Any]]:
         """Poll until at least ``count`` events are recorded; returns them. Raises ``TimeoutError``."""
@@ -106,7 +107,7 @@ class SandboxClient:
             time.sleep(interval)
 
     def close(self) -> None:
-        self._http.close()
+        self.http.close()
 
     def __enter__(self) -> SandboxClient:
         return self
