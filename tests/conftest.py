@@ -73,7 +73,8 @@ def sandbox_server(_sandbox_session: tuple[str, Any]) -> Iterator[Any]:
     - ``.stats()``: ``requests`` by status, ``events_received``, ``events_recorded``, ``duplicates``, ...;
     - ``.fault(status=503, count=2, retry_after=1)``, ``.fault(delay=3.0)``, ``.fault(calls_per_minute=5)``,
       ``.clear_faults()``, ``.reset()``;
-    - ``.configure(partial_failure=200, accounts=["111"], ...)``: other settings for this test only.
+    - ``.configure(partial_failure=200, accounts=["111"], ...)``: other settings for this test only;
+    - ``.http``: a kept-alive ``httpx.Client`` with ``base_url`` set, for anything else.
 
     Settings start as the defaults (partial failure answers 422, unknown event names warn, 7-day
     window, 5,000 calls per minute). See docs/sandbox.md for every route and answer.
