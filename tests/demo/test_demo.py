@@ -68,7 +68,9 @@ def wait_until(condition: Any, timeout: float, message: str) -> Any:
 class Demo:
     """``pinsignal demo`` as a subprocess in its own session (so a signal reaches it like Ctrl-C)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, env: dict[str, str] | None = None) -> None:
+        self.env = env or {}
+        self.own_sandbox = "PINTEREST_ACCESS_TOKEN" not in self.env
         self.port = free_port()
         self.sandbox_port = free_port()
         self.data_dir = tmp_path / "data"
@@ -80,10 +82,11 @@ class Demo:
                              "--data-dir", str(self.data_dir), "--no-browser-hints")
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
         try:
             wait_for_port(self.port, timeout=60, process=self.process)
-            wait_for_port(self.sandbox_port, timeout=30, process=self.process)
+            if self.own_sandbox:
+                wait_for_port(self.sandbox_port, timeout=30, process=self.process)
         except (RuntimeError, TimeoutError) as exc:
             self.__exit__()
             pytest.fail(f"the demo did not start: {exc}\n{self.output}")
@@ -119,7 +122,8 @@ class Demo:
     def assert_nothing_left(self, children: dict[int, str]) -> None:
         names = set(children.values())
         assert any("redis" in name for name in names), f"expected the embedded Redis among {children}"
-        assert len(children) >= 3, f"expected Redis, the worker and the sandbox, got {children}"
+        expected = 3 if self.own_sandbox else 2
+        assert len(children) >= expected, f"expected Redis, the worker and the sandbox, got {children}"
         wait_until(lambda: not any(alive(pid) for pid in children), 15,
                    f"orphaned processes: {[(p, n) for p, n in children.items() if alive(p)]}")
         sock = self.data_dir / "redis.sock"
@@ -252,3 +256,26 @@ def test_sandbox_port_in_use_names_its_own_flag(tmp_path: Path) -> None:
         )
     assert done.returncode == 2
     assert f"choose another with --sandbox-port {port + 1}." in done.stderr
+
+
+def test_with_credentials_the_demo_sends_to_that_api_in_test_mode(tmp_path: Path, sandbox_server: Any) -> None:
+    """Real credentials: no local sandbox is started, and events go out with ?test=true (recorded nowhere)."""
+    need(sys.platform.startswith("linux"), "process checks read /proc")
+    env = {"PINTEREST_API_URL": sandbox_server.url, "PINTEREST_ACCESS_TOKEN": sandbox_server.token,
+           "PINTEREST_AD_ACCOUNT_ID": sandbox_server.account_id}
+    with Demo(tmp_path, env) as demo:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{demo.sandbox}/_sandbox/health", timeout=2)
+        event = {"type": "track", "event": "product_added", "message_id": "demo-real-1",
+                 "properties": {"product_id": "sku-101", "price": 14.99, "quantity": 1, "currency": "USD"},
+                 "context": {"page": {"url": f"{demo.shop}/product/sku-101"}}}
+        firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:130.0) Gecko/20100101 Firefox/130.0"
+        answer = httpx.post(f"{demo.shop}/_ps/e", json=event, timeout=10,
+                            headers={"cookie": f"_epik={EPIK}", "user-agent": firefox})
+        assert answer.status_code == 202 and answer.json()["accepted"] == ["demo-real-1"], answer.text
+        stats = wait_until(lambda: (s := sandbox_server.stats())["test_events"] >= 1 and s, 60,
+                           f"no test request reached the API\n{demo.output}")
+        assert stats["events_recorded"] == 0, "test mode: Pinterest records nothing"
+        code, children = demo.stop_with(signal.SIGTERM)
+        assert code == 0, demo.output
+        demo.assert_nothing_left(children)
