@@ -137,6 +137,8 @@ async def _big(scope: dict[str, Any], receive: Any, send: Any, size: int) -> Non
             piece = CHUNK[: size - state["sent"]]
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             state["sent"] += len(piece)
+            # uvicorn's send returns at once on a closed connection: yield so the watcher can see it.
+            await asyncio.sleep(0)
         await send({"type": "http.response.body", "body": b""})
         state["done"] = state["sent"] >= size
     finally:
