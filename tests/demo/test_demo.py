@@ -55,14 +55,15 @@ def alive(pid: int) -> bool:
     return state[state.rindex(")") + 2] != "Z"
 
 
-def wait_until(condition: Any, timeout: float, message: str) -> Any:
+def wait_until(condition: Any, timeout: float, message: str | Any) -> Any:
+    """Poll ``condition`` until truthy; else fail with ``message`` (or ``message()``, computed then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = condition()
         if result:
             return result
         time.sleep(0.1)
-    pytest.fail(message)
+    pytest.fail(message if isinstance(message, str) else message())
 
 
 class Demo:
@@ -139,18 +140,19 @@ def sandbox_event(demo: Demo, event_id: str, timeout: float = 60.0) -> dict[str,
         events = answer.json()["events"]
         return events[0]["event"] if events else None
 
-    def report() -> str:
-        received = httpx.get(f"{demo.sandbox}/_sandbox/events", timeout=5).json()["events"]
-        names = [(e["event"]["event_name"], e["event"]["event_id"]) for e in received]
-        return f"the sandbox received {names}\n{demo.output}"
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = find()
         if found:
             return found
         time.sleep(0.2)
-    pytest.fail(f"event {event_id!r} never reached the sandbox; {report()}")
+    pytest.fail(f"event {event_id!r} never reached the sandbox; {report(demo)}")
+
+
+def report(demo: Demo) -> str:
+    received = httpx.get(f"{demo.sandbox}/_sandbox/events", timeout=5).json()["events"]
+    names = [(e["event"]["event_name"], e["event"]["event_id"]) for e in received]
+    return f"the sandbox received {names}\n{demo.output}"
 
 
 @pytest.mark.browser
@@ -174,7 +176,12 @@ def test_landing_to_checkout_reaches_the_sandbox_then_ctrl_c_stops_everything(tm
                 assert any(c["name"] == "_epik" and c["value"] == EPIK for c in page.context.cookies())
                 page.click("text=Speckled stoneware mug")
                 page.fill("input[name=quantity]", "2")
-                page.click("#add-to-cart")
+                # wait for the browser to hand the event to the collector: what the smoke test checks is
+                # the road from there to Pinterest (the script's own delivery is tests/browser's subject)
+                with page.expect_response(lambda r: r.url.endswith("/_ps/e") and "product_added" in (
+                        r.request.post_data or "")) as sent:
+                    page.click("#add-to-cart")
+                assert sent.value.status == 202
                 page.wait_for_selector("#added", state="visible")
                 page.goto(f"{demo.shop}/cart")
                 page.fill("input[name=email]", EMAIL)
@@ -200,7 +207,7 @@ def test_landing_to_checkout_reaches_the_sandbox_then_ctrl_c_stops_everything(tm
         # browser events took the same road (click id from the first-party cookie)
         added = wait_until(lambda: [e["event"] for e in httpx.get(f"{demo.sandbox}/_sandbox/events").json()["events"]
                                     if e["event"]["event_name"] == "add_to_cart"], 60,
-                           f"no add_to_cart event reached the sandbox\n{demo.output}")
+                           lambda: f"no add_to_cart event reached the sandbox; {report(demo)}")
         assert added[0]["user_data"]["click_id"] == EPIK
 
         code, children = demo.stop_with(signal.SIGINT)
