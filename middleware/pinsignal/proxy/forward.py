@@ -122,10 +122,10 @@ class Forwarder:
         headers = response_headers(response.headers.raw, upstream_origin=self._upstream_origin,
                                    public_origin=public_origin)
         plan = self._plan(scope, response, headers, pageview)
+        length = next((value for name, value in headers if name.lower() == b"content-length"), None)
         if plan.injector is not None:
             headers = _edited_headers(headers, decoded=plan.decoder is not None)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-        length = next((value for name, value in headers if name.lower() == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE:
             await _stream(send, response, plan)
         elif not await _stream_watching(receive, send, response, plan):

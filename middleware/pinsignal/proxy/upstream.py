@@ -110,8 +110,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 status, reason, version, headers = await _read_head(connection.reader, request, timeouts.get("read"))
             except httpx.TransportError as exc:
                 connection.close()
-                # A pooled connection the server had just closed: retry once on a fresh one when
-                # nothing of the request body was consumed yet.
+                # A pooled connection the server had just closed: try the next one (at worst a
+                # fresh one, which is never retried) when no request body was consumed yet.
                 if reused and not body_started and request.method in _IDEMPOTENT and \
                         isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError):
                     continue
