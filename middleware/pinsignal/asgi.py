@@ -27,11 +27,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, Visitor
 from pinsignal.config import Config
-from pinsignal.cookies import DEVICE_COOKIE, DEVICE_RENEW_AFTER
+from pinsignal.cookies import DEVICE_COOKIE, DEVICE_RENEW_AFTER, epik_from_query
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
@@ -94,9 +95,20 @@ class PinSignalMiddleware:
             await self.collector(scope, receive, send)
             return
         hook = RequestHook(self, scope)
-        navigation = scope["method"] == "GET" and _is_navigation(scope["headers"])
+        navigation = False
+        if scope["method"] == "GET":
+            # A top-level page load: Sec-Fetch-Dest says so, or (older browsers) an HTML Accept does.
+            accept = None
+            for name, value in scope["headers"]:
+                if name == b"sec-fetch-dest":
+                    navigation = value == b"document"
+                    break
+                if name == b"accept":
+                    accept = value
+            else:
+                navigation = accept is not None and b"text/html" in accept
         if navigation or b"epik=" in scope["query_string"]:
-            self._visit_cookies(hook, navigation)
+            self._visit_cookies(scope, hook, navigation)
         scope[SCOPE_KEY] = hook
 
         async def send_with_cookies(message: Message) -> None:
@@ -110,16 +122,31 @@ class PinSignalMiddleware:
 
         await self.app(scope, receive, send_with_cookies)
 
-    def _visit_cookies(self, hook: RequestHook, navigation: bool) -> None:
+    def _visit_cookies(self, scope: Scope, hook: RequestHook, navigation: bool) -> None:
+        # Only what these cookies need is read here (a landing must stay cheap); track() and the
+        # collector read the full Visitor.
+        host = cookie = forwarded_proto = None
+        gpc = False
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value
+            elif name == b"cookie":
+                cookie = value if cookie is None else cookie + b"; " + value
+            elif name == b"sec-gpc":
+                gpc = value.strip() == b"1"
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value
+        cookies = cookie_parser(cookie.decode("latin-1")) if cookie is not None else {}
         intake = self.intake
-        visitor = hook.visitor()
-        if intake.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) != "granted":
+        if intake.consent.verdict(gpc=gpc, cookies=cookies) != "granted":
             return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
-        secure, host = visitor.secure, visitor.host
-        if visitor.epik is not None:
-            hook.cookies.append(intake.cookies.epik(visitor.epik, secure=secure, host=host))
+        secure = intake.proxies.scheme(scope, forwarded_proto) == "https"
+        query = scope["query_string"]
+        epik = epik_from_query(query) if b"epik=" in query else None
+        if epik is not None:
+            hook.cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
         if navigation:
-            device_id, age = intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))
+            device_id, age = intake.devices.read(cookies.get(DEVICE_COOKIE))
             if device_id is None:
                 hook.cookies.append(intake.cookies.device(intake.devices.mint()[1], secure=secure, host=host))
             elif age > DEVICE_RENEW_AFTER:
@@ -143,13 +170,3 @@ class PinSignalMiddleware:
 
         await self.app(scope, receive_and_open, send_and_close)
 
-
-def _is_navigation(headers: list[tuple[bytes, bytes]]) -> bool:
-    """A top-level HTML page load: ``Sec-Fetch-Dest: document``, or (older browsers) an HTML ``Accept``."""
-    accept = None
-    for name, value in headers:
-        if name == b"sec-fetch-dest":
-            return value == b"document"
-        if name == b"accept":
-            accept = value
-    return accept is not None and b"text/html" in accept

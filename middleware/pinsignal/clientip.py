@@ -81,12 +81,18 @@ class TrustedProxies:
             elif name == b"x-forwarded-proto":
                 forwarded_proto = value
         if forwarded_proto is not None:
-            proto = forwarded_proto.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
-            if proto in ("http", "https"):
-                scheme = proto
+            scheme = _proto(forwarded_proto, scheme)
         if forwarded_for is not None:
             peer = self._client_from_chain(forwarded_for.decode("latin-1"), peer)
         return peer, scheme
+
+    def scheme(self, scope: Scope, forwarded_proto: bytes | None) -> str:
+        """The client's scheme, given the request's ``X-Forwarded-Proto`` value (if the caller found one)."""
+        scheme: str = scope.get("scheme", "http")
+        if forwarded_proto is None:
+            return scheme
+        client = scope.get("client")
+        return _proto(forwarded_proto, scheme) if client and self.trusts(client[0]) else scheme
 
     def _client_from_chain(self, chain: str, peer: str) -> str:
         # Walk from the nearest hop back: the first address that is not one of our proxies is the
@@ -104,3 +110,9 @@ def _valid_ip(text: str) -> str | None:
         return str(ipaddress.ip_address(text))
     except ValueError:
         return None
+
+
+def _proto(forwarded_proto: bytes, default: str) -> str:
+    # The nearest proxy appends last: its word is the one that counts.
+    proto = forwarded_proto.decode("latin-1").rsplit(",", 1)[-1].strip().lower()
+    return proto if proto in ("http", "https") else default
