@@ -46,6 +46,10 @@ def test_environment_only_two_workers_serve_the_site(upstream, redis_url, tmp_pa
             assert response.status_code == 200
             assert b'<script src="/_ps/c.js" defer></script></HEAD>' in response.content
         assert httpx.get(f"http://127.0.0.1:{port}/_ps/c.js", timeout=30).status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/page?email=jane@example.com", timeout=30).status_code == 200
+    log = (tmp_path / "proxy.log").read_text()
+    assert "Started parent process" in log or "Uvicorn running" in log
+    assert "jane@example.com" not in log  # no per-request line from httpx with the visitor's URL
 
 
 def test_hundreds_of_megabytes_stream_through_both_ways_with_flat_memory(upstream, redis_url, tmp_path) -> None:
@@ -106,6 +110,7 @@ def test_serves_https_itself_and_cookies_get_secure(upstream, redis_url, tmp_pat
     with run_process(command, port=port, env=env, timeout=60, log=tmp_path / "proxy.log"):
         response = httpx.get(f"https://127.0.0.1:{port}/inspect?epik=dj0yJnU9c2VjdXJl", verify=False, timeout=30)
     assert response.status_code == 200
+    assert "dj0yJnU9c2VjdXJl" not in (tmp_path / "proxy.log").read_text()
     forwarded = dict((key, value) for key, value in response.json()["headers"] if key.startswith("x-forwarded-"))
     assert forwarded["x-forwarded-proto"] == "https"
     (epik,) = [cookie for cookie in response.headers.get_list("set-cookie") if cookie.startswith("_epik=")]

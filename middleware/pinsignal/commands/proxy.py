@@ -37,6 +37,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="serve HTTPS with this certificate chain (env PINSIGNAL_PROXY_SSL_CERTFILE)")
     parser.add_argument("--ssl-keyfile", default=env.get("PINSIGNAL_PROXY_SSL_KEYFILE"), metavar="PEM",
                         help="the certificate's private key (env PINSIGNAL_PROXY_SSL_KEYFILE)")
+    parser.add_argument("--access-log", action="store_true",
+                        default=env.get("PINSIGNAL_PROXY_ACCESS_LOG", "").lower() == "true",
+                        help="log every request, full URL included (env PINSIGNAL_PROXY_ACCESS_LOG=true; default off)")
     parser.add_argument("--inject", action="store_true", default=None,
                         help="add the collector <script> tag to HTML pages (env PINSIGNAL_PROXY_INJECT)")
     parser.add_argument("--server-pageviews", action="store_true", default=None,
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pinsignal.config import Config
     from pinsignal.proxy import ProxySettings, create_app
+    from pinsignal.proxy.app import quiet_httpx
 
     overrides = {name: value for name, value in (
         ("upstream", args.upstream), ("timeout", args.timeout), ("host_header", args.host_header),
@@ -65,8 +69,9 @@ def run(args: argparse.Namespace) -> int:
     # The server in front must add nothing of its own: the upstream's Server and Date headers pass
     # through, and X-Forwarded-For is judged by the proxy against PINSIGNAL_TRUSTED_PROXIES.
     options = {"host": args.host, "port": port, "server_header": False, "date_header": False,
-               "proxy_headers": False, "log_level": args.log_level, "access_log": False,
+               "proxy_headers": False, "log_level": args.log_level, "access_log": args.access_log,
                "ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+    quiet_httpx()
     if workers == 1:
         uvicorn.run(create_app(settings, config=config), **options)
     else:

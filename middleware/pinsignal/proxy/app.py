@@ -33,7 +33,7 @@ from .settings import ProxySettings
 from .upstream import UpstreamTransport
 from .websocket import WebSocketRelay
 
-__all__ = ["ProxyApp", "app_from_env", "create_app", "upstream_client"]
+__all__ = ["ProxyApp", "app_from_env", "create_app", "quiet_httpx", "upstream_client"]
 
 logger = logging.getLogger("pinsignal.proxy")
 
@@ -149,4 +149,13 @@ def _middleware_handoff(middleware: PinSignalMiddleware) -> Handoff:
 
 def app_from_env() -> PinSignalMiddleware:
     """uvicorn factory (``pinsignal.proxy:app_from_env``): settings from ``PINSIGNAL_*``, one app per worker."""
+    quiet_httpx()
     return create_app(ProxySettings.from_env())
+
+
+def quiet_httpx() -> None:
+    """Silence httpx's one INFO line per request: it would log every visitor's URL, query included
+    (click ids, sometimes e-mail addresses), and cost time on every proxied request."""
+    httpx_logger = logging.getLogger("httpx")
+    if httpx_logger.level < logging.WARNING:
+        httpx_logger.setLevel(logging.WARNING)
