@@ -84,3 +84,18 @@ def test_websockets_pass_the_middleware_and_the_proxy(fronted) -> None:
     with connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10) as socket:
         socket.send("through both")
         assert socket.recv(timeout=10) == "echo:through both"
+
+
+def test_opt_in_mode_counts_no_server_page_view_before_consent(upstream) -> None:
+    sink = MemorySink()
+    config = Config(secret="proxy-test-secret-0123456789", ad_account_id="549755885175", consent="opt-in")
+    app = create_app(ProxySettings(upstream=upstream.url, server_pageviews=True), config=config, sink=sink)
+    with ServerThread(app, **PROXY_SERVER_OPTIONS) as server:
+        response = httpx.get(server.url + f"/page?epik={EPIK}", headers=BROWSER)
+        assert response.status_code == 200
+        assert not [c for c in response.headers.get_list("set-cookie") if c.startswith("_epik=")]
+        deadline = time.monotonic() + 2  # give a wrongly counted view the time to show up
+        while time.monotonic() < deadline and not sink.counters["dropped_consent"]:
+            time.sleep(0.01)
+    assert sink.events == []
+    assert sink.counters["dropped_consent"] == 1

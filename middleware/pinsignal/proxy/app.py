@@ -143,7 +143,11 @@ def create_app(settings: ProxySettings, *, config: Config | None = None,
 def _middleware_handoff(middleware: PinSignalMiddleware) -> Handoff:
     async def handoff(scope: Scope, event: dict[str, Any]) -> None:
         intake = middleware.intake
-        await intake.accept([event], intake.visitor(scope), received_at=time.time())
+        await intake.open()  # at once when lifespan already opened it; servers without lifespan open here
+        outcome = await intake.accept([event], intake.visitor(scope), received_at=time.time())
+        for rejection in outcome.rejected:
+            # Not an error: consent refused, or the pipelines rejected it; say why at debug level.
+            logger.debug("server-side page view %s not sent: %s", event["message_id"], "; ".join(rejection["reasons"]))
     return handoff
 
 
