@@ -1,0 +1,155 @@
+"""Benchmark: the collector, from HTTP post to events in Redis.
+
+    .venv/bin/python tests/bench/bench_collector.py [--rounds 3] [--seconds 3]
+
+One uvicorn process serves the app wrapped by PinSignalMiddleware with the real pipelines and the
+real Redis queue (the embedded redis-server); the load generator (wrk, else several Python
+processes) posts ``order_completed`` events with unique ids, as the browser script does
+(``text/plain``, same origin). Each event is parsed, checked for consent and crawlers, run through
+the pipelines (SHA-256 of email and phone, v5 validation) and enqueued with its dedup check.
+
+Figures: single-event posts per second (target >= 5,000 per process), events per second in
+batches of 20 (target >= 20,000), and, as the baseline measured in the same run, the same server
+answering the same posts from a bare endpoint that reads the body and answers 202. The script's
+gzipped size is printed too (target <= 1,000 bytes). After the run the events counted in Redis
+must match the events accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from loadgen import ROOT, WRK, interleaved, load, median, run_uvicorn, server
+
+HERE = Path(__file__).resolve()
+SECRET = "bench-secret-0123456789abcdef"
+BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
+HEADERS = {"Content-Type": "text/plain;charset=UTF-8", "Sec-Fetch-Site": "same-origin", "User-Agent": BROWSER,
+           "Referer": "https://shop.example/checkout?epik=dj0yJnU9Zm9vJm49YmFy",
+           "Cookie": "_epik=dj0yJnU9Zm9vJm49YmFy"}
+ACCOUNT = "549755885175"
+
+
+def event_json(message_id: str) -> str:
+    return json.dumps({
+        "type": "track", "event": "order_completed", "message_id": message_id,
+        "properties": {"revenue": 72.39, "currency": "USD",
+                       "products": [{"product_id": "sku-1", "price": 14.99, "quantity": 3}]},
+        "traits": {"email": " Jane.Doe@Example.com ", "phone": "+1 (415) 555-0123"},
+        "context": {"page": {"url": "https://shop.example/checkout", "title": "Checkout"}},
+    }, separators=(",", ":"))
+
+
+def single_body() -> str:
+    return event_json("m-@N@")
+
+
+def batch_body(size: int = 20) -> str:
+    return json.dumps({"batch": [json.loads(event_json(f"b-@N@-{index}")) for index in range(size)]},
+                      separators=(",", ":"))
+
+
+def pipeline_paths() -> tuple[Path, ...]:
+    shipped = ROOT / "pipelines"
+    if any(shipped.glob("*.yaml")):
+        return (shipped,)
+    return (ROOT.parent / "shared" / "examples" / "pinterest-checkout.yaml",)
+
+
+def build_app(variant: str, redis_url: str) -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from pinsignal import Config, PinSignalMiddleware
+
+    async def home(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("hello")
+
+    app = Starlette(routes=[Route("/", home)])
+    if variant == "collector":
+        config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=ACCOUNT, pipelines=pipeline_paths())
+        return PinSignalMiddleware(app, config=config)
+
+    async def bare(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 202,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    return bare
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=3)
+    args = parser.parse_args()
+    import redis
+
+    from pinsignal import Config
+    from pinsignal.collector.script import Script
+    from pinsignal.embedded import EmbeddedRedis
+    from pinsignal.queue import COUNTERS_KEY
+
+    with tempfile.TemporaryDirectory() as folder:
+        embedded = EmbeddedRedis(Path(folder))
+        embedded.ensure_running()
+        try:
+            client = redis.Redis.from_url(embedded.url)
+            with server(HERE, "collector", embedded.url) as collector, server(HERE, "bare", embedded.url) as bare:
+                single, batch = single_body(), batch_body()
+                for port in (collector, bare):
+                    load(port, path="/_ps/e", method="POST", headers=HEADERS, body_template=single, seconds=1)
+                enqueued_before = int(client.hget(COUNTERS_KEY, "enqueued") or 0)
+                measures = {
+                    "single collector": lambda: load(collector, path="/_ps/e", method="POST", headers=HEADERS,
+                                                     body_template=single, seconds=args.seconds),
+                    "single bare": lambda: load(bare, path="/_ps/e", method="POST", headers=HEADERS,
+                                                body_template=single, seconds=args.seconds),
+                    "batch collector": lambda: load(collector, path="/_ps/e", method="POST", headers=HEADERS,
+                                                    body_template=batch, seconds=args.seconds),
+                    "batch bare": lambda: load(bare, path="/_ps/e", method="POST", headers=HEADERS,
+                                               body_template=batch, seconds=args.seconds),
+                }
+                results = interleaved(measures, args.rounds)
+                enqueued = int(client.hget(COUNTERS_KEY, "enqueued") or 0) - enqueued_before
+                rejected = int(client.hget(COUNTERS_KEY, "rejected_invalid") or 0)
+            client.close()
+        finally:
+            embedded.stop()
+    rates = {name: median(values) for name, values in results.items()}
+    gzipped = len(Script(Config(secret=SECRET)).gzipped)
+    print(f"\ncollector benchmark: {args.rounds} interleaved rounds of {args.seconds} s, medians, one uvicorn "
+          f"process, real Redis; load generator: {'wrk' if WRK else 'python'} (cpus: {os.cpu_count()})")
+    print(f"{'figure':<34} {'value':>10} {'baseline':>10} {'ratio':>7}  target")
+    single_rate, single_base = rates["single collector"], rates["single bare"]
+    batch_rate, batch_base = rates["batch collector"] * 20, rates["batch bare"] * 20
+    print(f"{'single-event posts/s':<34} {single_rate:>10.0f} {single_base:>10.0f} {single_rate / single_base:>7.3f}"
+          f"  >= 5,000")
+    print(f"{'events/s in batches of 20':<34} {batch_rate:>10.0f} {batch_base:>10.0f} {batch_rate / batch_base:>7.3f}"
+          f"  >= 20,000")
+    print(f"{'browser script, gzipped bytes':<34} {gzipped:>10} {'':>10} {'':>7}  <= 1,000")
+    print(f"events enqueued in Redis during the measured runs: {enqueued} (rejected as invalid: {rejected})")
+    return 0 if enqueued > 0 and rejected == 0 else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":
+        run_uvicorn(build_app(sys.argv[2], sys.argv[4]), int(sys.argv[3]))
+    else:
+        raise SystemExit(main())
