@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import textwrap
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from pinsignal.pipeline import load_pipeline_file, load_pipeline_text, load_pipe
 from pinsignal.pipeline.spec import Condition, Enrichment, Output, Step, TransformCall
 
 DATA = Path(__file__).parent / "data"
+# sha256 of ../shared/examples/pinterest-checkout.yaml, the product brief's example (kept unchanged)
+BRIEF_SHA256 = "504810a565af756e808c9a911169cafc5c0561d845c807e724cc90362e36b810"
 
 MINIMAL = """\
 name: minimal
@@ -245,3 +248,11 @@ def test_disabled_pipelines_load_but_do_not_run() -> None:
     pipeline = load_pipeline_text("enabled: false\n" + MINIMAL)
     assert not pipeline.enabled
     assert Engine([pipeline]).process({"type": "track", "event": "x"}) == []
+
+
+def test_the_kept_copy_of_the_brief_example_is_byte_identical() -> None:
+    kept = (DATA / "pinterest-checkout.yaml").read_bytes()
+    assert hashlib.sha256(kept).hexdigest() == BRIEF_SHA256
+    shared = Path(__file__).resolve().parents[3] / "shared" / "examples" / "pinterest-checkout.yaml"
+    if shared.is_file():  # beside the checkout on the machine it was written on
+        assert shared.read_bytes() == kept

@@ -309,7 +309,7 @@ class _FastCompiler:
             return lambda value: target(value) and (type(value) is not dict or all(k in value for k in required))
         tests: list[Test] = []
         kind = node.get("type")
-        if kind == "object" or "properties" in node:
+        if "properties" in node or "required" in node or node.get("additionalProperties") is False:
             tests.append(self.object(node))
         elif kind == "array":
             tests.append(self.array(node))
@@ -352,7 +352,15 @@ class _FastCompiler:
         return test
 
     def object(self, node: Mapping[str, Any]) -> Test:
-        properties = {name: self.compile(sub) for name, sub in node.get("properties", {}).items()}
+        # Plain typed properties (most of them) are checked inline by type; only the others call a test.
+        simple: dict[str, frozenset[Any]] = {}
+        complex_: dict[str, Test] = {}
+        for name, sub in node.get("properties", {}).items():
+            if sub.keys() <= {"type", "nullable"} and sub.get("type") in _PYTHON_TYPES:
+                allowed = _PYTHON_TYPES[sub["type"]]
+                simple[name] = allowed | {type(None)} if sub.get("nullable") else allowed
+            else:
+                complex_[name] = self.compile(sub)
         required = tuple(node.get("required", ()))
         closed = node.get("additionalProperties") is False
 
@@ -361,7 +369,12 @@ class _FastCompiler:
                 if name not in value:
                     return False
             for key, item in value.items():
-                sub = properties.get(key)
+                allowed = simple.get(key)
+                if allowed is not None:
+                    if type(item) not in allowed:
+                        return False
+                    continue
+                sub = complex_.get(key)
                 if sub is None:
                     if closed:
                         return False
@@ -387,5 +400,23 @@ class _FastCompiler:
         return test
 
     def any_of(self, branches: list[Mapping[str, Any]]) -> Test:
+        refs = {branch.get("$ref") for branch in branches}
+        if len(refs) == 1 and None not in refs and all("required" in branch for branch in branches):
+            # user_data: check the shape once, then look for one complete set of keys.
+            shape = self.ref(str(refs.pop()))
+            alternatives = [tuple(branch["required"]) for branch in branches]
+
+            def alternative(value: Any) -> bool:
+                if not shape(value):
+                    return False
+                for names in alternatives:
+                    for name in names:
+                        if name not in value:
+                            break
+                    else:
+                        return True
+                return False
+
+            return alternative
         compiled = [self.compile(branch) for branch in branches]
         return lambda value: any(branch(value) for branch in compiled)
