@@ -249,7 +249,10 @@ def _with_defaults(raw: object, shared: dict[str, Any], default_type: str | None
 
 
 def _short(value: object) -> str:
-    text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    except TypeError:  # orjson reads 1024 levels of nesting but writes only 255
+        text = f"a {type(value).__name__} nested too deeply to show"
     return text if len(text) <= 60 else text[:57] + "..."
 
 
