@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import socketserver
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
 
 import httpx
+import proxy_upstream
 import pytest
 
 from pinsignal.proxy import ProxySettings, UpstreamTransport
 from pinsignal.proxy.app import upstream_client
+from support import ServerThread, need
 
 pytestmark = pytest.mark.anyio
 
@@ -129,3 +134,24 @@ async def test_connection_refused_is_a_connect_error() -> None:
     async with client:
         with pytest.raises(httpx.ConnectError):
             await fetch(client, f"http://127.0.0.1:{port}/")
+
+
+async def test_https_upstream_is_verified_against_the_given_context(tmp_path) -> None:
+
+
+
+    openssl = shutil.which("openssl")
+    need(openssl, "the openssl command to make a throw-away certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=upstream", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    with ServerThread(proxy_upstream.app, ssl_certfile=str(cert), ssl_keyfile=str(key)) as server:
+        url = f"https://127.0.0.1:{server.port}"
+        trusting = UpstreamTransport(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        async with upstream_client(ProxySettings(upstream=url), trusting) as client:
+            response, body = await fetch(client, url + "/page")
+            assert response.status_code == 200 and body == proxy_upstream.PAGE
+        async with upstream_client(ProxySettings(upstream=url), UpstreamTransport()) as client:
+            with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                await fetch(client, url + "/page")

@@ -146,7 +146,9 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         context: ssl.SSLContext | None = None
         if scheme == "https":
-            context = self._ssl_context or ssl.create_default_context()
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()  # loads the CA store: once, not per connection
+            context = self._ssl_context
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_HEAD_LIMIT)
