@@ -57,10 +57,11 @@ def test_hop_by_hop_headers_are_stripped_and_others_kept(make_proxy) -> None:
     report = inspect(proxy.url, headers=[
         ("connection", "keep-alive, x-private-hop"), ("x-private-hop", "secret"), ("keep-alive", "timeout=5"),
         ("te", "trailers"), ("trailer", "x-t"), ("upgrade", "h2c"), ("proxy-authorization", "Basic eA=="),
+        ("proxy", "http://evil.example:3128"),
         ("x-custom", "one"), ("x-custom", "two"), ("authorization", "Bearer visitor"), ("cookie", "sid=42"),
     ])
     names = [key for key, _ in report["headers"]]  # type: ignore[attr-defined, misc]
-    for hop in ("x-private-hop", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization"):
+    for hop in ("x-private-hop", "keep-alive", "te", "trailer", "upgrade", "proxy-authorization", "proxy"):
         assert hop not in names
     assert headers_named(report, "x-custom") == ["one", "two"]
     assert headers_named(report, "authorization") == ["Bearer visitor"]

@@ -16,7 +16,8 @@ __all__ = ["HOP_BY_HOP", "RawHeaders", "forwarded_request_headers", "response_he
 RawHeaders = list[tuple[bytes, bytes]]
 
 # RFC 9110 section 7.6.1, plus the legacy Proxy-Connection. ``Expect`` is handled by the server in
-# front (uvicorn answers 100-continue itself), so it is not passed on either.
+# front (uvicorn answers 100-continue itself), so it is not passed on either. Every ``Proxy*`` field
+# is dropped too: they concern this hop, and a ``Proxy:`` request header is the httpoxy attack.
 HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
     b"proxy-authenticate", b"proxy-authorization", b"expect",
@@ -32,7 +33,8 @@ def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[by
         if name.lower() == b"connection":
             named.update(token.strip().lower() for token in value.split(b","))
     return [(name, value) for name, value in headers
-            if (lowered := name.lower()) not in HOP_BY_HOP and lowered not in named and lowered not in extra]
+            if (lowered := name.lower()) not in HOP_BY_HOP and lowered not in named and lowered not in extra
+            and not lowered.startswith(b"proxy")]
 
 
 def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client: tuple[str, int] | None,
