@@ -63,7 +63,7 @@ def test_chromium_through_the_proxy_lands_with_epik_and_the_page_view_reaches_th
             cookies = {cookie["name"]: cookie["value"] for cookie in context.cookies()}
             assert cookies["_epik"] == EPIK
             assert cookies["upstream_session"] == "abc"  # the site's own cookie, untouched
-            tag = tab.locator('script[src="/_ps/c.js"]')
+            tag = tab.locator('script[src^="/_ps/c.js?v="]')  # the versioned, cacheable URL
             assert tag.count() == 1
             pageview_id = tag.get_attribute("data-pv")
             assert pageview_id and re.fullmatch(r"[0-9a-f]{32}", pageview_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import threading
@@ -44,7 +45,7 @@ def test_environment_only_two_workers_serve_the_site(upstream, redis_url, tmp_pa
         for _ in range(4):
             response = httpx.get(f"http://127.0.0.1:{port}/page", headers={"accept": "text/html"}, timeout=30)
             assert response.status_code == 200
-            assert b'<script src="/_ps/c.js" defer></script></HEAD>' in response.content
+            assert re.search(rb'<script src="/_ps/c\.js\?v=[^"]+" defer></script></HEAD>', response.content)
         assert httpx.get(f"http://127.0.0.1:{port}/_ps/c.js", timeout=30).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/page?email=jane@example.com", timeout=30).status_code == 200
     log = (tmp_path / "proxy.log").read_text()

@@ -51,8 +51,8 @@ def test_a_page_without_a_head_in_its_first_megabyte_is_left_alone() -> None:
 
 
 def test_script_tag_escapes_and_carries_the_page_view_id() -> None:
-    assert script_tag("/_ps") == TAG
-    assert script_tag("/t", "abc") == b'<script src="/t/c.js" defer data-pv="abc"></script>'
+    assert script_tag("/_ps/c.js") == TAG
+    assert script_tag("/t/c.js?v=1&x=<", "abc") == b'<script src="/t/c.js?v=1&amp;x=&lt;" defer data-pv="abc"></script>'
     assert is_html(b"text/html; charset=utf-8") and is_html(b"application/xhtml+xml")
     assert not is_html(b"application/json") and not is_html(None)
 

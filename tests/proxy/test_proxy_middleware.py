@@ -60,9 +60,12 @@ def test_epik_landing_gets_the_cookie_and_the_upstream_cookies_are_untouched(fro
 def test_server_page_view_and_the_script_page_call_count_once(fronted) -> None:
     server, sink = fronted
     response = httpx.get(server.url + f"/page?epik={EPIK}", headers=BROWSER)
-    match = re.search(rb'data-pv="([0-9a-f]{32})"', response.content)
+    match = re.search(rb'<script src="(/_ps/c\.js\?v=[^"]+)" defer data-pv="([0-9a-f]{32})"></script></HEAD>',
+                      response.content)
     assert match is not None
-    pageview_id = match.group(1).decode()
+    script = httpx.get(server.url + match.group(1).decode().replace("&amp;", "&"))
+    assert script.status_code == 200 and "immutable" in script.headers.get("cache-control", "")
+    pageview_id = match.group(2).decode()
     (event,) = wait_for(sink, 1)
     assert event["event_name"] == "page_visit"
     assert event["event_id"] == pageview_id

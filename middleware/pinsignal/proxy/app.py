@@ -84,6 +84,9 @@ class ProxyApp:
         self._websockets = WebSocketRelay(settings, self._trusted)
         self._client: httpx.AsyncClient | None = None
         self._forwarder: Forwarder | None = None
+        # What ``--inject`` puts in pages; the middleware in front sets its versioned URL
+        # (``/_ps/c.js?v=...``), which browsers may cache for good.
+        self.script_src = f"{settings.collector_prefix}/c.js"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -98,7 +101,7 @@ class ProxyApp:
         if self._forwarder is None:
             self._client = upstream_client(self.settings, self._transport)
             self._forwarder = Forwarder(self.settings, self._client, trusted=self._trusted, policy=self._policy,
-                                        handoff=self._handoff)
+                                        handoff=self._handoff, script_src=self.script_src)
         return self._forwarder
 
     async def _handoff(self, scope: Scope, event: dict[str, Any]) -> None:
@@ -137,6 +140,7 @@ def create_app(settings: ProxySettings, *, config: Config | None = None,
     proxy = ProxyApp(settings, config=config, transport=transport)
     middleware = PinSignalMiddleware(proxy, config=config, sink=sink, engine=engine)
     proxy.handoff = _middleware_handoff(middleware)
+    proxy.script_src = middleware.script_url
     return middleware
 
 

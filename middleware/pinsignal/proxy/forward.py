@@ -60,7 +60,7 @@ class Forwarder:
     """Forwards HTTP requests to ``settings.upstream`` through one shared ``httpx.AsyncClient``."""
 
     def __init__(self, settings: ProxySettings, client: httpx.AsyncClient, *, trusted: TrustedProxies,
-                 policy: PageviewPolicy | None, handoff: Handoff | None) -> None:
+                 policy: PageviewPolicy | None, handoff: Handoff | None, script_src: str | None = None) -> None:
         self._settings = settings
         self._client = client
         self._trusted = trusted
@@ -71,7 +71,7 @@ class Forwarder:
         self._upstream_host = self._base.netloc
         self._upstream_origin = f"{self._base.scheme}://{self._base.netloc.decode('ascii')}".encode()
         self._rewrite_location = settings.host_header == "upstream"
-        self._prefix = settings.collector_prefix
+        self._script_src = script_src or f"{settings.collector_prefix}/c.js"
         self._failures = _FailureLog(settings.upstream)
         self._urls: dict[bytes, httpx.URL] = {}
 
@@ -173,7 +173,7 @@ class Forwarder:
             decoder = Decoder(encoding)
         else:
             return _Plan(pageview=counted)  # br, zstd...: left as they are, without the tag
-        return _Plan(HeadInjector(script_tag(self._prefix, counted)), decoder, counted)
+        return _Plan(HeadInjector(script_tag(self._script_src, counted)), decoder, counted)
 
 
 class _FailureLog:

@@ -35,10 +35,10 @@ def is_html(content_type: bytes | None) -> bool:
     return media in (b"text/html", b"application/xhtml+xml")
 
 
-def script_tag(prefix: str, pageview_id: str | None = None) -> bytes:
-    """``<script src="/_ps/c.js" defer></script>``, with ``data-pv`` when the server counted this page view."""
+def script_tag(src: str, pageview_id: str | None = None) -> bytes:
+    """``<script src="/_ps/c.js?v=..." defer></script>``, with ``data-pv`` when the server counted this page view."""
     attribute = f' data-pv="{html.escape(pageview_id)}"' if pageview_id else ""
-    return f'<script src="{html.escape(prefix)}/c.js" defer{attribute}></script>'.encode()
+    return f'<script src="{html.escape(src)}" defer{attribute}></script>'.encode()
 
 
 class HeadInjector:
