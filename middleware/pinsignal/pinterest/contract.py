@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pinsignal.pinterest.schema import Check, Test, compile_schema, compile_test, join, show
+from pinsignal.pinterest.schema import Check, Test, compile_schema, compile_test, show
 
 __all__ = [
     "ACTION_SOURCES",
@@ -120,23 +120,26 @@ def rule_errors(event: Any, *, now: float, path: str = "") -> list[str]:
     errors: list[str] = []
     if type(event) is not dict:
         return errors
-    _event_time(event.get("event_time"), now, join(path, "event_time"), errors)
+    at = f"{path}." if path else ""  # paths are built only for messages, never on the valid path
+    problem = _event_time(event.get("event_time"), now)
+    if problem:
+        errors.append(f"{at}event_time: {problem}")
     name = event.get("event_name")
     if type(name) is str and name not in STANDARD_EVENT_NAMES:
-        errors.append(f"{join(path, 'event_name')}: unknown event name {show(name)}{_name_hint(name)}")
+        errors.append(f"{at}event_name: unknown event name {show(name)}{_name_hint(name)}")
     source = event.get("action_source")
     if type(source) is str and source not in ACTION_SOURCES:
         listing = ", ".join(sorted(ACTION_SOURCES))
-        errors.append(f"{join(path, 'action_source')}: unknown action source {show(source)}; use one of {listing}")
+        errors.append(f"{at}action_source: unknown action source {show(source)}; use one of {listing}")
     event_id = event.get("event_id")
     if type(event_id) is str and not event_id.strip():
-        errors.append(f"{join(path, 'event_id')}: must not be empty; it is the deduplication key")
+        errors.append(f"{at}event_id: must not be empty; it is the deduplication key")
     user_data = event.get("user_data")
     if type(user_data) is dict:
-        _user_data(user_data, join(path, "user_data"), errors)
+        _user_data(user_data, f"{at}user_data", errors)
     custom_data = event.get("custom_data")
     if type(custom_data) is dict:
-        _custom_data(custom_data, join(path, "custom_data"), errors)
+        _custom_data(custom_data, f"{at}custom_data", errors)
     return errors
 
 
@@ -163,19 +166,17 @@ def is_expired(event: Any, now: float) -> bool:
 # ------------------------------------------------------------------ rules
 
 
-def _event_time(value: Any, now: float, path: str, errors: list[str]) -> None:
+def _event_time(value: Any, now: float) -> str | None:
     if type(value) is not int:
-        return
+        return None
     if value >= MILLISECONDS_FLOOR:
-        errors.append(f"{path}: {value} looks like milliseconds; send Unix seconds ({value // 1000})")
-    elif value < now - MAX_EVENT_AGE:
-        age = (now - value) / 86400
-        errors.append(f"{path}: {value} is {age:.1f} days old; Pinterest accepts events up to 7 days old")
-    elif value > now + MAX_FUTURE_SKEW:
-        errors.append(
-            f"{path}: {value} is {int(value - now)} seconds in the future; "
-            f"at most {MAX_FUTURE_SKEW} are allowed (check the sender's clock)"
-        )
+        return f"{value} looks like milliseconds; send Unix seconds ({value // 1000})"
+    if value < now - MAX_EVENT_AGE:
+        return f"{value} is {(now - value) / 86400:.1f} days old; Pinterest accepts events up to 7 days old"
+    if value > now + MAX_FUTURE_SKEW:
+        return (f"{value} is {int(value - now)} seconds in the future; "
+                f"at most {MAX_FUTURE_SKEW} are allowed (check the sender's clock)")
+    return None
 
 
 def _name_hint(name: str) -> str:
@@ -196,14 +197,14 @@ def _user_data(user_data: dict[str, Any], path: str, errors: list[str]) -> None:
                             f"got a {len(item)}-character value; hash it with transform normalised_sha256"
                         )
         elif key == "client_ip_address" and type(values) is str:
-            _ip(values, f"{path}.{key}", errors)
+            if not (_IPV4.fullmatch(values) and values != "0.0.0.0"):
+                _ip(values, f"{path}.{key}", errors)
         elif key == "client_user_agent" and type(values) is str and not values.strip():
             errors.append(f"{path}.{key}: must not be empty")
 
 
 def _ip(value: str, path: str, errors: list[str]) -> None:
-    if _IPV4.fullmatch(value) and value != "0.0.0.0":
-        return  # the common case, without building an address object
+    # Plain IPv4 addresses (the common case) never get here: they need no address object.
     try:
         address = ipaddress.ip_address(value)
     except ValueError:
@@ -217,7 +218,9 @@ def _custom_data(custom_data: dict[str, Any], path: str, errors: list[str]) -> N
     for key in MONEY_FIELDS:
         value = custom_data.get(key)
         if type(value) is str:
-            _money(value, f"{path}.{key}", errors, positive=True)
+            problem = _money(value, positive=True)
+            if problem:
+                errors.append(f"{path}.{key}: {problem}")
     for key in COUNT_FIELDS:
         value = custom_data.get(key)
         if type(value) is int and value < 0:
@@ -232,17 +235,19 @@ def _custom_data(custom_data: dict[str, Any], path: str, errors: list[str]) -> N
                 continue
             price = item.get("item_price")
             if type(price) is str:
-                _money(price, f"{path}.contents[{index}].item_price", errors, positive=False)
+                problem = _money(price, positive=False)
+                if problem:
+                    errors.append(f"{path}.contents[{index}].item_price: {problem}")
             quantity = item.get("quantity")
             if type(quantity) is int and quantity < 0:
                 errors.append(f"{path}.contents[{index}].quantity: expected a non-negative integer, got {quantity}")
 
 
-def _money(value: str, path: str, errors: list[str], *, positive: bool) -> None:
+def _money(value: str, *, positive: bool) -> str | None:
     if not _DECIMAL.fullmatch(value):
-        errors.append(f"{path}: expected a decimal string like '72.39', got {show(value)}")
-        return
+        return f"expected a decimal string like '72.39', got {show(value)}"
     amount = float(value)
     if amount < 0 or (positive and amount == 0):
         wanted = "a positive" if positive else "a non-negative"
-        errors.append(f"{path}: expected {wanted} amount, got {show(value)}")
+        return f"expected {wanted} amount, got {show(value)}"
+    return None
