@@ -13,7 +13,8 @@ Used by the collector, ``track()``, the CLI and the proxy::
 
 Modules: ``spec`` (typed objects), ``yamlsource`` + ``loader`` + ``steps`` (YAML to objects, with
 ``file:line`` errors), ``transforms`` (the registry), ``normalise`` (match keys), ``coerce`` (v5
-types), ``paths`` and ``conditions`` (compiled getters and predicates), ``engine``.
+types), ``paths`` and ``conditions`` (compiled getters and predicates), ``codegen`` (each
+pipeline's steps as one generated function), ``engine``.
 """
 
 from __future__ import annotations
