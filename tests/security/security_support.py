@@ -33,11 +33,11 @@ def web_env(redis_url: str, secret: str, **extra: str) -> dict[str, str]:
     }
 
 
-def start_web(redis_url: str, log: Path, **extra: str) -> Iterator[WebProcess]:
+def start_web(redis_url: str, log: Path, *server_args: str, **extra: str) -> Iterator[WebProcess]:
     port = free_port()
     secret = secrets.token_hex(16)
     args = [sys.executable, "-m", "uvicorn", "--app-dir", str(ROOT / "tests" / "faults"), "collector_app:app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "info", "--no-access-log"]
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "info", "--no-access-log", *server_args]
     with run_process(args, port=port, env=web_env(redis_url, secret, **extra), log=log, cwd=ROOT) as process:
         yield WebProcess(f"http://127.0.0.1:{port}", process.pid, log, redis_url, secret)
 
