@@ -6,13 +6,10 @@ from typing import Any
 
 import proxy_upstream
 import pytest
+from proxy_support import PROXY_SERVER_OPTIONS
 
 from pinsignal.proxy import ProxyApp, ProxySettings
 from support import ServerThread
-
-# The server in front of the proxy must add no Server/Date of its own and leave X-Forwarded-For to
-# the proxy, exactly as ``pinsignal proxy`` runs it.
-PROXY_SERVER_OPTIONS: dict[str, Any] = {"server_header": False, "date_header": False, "proxy_headers": False}
 
 
 @pytest.fixture(scope="session")

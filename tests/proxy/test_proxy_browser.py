@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from proxy_support import PROXY_SERVER_OPTIONS
 
-from conftest import PROXY_SERVER_OPTIONS
 from pinsignal.config import Config
 from pinsignal.proxy import ProxySettings, create_app
 from support import CHROMIUM_ARGS, ServerThread, chromium_path, need, pinsignal_cmd, run_process

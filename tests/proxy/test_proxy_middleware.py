@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import httpx
 import proxy_upstream
 import pytest
+from proxy_support import PROXY_SERVER_OPTIONS
 from test_proxy_inject import BROWSER
 
-from conftest import PROXY_SERVER_OPTIONS
 from pinsignal import MemorySink
 from pinsignal.config import Config
 from pinsignal.proxy import ProxySettings, create_app

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from proxy_support import PROXY_SERVER_OPTIONS
 from test_proxy_inject import BROWSER, TAG
 
-from conftest import PROXY_SERVER_OPTIONS
 from pinsignal.proxy import ProxyApp, ProxySettings
 from support import ServerThread, free_port, run_process
 

@@ -1,0 +1,9 @@
+"""Shared by the proxy tests (a module of its own: ``conftest`` is not importable by name in every layout)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# The server in front of the proxy must add no Server/Date of its own and leave X-Forwarded-For to
+# the proxy, exactly as ``pinsignal proxy`` runs it.
+PROXY_SERVER_OPTIONS: dict[str, Any] = {"server_header": False, "date_header": False, "proxy_headers": False}
