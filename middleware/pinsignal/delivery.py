@@ -106,6 +106,7 @@ class Delivery:
         self._paused_at = 0.0
         self._paused: bool = False
         self._redis_down = False
+        self._down_logged = 0.0
 
     # ------------------------------------------------------------------ set-up and loops
 
@@ -131,8 +132,10 @@ class Delivery:
                 if batch:
                     await self._deliver(batch)
             except (RedisError, OSError) as exc:
-                if not self._redis_down:
-                    logger.warning("Redis is unreachable (%s); retrying", type(exc).__name__)
+                now = time.monotonic()
+                if not self._redis_down or now - self._down_logged > 30:
+                    logger.warning("Redis is unreachable (%s: %s); retrying", type(exc).__name__, exc)
+                    self._down_logged = now
                 self._redis_down = True
                 await self._sleep(0.5 + random.random() / 2)
             self.last_progress = time.monotonic()

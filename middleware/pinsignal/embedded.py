@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -152,7 +153,10 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--maxclients", "10000",
         ]
-        preexec = _linux_parent_death_signal if sys.platform.startswith("linux") else os.setpgrp
+        # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only safe from the
+        # main thread: started from a worker thread (asyncio.to_thread), redis would die with it.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        preexec = _linux_parent_death_signal if sys.platform.startswith("linux") and on_main_thread else os.setpgrp
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             preexec_fn=preexec, close_fds=True,

@@ -30,6 +30,9 @@ from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pinsignal.config import Config
 
@@ -143,7 +146,12 @@ class EventQueue:
         from pinsignal.embedded import redis_url
 
         url = await asyncio.to_thread(redis_url, config)
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+        # A Redis restart takes well under a second: ride it out rather than fail the request.
+        # Retrying the script is safe: a repeat finds its own dedup keys and reports duplicates.
+        client = aioredis.Redis.from_url(
+            url, socket_connect_timeout=5, health_check_interval=30,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 4), retry_on_error=[RedisConnectionError, OSError],
+        )
         return cls(client, config.ad_account_id or DEFAULT_ACCOUNT)
 
     async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult:

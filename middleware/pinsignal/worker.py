@@ -28,6 +28,9 @@ import orjson
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings
 from arq.cron import cron
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
@@ -95,6 +98,14 @@ def _health(delivery: Delivery, tasks: list[asyncio.Task[None]]) -> tuple[bool, 
     return True, "ok"
 
 
+def _redis_settings(url: str) -> RedisSettings:
+    settings = RedisSettings.from_dsn(url)
+    # arq's poll loop dies on the first connection error; a Redis restart must not end the worker.
+    settings.retry_on_error = [RedisConnectionError, OSError]  # OSError: the socket is gone mid-restart
+    settings.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 90)
+    return settings
+
+
 def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int | None = None,
                     reclaim_after: float = 5.0, probe_interval: float = 5.0,
                     calls_per_minute: int | None = None) -> dict[str, Any]:
@@ -147,7 +158,7 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         "cron_jobs": [cron(sweep, name="pinsignal-sweep", run_at_startup=False, unique=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": RedisSettings.from_dsn(url),
+        "redis_settings": _redis_settings(url),
         "queue_name": QUEUE_NAME,
         "job_serializer": _dumps,
         "job_deserializer": _loads,

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-
 from delivery_helpers import make_event
+
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
 from pinsignal.dlq import DeadLetters

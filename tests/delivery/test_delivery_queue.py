@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 import redis.asyncio as aioredis
+from delivery_helpers import make_event
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from delivery_helpers import make_event
 from pinsignal.config import Config
 from pinsignal.queue import COUNTERS_KEY, DEDUP_SECONDS, EventQueue, stream_key
 

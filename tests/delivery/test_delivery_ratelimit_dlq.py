@@ -7,8 +7,8 @@ import time
 import orjson
 import pytest
 import redis.asyncio as aioredis
-
 from delivery_helpers import make_event
+
 from pinsignal.dlq import DeadLetter, DeadLetters, parse_duration
 from pinsignal.queue import stream_key
 from pinsignal.ratelimit import TokenBucket

@@ -146,7 +146,8 @@ def parse_response(response: httpx.Response, batch_size: int) -> SendResult:
         return SendResult("pause", status, reason, _message(body, response))
     if status in _RETRY_STATUSES or status >= 500:
         reason = "rate_limited" if status == 429 else "server_error"
-        return SendResult("retry", status, reason, _message(body, response), delay=retry_delay(response.headers, rate_limited=status == 429))
+        delay = retry_delay(response.headers, rate_limited=status == 429)
+        return SendResult("retry", status, reason, _message(body, response), delay=delay)
     return SendResult("split", status, "bad_request", _message(body, response))
 
 
