@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# The privacy test runs the fault suite's whole installation (tests/faults/fault_harness.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "faults"))
 from security_support import WebProcess, start_web
 
 from pinsignal.embedded import EmbeddedRedis
