@@ -252,3 +252,15 @@ def test_default_country_reaches_phone_normalisation() -> None:
     assert british.event["user_data"]["ph"] == [sha("442079460958")]
     american = Engine([load_pipeline_text(text)], default_country="US").process(envelope, now=NOW)[0]
     assert "user_data" not in american.event
+
+
+def test_hostile_keys_are_data_not_code() -> None:
+    # Generated build functions quote every key with repr(); a key full of Python stays a key.
+    key = "x'\"]);__import__('os')#\\"
+    engine = engine_for(pipeline_yaml(extra=f"""  custom_data:
+    - source: "properties.{key.replace(chr(92), chr(92) * 2).replace('"', chr(92) + '"')}.y"
+      target: order_id
+"""))
+    envelope = {"type": "track", "message_id": "m", "timestamp": 1, "properties": {key: {"y": "kept"}}}
+    (produced,) = engine.process(envelope, now=NOW)
+    assert produced.event["custom_data"] == {"order_id": "kept"}
