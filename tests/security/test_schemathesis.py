@@ -10,7 +10,6 @@ import os
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-
 from security_support import ROOT, WebProcess
 
 pytestmark = pytest.mark.integration
