@@ -353,12 +353,18 @@ class _FastCompiler:
 
     def object(self, node: Mapping[str, Any]) -> Test:
         # Plain typed properties (most of them) are checked inline by type; only the others call a test.
+        # Arrays of plain typed items (every hashed user_data field, content_ids) are inline too.
         simple: dict[str, frozenset[Any]] = {}
+        arrays: dict[str, frozenset[Any]] = {}
         complex_: dict[str, Test] = {}
         for name, sub in node.get("properties", {}).items():
+            items = sub.get("items", {})
             if sub.keys() <= {"type", "nullable"} and sub.get("type") in _PYTHON_TYPES:
                 allowed = _PYTHON_TYPES[sub["type"]]
                 simple[name] = allowed | {type(None)} if sub.get("nullable") else allowed
+            elif (sub.keys() <= {"type", "items"} and sub.get("type") == "array"
+                  and items.keys() <= {"type"} and items.get("type") in _PYTHON_TYPES):
+                arrays[name] = _PYTHON_TYPES[items["type"]]
             else:
                 complex_[name] = self.compile(sub)
         required = tuple(node.get("required", ()))
@@ -373,6 +379,14 @@ class _FastCompiler:
                 if allowed is not None:
                     if type(item) not in allowed:
                         return False
+                    continue
+                allowed = arrays.get(key)
+                if allowed is not None:
+                    if type(item) is not list and type(item) is not tuple:
+                        return False
+                    for element in item:
+                        if type(element) not in allowed:
+                            return False
                     continue
                 sub = complex_.get(key)
                 if sub is None:
