@@ -110,23 +110,35 @@ class _Source:
         for depth, path in enumerate(sources[1:], start=1):
             self.emit(depth, "if v is None or (not v and type(v) in C):")
             self.emit(depth + 1, f"v = {self.expression(path)}")
-        for call in step.transforms:
-            fn = self.name("F", build(call.name, BuildContext(call.params, step.target, self.default_country)))
+        typed = bool(step.transforms) and REGISTRY[step.transforms[-1].name].typed
+        coerce = None if typed else self.name("K", COERCERS[TARGETS[step.target]])
+        fns = [self.name("F", build(call.name, BuildContext(call.params, step.target, self.default_country)))
+               for call in step.transforms]
+        if not step.has_default:
+            # The common shape: each stage runs only while there is a value; a missing source costs one test.
+            indent = 1
+            for fn in fns:
+                self.emit(indent, f"if {_NONEMPTY}:")
+                self.emit(indent + 1, f"v = {fn}(v)")
+                indent += 1
+            self.emit(indent, f"if {_NONEMPTY}:")
+            if coerce is not None:
+                self.emit(indent + 1, f"v = {coerce}(v)")
+                indent += 1
+                self.emit(indent, f"if {_NONEMPTY}:")
+            self.write(indent + 1, step.target)
+            return
+        for fn in fns:
             self.emit(1, f"if {_NONEMPTY}:")
             self.emit(2, f"v = {fn}(v)")
         self.emit(1, "if v is None or (not v and type(v) in C):")
-        if step.has_default:
-            default = self.name("D", step.default)
-            mutable = type(step.default) is list or type(step.default) is dict
-            self.emit(2, f"v = deepcopy({default})" if mutable else f"v = {default}")
-        else:
-            self.emit(2, "v = None")
-        typed = bool(step.transforms) and REGISTRY[step.transforms[-1].name].typed
-        self.emit(1, "if v is not None:")
-        if not typed:
-            self.emit(2, f"v = {self.name('K', COERCERS[TARGETS[step.target]])}(v)")
-        self.emit(2, "if v or type(v) not in C:")
-        self.write(3, step.target)
+        default = self.name("D", step.default)
+        mutable = type(step.default) is list or type(step.default) is dict
+        self.emit(2, f"v = deepcopy({default})" if mutable else f"v = {default}")
+        if coerce is not None:
+            self.emit(1, f"v = {coerce}(v)")
+        self.emit(1, f"if {_NONEMPTY}:")
+        self.write(2, step.target)
 
     def enrichment_click_id(self, step: Enrichment) -> None:
         self.emit(1, f"v = {self.name('E', self.click_id(step))}(env, request)")
