@@ -230,3 +230,41 @@ def test_readme_mentions_only_browser_calls_that_exist() -> None:
     for path in OWN_DOCS:
         for name in re.findall(r"pinsignal\.(\w+)\(", path.read_text()):
             assert name in api, f"{path.name}: pinsignal.{name}() is not in the browser script"
+
+
+# ---------------------------------------------------------------------------- commands named in prose
+
+_INLINE = re.compile(r"`((?:[A-Z_]+=[^ `]+ )*(?:pinsignal|\./scripts/demo)(?: [^`]*)?)`")
+
+
+def help_text(path: list[str]) -> str:
+    import contextlib
+    import io
+
+    from pinsignal.cli import build_parser
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exited:
+        build_parser().parse_args([*path, "--help"])
+    assert exited.value.code == 0, f"'pinsignal {' '.join(path)}' is not a command"
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("path", OWN_DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_commands_named_in_prose_exist_with_their_flags(path: Path) -> None:
+    for span in _INLINE.findall(path.read_text()):
+        words = shlex.split(span)
+        env = {}
+        while re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+            name, _, value = words.pop(0).partition("=")
+            env[name] = value
+        check_environment(env, f"{path.name}: `{span}`")
+        argv = ["demo", *words[1:]] if words[0] == "./scripts/demo" else words[1:]
+        command = [w for w in argv if not w.startswith("-")][:2]
+        if command and command[0] not in ("demo", "worker", "proxy", "sandbox", "status"):
+            command = command[:2]  # e.g. pipelines check, dlq list
+        else:
+            command = command[:1]
+        text = help_text(command)
+        for flag in (w for w in argv if w.startswith("--") and w != "--help"):
+            assert flag in text, f"{path.name}: `{span}`: {flag} is not an option of 'pinsignal {' '.join(command)}'"
