@@ -28,7 +28,6 @@ import logging
 import random
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -37,9 +36,9 @@ from redis.exceptions import RedisError, ResponseError
 
 from pinsignal.config import Config
 from pinsignal.dlq import DeadLetter, DeadLetters, Reason
-from pinsignal.metrics import Metrics, match_keys
+from pinsignal.metrics import MATCH_KEYS, Metrics, match_key_mask
 from pinsignal.pinterest.client import PinterestClient, SendResult
-from pinsignal.pinterest.contract import MAX_EVENT_AGE, is_expired
+from pinsignal.pinterest.contract import MAX_EVENT_AGE
 from pinsignal.queue import COUNTERS_KEY, DEFAULT_ACCOUNT, GROUP, STREAMS_KEY, awaited, stream_key
 from pinsignal.ratelimit import TokenBucket
 from pinsignal.status import PAUSED_KEY
@@ -52,28 +51,60 @@ BACKOFF_BASE = 0.5
 BACKOFF_CAP = 60.0
 
 
-@dataclass(eq=False)
-class Entry:
-    """One queued event in hand: where it lives in Redis and what it is."""
+# KEYS[1] stream, ARGV[1] group, ARGV[2..] entry ids: ack and delete them (one id list on the wire, not two).
+_DONE_LUA = """
+local ids = {}
+for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+return redis.call('XDEL', KEYS[1], unpack(ids))
+"""
 
-    stream: str
-    id: bytes
-    raw: bytes
-    event: dict[str, Any]
-    attempts: int
-    enqueued_at: float
-    done: bool = False
+
+class Entry:
+    """One queued event in hand: where it lives in Redis and what it is.
+
+    The event itself is parsed only when it is dead-lettered: name, time and match keys come from
+    the ``m`` field written at enqueue, which keeps a 1000-event batch cheap to handle.
+    """
+
+    __slots__ = ("_event", "attempts", "done", "enqueued_at", "event_name", "event_time", "id", "keys", "meta",
+                 "raw", "stream")
+
+    def __init__(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        # Runs for every event of every batch: keep it to a few dict lookups and one split.
+        self.stream = stream
+        self.id = entry_id
+        self.raw = fields[b"e"]
+        attempts = fields.get(b"n")
+        self.attempts = int(attempts) if attempts else 0
+        stamp = fields.get(b"t")
+        self.enqueued_at = float(stamp) if stamp else int(entry_id[:entry_id.index(b"-")]) * 0.001
+        self.done = False
+        self._event: dict[str, Any] | None = None
+        meta = self.meta = fields.get(b"m")
+        if meta:
+            name, event_time, keys = meta.split(b"|")
+            self.event_name = name.decode()
+            self.event_time = int(event_time) if event_time else None
+            self.keys = int(keys)
+        else:  # queued by something that did not write ``m`` (an older version): read the event
+            event = self.event
+            self.event_name = str(event.get("event_name", "unknown"))
+            self.event_time = event["event_time"] if type(event.get("event_time")) is int else None
+            self.keys = match_key_mask(event)
 
     @property
-    def event_name(self) -> str:
-        return str(self.event.get("event_name", "unknown"))
+    def event(self) -> dict[str, Any]:
+        if self._event is None:
+            self._event = orjson.loads(self.raw)
+        return self._event
+
+    def expired(self, now: float) -> bool:
+        return self.event_time is not None and self.event_time < now - MAX_EVENT_AGE
 
 
 def _entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
-    raw = fields[b"e"]
-    stamp = fields.get(b"t")
-    enqueued_at = float(stamp) if stamp else int(entry_id.split(b"-", 1)[0]) / 1000.0
-    return Entry(stream, entry_id, raw, orjson.loads(raw), int(fields.get(b"n", 0)), enqueued_at)
+    return Entry(stream, entry_id, fields)
 
 
 class Delivery:
@@ -91,6 +122,7 @@ class Delivery:
         self.metrics = metrics or Metrics()
         self.bucket = bucket or TokenBucket(redis)
         self.letters = DeadLetters(redis)
+        self._done_script = redis.register_script(_DONE_LUA)
         self.batch_size = config.batch_size
         self.max_wait = config.batch_max_wait
         self.reclaim_after = reclaim_after
@@ -228,7 +260,8 @@ class Delivery:
                 pending = [entry for entry in entries if not entry.done]
                 if not pending:
                     return
-                expired = [entry for entry in pending if is_expired(entry.event, time.time())]
+                now = time.time()
+                expired = [entry for entry in pending if entry.expired(now)]
                 if expired:
                     days = MAX_EVENT_AGE // 86400
                     await self._settle([], [(e, "expired", f"event_time is older than {days} days; Pinterest "
@@ -295,8 +328,7 @@ class Delivery:
             by_stream[entry.stream].append(entry.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             for stream, ids in by_stream.items():
-                pipe.xack(stream, GROUP, *ids)
-                pipe.xdel(stream, *ids)
+                await self._done_script(keys=[stream], args=[GROUP, *ids], client=pipe)
             DeadLetters.add_to(pipe, letters)
             if delivered:
                 pipe.hincrby(COUNTERS_KEY, "delivered", len(delivered))
@@ -311,15 +343,20 @@ class Delivery:
     def _count(self, delivered: list[Entry], dead: list[tuple[Entry, Reason, str]]) -> None:
         now = time.time()
         names: Counter[str] = Counter()
-        keys: Counter[str] = Counter()
+        masks: Counter[int] = Counter()
+        stamps: Counter[float] = Counter()
         for entry in delivered:
             names[entry.event_name] += 1
-            keys.update(match_keys(entry.event))
-            self.metrics.latency.observe(now - entry.enqueued_at)
+            masks[entry.keys] += 1
+            stamps[entry.enqueued_at] += 1
+        for stamp, count in stamps.items():
+            self.metrics.latency.observe(now - stamp, count)
         for name, count in names.items():
             self.metrics.delivered.labels(name).inc(count)
-        for key, count in keys.items():
-            self.metrics.match_keys.labels(key).inc(count)
+        for bit, key in enumerate(MATCH_KEYS):
+            count = sum(n for mask, n in masks.items() if mask >> bit & 1)
+            if count:
+                self.metrics.match_keys.labels(key).inc(count)
         for (name, reason), count in Counter((entry.event_name, reason) for entry, reason, _ in dead).items():
             self.metrics.failed.labels(name, reason).inc(count)
         if dead:
@@ -345,7 +382,10 @@ class Delivery:
         async with self.redis.pipeline(transaction=True) as pipe:
             for entry in entries:
                 attempts = entry.attempts + (1 if tried else 0)
-                pipe.xadd(entry.stream, {"e": entry.raw, "n": attempts, "t": repr(entry.enqueued_at)})
+                fields: dict[str, Any] = {"e": entry.raw, "n": attempts, "t": repr(entry.enqueued_at)}
+                if entry.meta:
+                    fields["m"] = entry.meta
+                pipe.xadd(entry.stream, fields)  # type: ignore[arg-type]
                 by_stream[entry.stream].append(entry.id)
             for stream, ids in by_stream.items():
                 pipe.xack(stream, GROUP, *ids)

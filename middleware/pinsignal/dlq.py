@@ -30,7 +30,7 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from pinsignal.queue import COUNTERS_KEY, STREAMS_KEY, awaited, stream_key
+from pinsignal.queue import COUNTERS_KEY, STREAMS_KEY, awaited, entry_meta, stream_key
 
 __all__ = ["DeadLetter", "DeadLetters", "Reason", "parse_duration"]
 
@@ -160,7 +160,8 @@ class DeadLetters:
             chunk = letters[start:start + _PAGE]
             async with self.redis.pipeline(transaction=True) as pipe:
                 for letter in chunk:
-                    pipe.xadd(stream_key(letter.account), {"e": orjson.dumps(letter.event), "t": repr(time.time())})
+                    fields = {"e": orjson.dumps(letter.event), "m": entry_meta(letter.event), "t": repr(time.time())}
+                    pipe.xadd(stream_key(letter.account), fields)  # type: ignore[arg-type]
                     pipe.sadd(STREAMS_KEY, stream_key(letter.account))
                 await self._remove(pipe, chunk)
                 pipe.hincrby(COUNTERS_KEY, "replayed", len(chunk))

@@ -35,6 +35,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pinsignal.config import Config
+from pinsignal.metrics import match_key_mask
 
 __all__ = [
     "COUNTERS_KEY",
@@ -45,6 +46,7 @@ __all__ = [
     "EnqueueResult",
     "EventQueue",
     "account_of",
+    "entry_meta",
     "stream_key",
 ]
 
@@ -58,17 +60,17 @@ STREAMS_KEY = "pinsignal:streams"  # set of every stream key ever written, so st
 STREAM_PREFIX = "pinsignal:events:"
 _MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays responsive to everyone else
 
-# KEYS[1] stream, KEYS[2] counters hash, KEYS[3] set of streams. ARGV[1] dedup seconds, ARGV[2] dedup key prefix, then
-# (event_name, event_id, payload) triples. Returns one flag per event: 1 queued, 0 duplicate.
+# KEYS[1] stream, KEYS[2] counters hash, KEYS[3] set of streams. ARGV[1] dedup seconds, ARGV[2] dedup key
+# prefix, then (event_name, event_id, payload, meta) quads. Returns one flag per event: 1 queued, 0 duplicate.
 _ENQUEUE_LUA = """
 local flags = {}
 local queued = 0
 local ttl = ARGV[1]
 local prefix = ARGV[2]
-for i = 3, #ARGV, 3 do
+for i = 3, #ARGV, 4 do
   local name = ARGV[i]
   if redis.call('SET', prefix .. name .. ':' .. ARGV[i + 1], '1', 'NX', 'EX', ttl) then
-    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 2])
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 2], 'm', ARGV[i + 3])
     flags[#flags + 1] = 1
     queued = queued + 1
   else
@@ -92,6 +94,12 @@ T = TypeVar("T")
 def awaited(value: Awaitable[T] | T) -> Awaitable[T]:
     """redis-py types its commands as sync-or-async; this tells mypy they are async here."""
     return cast(Awaitable[T], value)
+
+
+def entry_meta(event: dict[str, Any]) -> str:
+    """What the worker needs without parsing the event: ``event_name|event_time|match-key mask``."""
+    event_time = event.get("event_time")
+    return f"{event['event_name']}|{event_time if type(event_time) is int else ''}|{match_key_mask(event)}"
 
 
 def stream_key(account: str) -> str:
@@ -180,7 +188,7 @@ class EventQueue:
             args: list[Any] = [DEDUP_SECONDS, self._prefix]
             for item in chunk:
                 for event in item.events:
-                    args += (event["event_name"], event["event_id"], orjson.dumps(event))
+                    args += (event["event_name"], event["event_id"], orjson.dumps(event), entry_meta(event))
             try:
                 flags = await self._script(keys=[self._stream, COUNTERS_KEY, STREAMS_KEY], args=args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
