@@ -14,6 +14,7 @@ import pytest
 
 from pinsignal import Config, MemorySink
 from pinsignal.commands.demo import load_shop
+from pinsignal.pipeline import Engine
 
 pytestmark = pytest.mark.anyio
 
@@ -49,9 +50,15 @@ def sink() -> MemorySink:
     return MemorySink()
 
 
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """The shipped pipelines, loaded once for the module (loading them is the slow part of an app)."""
+    return Engine.from_config(Config())
+
+
 @pytest.fixture
-async def client(sink: MemorySink) -> AsyncIterator[httpx.AsyncClient]:
-    app = SHOP.create_app(Config(secret="shop-test-secret-0123456789"), sink=sink)
+async def client(sink: MemorySink, engine: Engine) -> AsyncIterator[httpx.AsyncClient]:
+    app = SHOP.create_app(Config(secret="shop-test-secret-0123456789"), sink=sink, engine=engine)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test", headers={"user-agent": UA}) as c:
         yield c
@@ -167,9 +174,9 @@ async def test_lead_form_sends_a_lead_without_the_message(client: httpx.AsyncCli
     assert "secret plans" not in str(sink.events)
 
 
-async def test_opt_in_mode_sends_and_sets_nothing_before_the_banner_is_accepted() -> None:
+async def test_opt_in_mode_sends_and_sets_nothing_before_the_banner_is_accepted(engine: Engine) -> None:
     sink = MemorySink()
-    app = SHOP.create_app(Config(secret="shop-test-secret-0123456789", consent="opt-in"), sink=sink)
+    app = SHOP.create_app(Config(secret="shop-test-secret-0123456789", consent="opt-in"), sink=sink, engine=engine)
     transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://shop.test", headers={"user-agent": UA}) as c:
         landing = await c.get(f"/?epik={EPIK}", headers={"accept": "text/html"})
