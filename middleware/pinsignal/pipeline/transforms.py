@@ -91,7 +91,7 @@ def build(name: str, ctx: BuildContext) -> Fn:
     """The function for one use of transform ``name`` (list handling for ``each`` included)."""
     info = REGISTRY[name]
     fn = info.builder(ctx)
-    if not info.each:
+    if not info.each or getattr(fn, "handles_lists", False):
         return fn
 
     def each(value: Any) -> Any:
@@ -136,12 +136,23 @@ def _unix_seconds(ctx: BuildContext) -> Fn:
     "external id, MAIDs), then SHA-256. Digests pass through lowercased; invalid values are dropped.",
     each=True,
     hashed_targets_only=True,
+    typed=True,
 )
 def _normalised_sha256(ctx: BuildContext) -> Fn:
     target, country = ctx.target_field, ctx.default_country
     if target not in HASHED_FIELDS:  # the loader says so with a line number first
         raise ValueError(f"normalised_sha256 needs a hashed user_data target, not {ctx.target!r}")
-    return lambda value: hash_match_key(target, value, default_country=country)
+
+    def fn(value: Any) -> Any:
+        # Already the array of digests the (hashed) target takes, so the engine skips coercion.
+        if type(value) is list:
+            digests = [hash_match_key(target, item, default_country=country) for item in value]
+            return [digest for digest in digests if digest is not None]
+        digest = hash_match_key(target, value, default_country=country)
+        return None if digest is None else [digest]
+
+    fn.handles_lists = True  # type: ignore[attr-defined]
+    return fn
 
 
 @register("sha256", "SHA-256 of the value exactly as given (no normalisation); digests pass through lowercased.",
