@@ -11,6 +11,7 @@ Safari from capping them to 7 days (``reference/perf-reliability.md`` section 6)
 
 from __future__ import annotations
 
+import binascii
 import hmac
 import ipaddress
 import re
@@ -52,6 +53,9 @@ EPIK_MAX_LENGTH = 1024
 # epik is not a Pinterest click id, and must never be written back into a header.
 _COOKIE_OCTETS = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,1024}")
 _EPIK_PARAM = re.compile(rb"(?:^|&)epik=([^&]*)")
+# Cookie-octets that a query string carries as they are (no '%' escapes, no '+' for space).
+_PLAIN_EPIK = re.compile(rb"[\x21\x23\x24\x27-\x2A\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,1024}")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 _DOMAIN_CACHE_LIMIT = 4096
 
@@ -66,6 +70,9 @@ def epik_from_query(query_string: bytes) -> str | None:
     found: str | None = None
     for raw in _EPIK_PARAM.findall(query_string):
         if len(raw) > 3 * EPIK_MAX_LENGTH:
+            continue
+        if _PLAIN_EPIK.fullmatch(raw):  # the usual case: nothing to decode, nothing to check again
+            found = raw.decode("ascii")
             continue
         if b"%" in raw or b"+" in raw:
             value = unquote_plus(raw.decode("latin-1"), encoding="utf-8", errors="replace")
@@ -162,6 +169,7 @@ class DeviceIds:
 
     def __init__(self, secret: str) -> None:
         self._key = TimestampSigner(secret, salt="pinsignal.device-id").derive_key()
+        self._stamp: tuple[int, bytes] = (-1, b"")
 
     def read(self, raw: str | None, *, now: float | None = None) -> tuple[str | None, float]:
         """The device id in a cookie value and the age of its signature in seconds.
@@ -187,11 +195,16 @@ class DeviceIds:
         return device_id, self.sign(device_id)
 
     def sign(self, device_id: str) -> str:
-        payload = device_id.encode("ascii") + b"." + base64_encode(int_to_bytes(int(time.time())))
+        now = int(time.time())
+        if self._stamp[0] != now:
+            self._stamp = (now, base64_encode(int_to_bytes(now)))
+        payload = device_id.encode("ascii") + b"." + self._stamp[1]
         return (payload + b"." + self._signature(payload)).decode("ascii")
 
     def _signature(self, payload: bytes) -> bytes:
-        return base64_encode(hmac.digest(self._key, payload, "sha1"))
+        # itsdangerous's base64_encode (URL-safe, unpadded), in C calls only.
+        digest = hmac.digest(self._key, payload, "sha1")
+        return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 class IdentityCookie:

@@ -60,7 +60,15 @@ def build_app(variant: str) -> Any:
     async def home(request: Request) -> Response:
         return PlainTextResponse("hello")
 
-    app = Starlette(routes=[Route("/", home), Route("/products", home)])
+    async def cookies(request: Request) -> Response:
+        response = PlainTextResponse("hello")
+        response.raw_headers.append((b"set-cookie", b"_epik=dj0yJnU9Zm9vJm49YmFyJm09YmF6JnQ9QUFBQUFB; Max-Age=34560000; "
+                                                    b"Path=/; SameSite=Lax"))
+        response.raw_headers.append((b"set-cookie", b"_psid=0123456789abcdef0123456789abcdef.aSs1Cw.ZK3b5pCBy2E-"
+                                                    b"mM6ADLJ8GSb8Kt8; Max-Age=34560000; Path=/; SameSite=Lax; HttpOnly"))
+        return response
+
+    app = Starlette(routes=[Route("/", home), Route("/products", home), Route("/cookies", cookies)])
     if variant == "bare":
         return app
     if variant == "wrapped":
