@@ -47,19 +47,20 @@ SCOPE_KEY = "pinsignal"
 class RequestHook:
     """Per-request link from the app's code (``track``, ``identify``) back to the middleware."""
 
-    __slots__ = ("_visitor", "cookies", "intake", "owner", "scope", "started")
+    # No reference back to the scope: the scope holds the hook, and a cycle would leave every
+    # request's scope to the garbage collector instead of freeing it on return.
+    __slots__ = ("_visitor", "cookies", "intake", "owner", "started")
 
-    def __init__(self, owner: PinSignalMiddleware, scope: Scope) -> None:
+    def __init__(self, owner: PinSignalMiddleware) -> None:
         self.owner = owner
         self.intake = owner.intake
-        self.scope = scope
         self.cookies: list[str] = []
         self.started = False
         self._visitor: Visitor | None = None
 
-    def visitor(self) -> Visitor:
+    def visitor(self, scope: Scope) -> Visitor:
         if self._visitor is None:
-            self._visitor = self.intake.visitor(self.scope)
+            self._visitor = self.intake.visitor(scope)
         return self._visitor
 
 
@@ -94,7 +95,7 @@ class PinSignalMiddleware:
         if scope["path"].startswith(self._prefix):
             await self.collector(scope, receive, send)
             return
-        hook = RequestHook(self, scope)
+        hook = RequestHook(self)
         navigation = False
         if scope["method"] == "GET":
             # A top-level page load: Sec-Fetch-Dest says so, or (older browsers) an HTML Accept does.

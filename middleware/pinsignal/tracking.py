@@ -100,7 +100,7 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         result.event_id, result.queued
     """
     hook = _hook(request)
-    visitor = hook.visitor()
+    visitor = hook.visitor(request.scope)
     intake = hook.intake
     if message_id is None:
         device_id, _ = intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))
@@ -134,7 +134,7 @@ def identify(request: HTTPConnection, user_id: str | None = None, traits: Mappin
         identify(request, user_id="u-42", traits={"email": "jane@example.com"})
     """
     hook = _hook(request)
-    visitor = hook.visitor()
+    visitor = hook.visitor(request.scope)
     intake = hook.intake
     if intake.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) != "granted":
         return False
