@@ -41,7 +41,7 @@ QUICK: dict[str, list[str]] = {
     "worker": ["--events", "50000", "--rounds", "2", "--million", "200000"],
     "proxy": ["--rounds", "3", "--seconds", "2", "--gigabytes", "0.25"],
     "sandbox": ["--batches", "20", "--rounds", "2"],
-    "e2e": ["--events", "3000", "--backlog", "20000"],
+    "e2e": ["--events", "2000", "--backlog", "20000"],
 }
 
 
