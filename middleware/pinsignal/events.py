@@ -86,10 +86,11 @@ _IGNORED = frozenset({
 _KNOWN_NAMES = sorted(set(_TOP_LEVEL) | _IGNORED)
 
 # Segment e-commerce spec fields with a type (https://segment.com/docs/connections/spec/ecommerce/v2/).
-_NUMBERS = ("revenue", "value", "total", "subtotal", "price", "tax", "shipping", "discount")
-_INTEGERS = ("quantity", "position")
-_PRODUCT_NUMBERS = ("price",)
-_PRODUCT_INTEGERS = ("quantity", "position")
+_PROPERTY_KINDS = {
+    **dict.fromkeys(("revenue", "value", "total", "subtotal", "price", "tax", "shipping", "discount"), "a number"),
+    **dict.fromkeys(("quantity", "position"), "an integer"),
+}
+_PRODUCT_KINDS = (("price", "a number"), ("quantity", "an integer"), ("position", "an integer"))
 _NUMERIC_TEXT = re.compile(r"\s*-?(\d+(\.\d*)?|\.\d+)\s*")
 _INTEGER_TEXT = re.compile(r"\s*-?\d+\s*")
 _SNAKE = re.compile(r"[a-z0-9_]+")
@@ -124,7 +125,9 @@ def parse_envelope(raw: object, *, received_at: float) -> dict[str, Any]:
         reasons.append(f"type: {_show(kind)} is not supported; use 'track', 'page' or 'identify'")
     _check_names(out, kind, reasons)
     for key in ("message_id", "anonymous_id", "user_id"):
-        _check_id(out, key, reasons)
+        value = out.get(key)
+        if type(value) is not str or len(value) > MAX_ID:
+            _check_id(out, key, reasons)
     for key in ("properties", "traits", "context"):
         value = out.get(key)
         if value is None:
@@ -309,12 +312,11 @@ def _walk(value: Any, path: str, depth: int, reasons: list[str]) -> None:
 
 
 def _check_properties(properties: dict[str, Any], reasons: list[str]) -> None:
-    for key in _NUMBERS:
-        if key in properties:
-            _number(properties[key], f"properties.{key}", reasons)
-    for key in _INTEGERS:
-        if key in properties:
-            _integer(properties[key], f"properties.{key}", reasons)
+    # Paths are built only for messages: a valid event pays one dict lookup per property.
+    for key, value in properties.items():
+        wanted = _PROPERTY_KINDS.get(key)
+        if wanted is not None and not _KIND_TESTS[wanted](value):
+            reasons.append(f"properties.{key}: expected {wanted}, got {_show(value)}")
     products = properties.get("products")
     if products is None:
         return
@@ -322,32 +324,29 @@ def _check_properties(properties: dict[str, Any], reasons: list[str]) -> None:
         reasons.append(f"properties.products: expected an array of products, got {_show(products)}")
         return
     for index, product in enumerate(products):
-        path = f"properties.products[{index}]"
         if type(product) is not dict:
-            reasons.append(f"{path}: expected a product object, got {_show(product)}")
+            reasons.append(f"properties.products[{index}]: expected a product object, got {_show(product)}")
             continue
-        for key in _PRODUCT_NUMBERS:
-            if key in product:
-                _number(product[key], f"{path}.{key}", reasons)
-        for key in _PRODUCT_INTEGERS:
-            if key in product:
-                _integer(product[key], f"{path}.{key}", reasons)
+        for key, wanted in _PRODUCT_KINDS:
+            if key in product and not _KIND_TESTS[wanted](product[key]):
+                reasons.append(f"properties.products[{index}].{key}: expected {wanted}, got {_show(product[key])}")
 
 
-def _number(value: Any, path: str, reasons: list[str]) -> None:
+def _is_number(value: Any) -> bool:
     kind = type(value)
     if kind is int or kind is float or value is None:
-        return
-    if kind is not str or not _NUMERIC_TEXT.fullmatch(value):
-        reasons.append(f"{path}: expected a number, got {_show(value)}")
+        return True
+    return kind is str and _NUMERIC_TEXT.fullmatch(value) is not None
 
 
-def _integer(value: Any, path: str, reasons: list[str]) -> None:
+def _is_integer(value: Any) -> bool:
     kind = type(value)
     if kind is int or value is None or (kind is float and value.is_integer()):
-        return
-    if kind is not str or not _INTEGER_TEXT.fullmatch(value):
-        reasons.append(f"{path}: expected an integer, got {_show(value)}")
+        return True
+    return kind is str and _INTEGER_TEXT.fullmatch(value) is not None
+
+
+_KIND_TESTS = {"a number": _is_number, "an integer": _is_integer}
 
 
 def _check_times(out: dict[str, Any], received_at: float, reasons: list[str]) -> None:
