@@ -23,7 +23,7 @@ from fault_harness import EVENTS, TOKEN, Stack, Stream, Tally, at_random_moments
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-STREAM_SECONDS = 5.0  # how long each stream lasts; faults land inside it
+STREAM_SECONDS = 4.0  # how long each stream lasts; faults land inside it
 # appendfsync everysec: an fsync a second, and Redis may postpone a write by up to one more second
 # while a slow fsync runs, so a machine crash can lose about two seconds of acknowledged writes.
 REDIS_SIGKILL_WINDOW = 2.0
@@ -185,6 +185,20 @@ def test_sandbox_5xx_runs(tmp_path: Path, record_tally: Any) -> None:
         tally.notes["sandbox answers"] = requests
         check(tally, record_tally)
         assert all(requests.get(status, 0) == 3 for status in ("500", "502", "503")), requests
+
+
+def test_sandbox_400_runs_split_batches_down_to_dead_letters(tmp_path: Path, record_tally: Any) -> None:
+    # A 400 for a whole batch is split in halves until the refused events stand alone; 12 refusals
+    # in a row reach single events, which are dead-lettered (bad_request); the rest is delivered.
+    with Stack(tmp_path) as stack:
+        stack.add_worker()
+        stream = stream_for(stack)
+        run(stream, one_after_another(stack, [{"status": 400, "count": 12}] * 2))
+        tally = settle(stack, stream, "sandbox 400 for 12 calls in a row, twice")
+        tally.notes["sandbox answers"] = sandbox_requests(stack)
+        check(tally, record_tally)
+        assert tally.dead.get("bad_request", 0) >= 2 and set(tally.dead) == {"bad_request"}, tally.dead
+        assert tally.delivered + sum(tally.dead.values()) == tally.accepted
 
 
 def test_sandbox_401_for_a_while_then_back(tmp_path: Path, record_tally: Any) -> None:
