@@ -9,7 +9,14 @@ import hashlib
 
 import pytest
 
-from pinsignal.pipeline.normalise import HASHED_FIELDS, hash_match_key, is_sha256, normalise, sha256_hex
+from pinsignal.pipeline.normalise import (
+    HASHED_FIELDS,
+    hash_match_key,
+    is_sha256,
+    match_key_hasher,
+    normalise,
+    sha256_hex,
+)
 
 HASHED = hashlib.sha256(b"jane.doe@example.com").hexdigest()  # an already hashed input
 
@@ -205,6 +212,7 @@ def test_there_are_enough_vectors_for_every_field() -> None:
 def test_golden_vector(field: str, value: object, country: str, normalised: str | None, digest: str | None) -> None:
     assert normalise(field, value, default_country=country) == normalised
     assert hash_match_key(field, value, default_country=country) == digest
+    assert match_key_hasher(field, default_country=country)(value) == digest
     if normalised is not None and digest is not None and not is_sha256(normalised):
         assert digest == hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 

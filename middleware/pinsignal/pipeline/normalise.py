@@ -39,10 +39,11 @@ from collections.abc import Callable
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 
-__all__ = ["HASHED_FIELDS", "hash_match_key", "is_sha256", "normalise", "sha256_hex"]
+__all__ = ["HASHED_FIELDS", "hash_match_key", "is_sha256", "match_key_hasher", "normalise", "sha256_hex"]
 
 HASHED_FIELDS = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id", "hashed_maids")
 
@@ -121,6 +122,35 @@ def hash_match_key(field: str, value: object, *, default_country: str = "US") ->
     if len(text) == 64 and _HEX64.fullmatch(text):
         return text
     return sha256_hex(text)
+
+
+def match_key_hasher(field: str, *, default_country: str = "US") -> Callable[[object], str | None]:
+    """:func:`hash_match_key` for one field and country, resolved once (what pipelines call per event)."""
+    normaliser = _NORMALISERS[field]
+    sha256 = hashlib.sha256
+    hex64 = _HEX64.fullmatch
+
+    def hasher(value: Any) -> str | None:
+        kind = type(value)
+        text: str
+        if kind is str:
+            text = value
+        elif kind is int:
+            text = str(value)
+        elif kind is float and value.is_integer():
+            text = str(int(value))
+        else:
+            return None
+        if len(text) >= 64 and hex64(stripped := text.strip()):
+            return stripped.lower()
+        normalised = normaliser(text, default_country)
+        if normalised is None:
+            return None
+        if len(normalised) == 64 and hex64(normalised):
+            return normalised
+        return sha256(normalised.encode("utf-8")).hexdigest()
+
+    return hasher
 
 
 # ------------------------------------------------------------------ per field

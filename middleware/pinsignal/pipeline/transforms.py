@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pinsignal.events import parse_time
 from pinsignal.pipeline.coerce import money_string, to_bool, to_float, to_int, to_text
-from pinsignal.pipeline.normalise import HASHED_FIELDS, hash_match_key, is_sha256, sha256_hex
+from pinsignal.pipeline.normalise import HASHED_FIELDS, is_sha256, match_key_hasher, sha256_hex
 
 __all__ = ["REGISTRY", "BuildContext", "Fn", "Param", "TransformInfo", "build", "register"]
 
@@ -143,12 +143,14 @@ def _normalised_sha256(ctx: BuildContext) -> Fn:
     if target not in HASHED_FIELDS:  # the loader says so with a line number first
         raise ValueError(f"normalised_sha256 needs a hashed user_data target, not {ctx.target!r}")
 
+    hasher = match_key_hasher(target, default_country=country)
+
     def fn(value: Any) -> Any:
         # Already the array of digests the (hashed) target takes, so the engine skips coercion.
         if type(value) is list:
-            digests = [hash_match_key(target, item, default_country=country) for item in value]
+            digests = [hasher(item) for item in value]
             return [digest for digest in digests if digest is not None]
-        digest = hash_match_key(target, value, default_country=country)
+        digest = hasher(value)
         return None if digest is None else [digest]
 
     fn.handles_lists = True  # type: ignore[attr-defined]
