@@ -140,6 +140,11 @@ class Delivery:
         self._redis_down = False
         self._down_logged = 0.0
 
+    @property
+    def redis_down(self) -> bool:
+        """True while the last Redis call of a loop failed (``/healthz`` reports it)."""
+        return self._redis_down
+
     # ------------------------------------------------------------------ set-up and loops
 
     async def setup(self) -> None:

@@ -37,6 +37,7 @@ from pinsignal.delivery import Delivery
 from pinsignal.errors import ConfigError
 from pinsignal.metrics import Metrics, MetricsServer
 from pinsignal.pinterest.client import PinterestClient
+from pinsignal.queue import GROUP
 from pinsignal.status import read_status
 
 __all__ = ["refresh_shared", "worker_settings"]  # and WorkerSettings, built on first access
@@ -73,9 +74,9 @@ async def sweep(ctx: dict[str, Any]) -> None:
     await refresh_shared(delivery.redis, ctx["metrics"])
     for stream in delivery.streams:
         with contextlib.suppress(Exception):
-            for consumer in await delivery.redis.xinfo_consumers(stream, "pinsignal"):
+            for consumer in await delivery.redis.xinfo_consumers(stream, GROUP):
                 if consumer["pending"] == 0 and consumer["idle"] > 3_600_000:
-                    await delivery.redis.xgroup_delconsumer(stream, "pinsignal", consumer["name"])
+                    await delivery.redis.xgroup_delconsumer(stream, GROUP, consumer["name"])
 
 
 async def _refresh_forever(ctx: dict[str, Any]) -> None:
@@ -90,7 +91,7 @@ async def _refresh_forever(ctx: dict[str, Any]) -> None:
 def _health(delivery: Delivery, tasks: list[asyncio.Task[None]]) -> tuple[bool, str]:
     if any(task.done() for task in tasks):
         return False, "a delivery loop has stopped"
-    if delivery._redis_down:
+    if delivery.redis_down:
         return False, "Redis is unreachable"
     stalled = time.monotonic() - delivery.last_progress
     if stalled > _STALL_SECONDS:
