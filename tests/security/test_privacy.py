@@ -9,6 +9,7 @@ Then every Redis key and value, every log line, the metrics page and the CLI's o
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import subprocess
 import sys
@@ -138,3 +139,21 @@ def test_no_raw_personal_data_or_token_anywhere(tmp_path: Path) -> None:
         for where, text in (("logs", logs), ("pinsignal dlq list", cli.stdout + cli.stderr),
                             ("pinsignal status", status.stdout + status.stderr), ("metrics", metrics)):
             assert token not in text, f"the access token appears in {where}"
+
+
+def test_the_token_is_in_no_error_message_or_repr() -> None:
+    from pinsignal.config import Config
+    from pinsignal.errors import ConfigError
+    from pinsignal.pinterest.client import PinterestClient
+
+    token = "tok-" + secrets.token_hex(20)
+    messages = [repr(Config(access_token=token, ad_account_id="549755885175"))]
+    for bad in ({"api_url": "ftp://nope"}, {"ad_account_id": "acct-1"}, {"http_timeout": -1.0}):
+        with pytest.raises(ConfigError) as caught:
+            Config(access_token=token, **bad)  # type: ignore[arg-type]
+        messages.append(str(caught.value))
+    client = PinterestClient(Config(access_token=token, ad_account_id="549755885175", api_url="http://127.0.0.1:9"))
+    messages.append(repr(client.http))
+    asyncio.run(client.aclose())
+    for message in messages:
+        assert token not in message, message
