@@ -32,7 +32,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, Visitor
 from pinsignal.config import Config
-from pinsignal.cookies import DEVICE_COOKIE, DEVICE_RENEW_AFTER, epik_from_query
+from pinsignal.cookies import DEVICE_COOKIE, epik_from_query
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
@@ -147,11 +147,9 @@ class PinSignalMiddleware:
         if epik is not None:
             hook.cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
         if navigation:
-            device_id, age = intake.devices.read(cookies.get(DEVICE_COOKIE))
-            if device_id is None:
-                hook.cookies.append(intake.cookies.device(intake.devices.mint()[1], secure=secure, host=host))
-            elif age > DEVICE_RENEW_AFTER:
-                hook.cookies.append(intake.cookies.device(intake.devices.sign(device_id), secure=secure, host=host))
+            device = intake.device_cookie(cookies.get(DEVICE_COOKIE), secure=secure, host=host)
+            if device is not None:
+                hook.cookies.append(device)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_open() -> Message:

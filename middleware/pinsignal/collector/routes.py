@@ -125,8 +125,9 @@ class Collector:
             epik = payload.get("epik")
             if type(epik) is str and valid_epik(epik):
                 cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
-            if intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))[0] is None:
-                cookies.append(intake.cookies.device(intake.devices.mint()[1], secure=secure, host=host))
+            device = intake.device_cookie(visitor.cookies.get(DEVICE_COOKIE), secure=secure, host=host)
+            if device is not None:
+                cookies.append(device)
         elif not granted:
             # Refusal withdraws what consent allowed: the tracking cookies go too.
             for name in (EPIK_COOKIE, DEVICE_COOKIE, IDENTITY_COOKIE):
