@@ -188,16 +188,18 @@ def test_sandbox_5xx_runs(tmp_path: Path, record_tally: Any) -> None:
 
 
 def test_sandbox_400_runs_split_batches_down_to_dead_letters(tmp_path: Path, record_tally: Any) -> None:
-    # A 400 for a whole batch is split in halves until the refused events stand alone; 12 refusals
-    # in a row reach single events, which are dead-lettered (bad_request); the rest is delivered.
+    # A 400 for a whole batch is split in halves until the refused events stand alone: 11 refusals
+    # take a batch of 1,000 down to one event, which is dead-lettered (bad_request); the rest is
+    # delivered. 30 in a row, because batches of concurrent delivery loops share the refusals.
     with Stack(tmp_path) as stack:
         stack.add_worker()
         stream = stream_for(stack)
-        run(stream, one_after_another(stack, [{"status": 400, "count": 12}] * 2))
-        tally = settle(stack, stream, "sandbox 400 for 12 calls in a row, twice")
+        run(stream, one_after_another(stack, [{"status": 400, "count": 30}] * 2))
+        tally = settle(stack, stream, "sandbox 400 for 30 calls in a row, twice")
         tally.notes["sandbox answers"] = sandbox_requests(stack)
         check(tally, record_tally)
-        assert tally.dead.get("bad_request", 0) >= 2 and set(tally.dead) == {"bad_request"}, tally.dead
+        assert tally.dead.get("bad_request", 0) >= 1 and set(tally.dead) == {"bad_request"}, tally.dead
+        assert tally.notes["sandbox answers"].get("400") == 60, tally.notes
         assert tally.delivered + sum(tally.dead.values()) == tally.accepted
 
 
