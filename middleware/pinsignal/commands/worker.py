@@ -34,8 +34,21 @@ def run(args: argparse.Namespace) -> int:
                                reclaim_after=args.reclaim_after, probe_interval=args.probe_interval,
                                calls_per_minute=args.calls_per_minute)
     logging_quiet()
+    use_uvloop()
     run_worker(settings)
     return 0
+
+
+def use_uvloop() -> None:
+    # arq takes whatever loop asyncio gives it; uvloop (installed with uvicorn[standard]) makes the
+    # worker's socket work noticeably cheaper. Without it the default loop is fine.
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is not available on every platform
+        return
+    import asyncio
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def logging_quiet() -> None:
