@@ -197,6 +197,7 @@ class Stream:
     statuses: Counter[str] = field(default_factory=Counter)  # HTTP status (or error) of every post
     resent_batches: int = 0
     posts_answered: int = 0
+    finished: bool = False
 
     @property
     def ids(self) -> list[str]:
@@ -231,6 +232,7 @@ class Stream:
                         await on_answer(self.posts_answered)
 
             await asyncio.gather(*(poster() for _ in range(self.connections)))
+        self.finished = True
 
     async def _post(self, http: httpx.AsyncClient, batch: list[int]) -> None:
         body = orjson.dumps({"batch": [make_event(self.run, i) for i in batch]})

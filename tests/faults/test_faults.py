@@ -144,18 +144,29 @@ def fault_at_moments(stack: Stack, times: int, **fault: Any) -> Any:
     return at_random_moments(times, STREAM_SECONDS, action, first=0.5)
 
 
-async def one_after_another(stack: Stack, faults: list[dict[str, Any]]) -> None:
+async def one_after_another(stack: Stack, stream: Stream, faults: list[dict[str, Any]]) -> None:
     """Inject each fault at a random moment once the previous one has been used up.
 
     Faults queued together would merge into one long run; the worker's back-off doubles per
-    consecutive failure (0.5 s base, 60 s cap), so long runs only make the suite wait.
+    consecutive failure (0.5 s base, 60 s cap), so long runs only make the suite wait. Once every
+    event has reached the sandbox no call will come, so no new fault is injected, and one that
+    no call came to use is withdrawn.
     """
     async with httpx.AsyncClient(base_url=stack.sandbox_url, trust_env=False) as http:
+
+        async def drained() -> bool:
+            recorded = (await http.get("/_sandbox/stats")).json()["events_recorded"]
+            return stream.finished and recorded >= len(stream.accepted_at)
+
         for fault in faults:
             await asyncio.sleep(random.uniform(0.3, STREAM_SECONDS / len(faults)))
+            if await drained():
+                return
             stack.client.fault(**fault)
-            deadline = time.monotonic() + 60
-            while (await http.get("/_sandbox/faults")).json()["statuses"] and time.monotonic() < deadline:
+            while (await http.get("/_sandbox/faults")).json()["statuses"]:
+                if await drained():
+                    stack.client.clear_faults()
+                    return
                 await asyncio.sleep(0.1)
 
 
@@ -167,24 +178,24 @@ def test_sandbox_429_storms(tmp_path: Path, record_tally: Any) -> None:
     with Stack(tmp_path) as stack:
         stack.add_worker()
         stream = stream_for(stack)
-        run(stream, one_after_another(stack, [{"status": 429, "count": 3, "retry_after": 0.2}] * 3))
+        run(stream, one_after_another(stack, stream, [{"status": 429, "count": 3, "retry_after": 0.2}] * 3))
         tally = settle(stack, stream, "sandbox 429 storms (3 storms x 3 calls, Retry-After 0.2 s)")
         requests = sandbox_requests(stack)
         tally.notes["sandbox answers"] = requests
         check(tally, record_tally)
-        assert requests.get("429", 0) == 9, requests
+        assert 3 <= requests.get("429", 0) <= 9, requests
 
 
 def test_sandbox_5xx_runs(tmp_path: Path, record_tally: Any) -> None:
     with Stack(tmp_path) as stack:
         stack.add_worker()
         stream = stream_for(stack)
-        run(stream, one_after_another(stack, [{"status": status, "count": 3} for status in (500, 502, 503)]))
+        run(stream, one_after_another(stack, stream, [{"status": status, "count": 3} for status in (500, 502, 503)]))
         tally = settle(stack, stream, "sandbox 500/502/503 runs (3 calls each)")
         requests = sandbox_requests(stack)
         tally.notes["sandbox answers"] = requests
         check(tally, record_tally)
-        assert all(requests.get(status, 0) == 3 for status in ("500", "502", "503")), requests
+        assert requests.get("500") == 3 and 3 <= sum(requests.get(s, 0) for s in ("500", "502", "503")) <= 9, requests
 
 
 def test_sandbox_400_runs_split_batches_down_to_dead_letters(tmp_path: Path, record_tally: Any) -> None:
@@ -194,12 +205,12 @@ def test_sandbox_400_runs_split_batches_down_to_dead_letters(tmp_path: Path, rec
     with Stack(tmp_path) as stack:
         stack.add_worker()
         stream = stream_for(stack)
-        run(stream, one_after_another(stack, [{"status": 400, "count": 30}] * 2))
+        run(stream, one_after_another(stack, stream, [{"status": 400, "count": 30}] * 2))
         tally = settle(stack, stream, "sandbox 400 for 30 calls in a row, twice")
         tally.notes["sandbox answers"] = sandbox_requests(stack)
         check(tally, record_tally)
         assert tally.dead.get("bad_request", 0) >= 1 and set(tally.dead) == {"bad_request"}, tally.dead
-        assert tally.notes["sandbox answers"].get("400") == 60, tally.notes
+        assert 30 <= tally.notes["sandbox answers"].get("400", 0) <= 60, tally.notes
         assert tally.delivered + sum(tally.dead.values()) == tally.accepted
 
 
