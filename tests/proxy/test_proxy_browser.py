@@ -56,6 +56,9 @@ def test_chromium_through_the_proxy_lands_with_epik_and_the_page_view_reaches_th
         try:
             context = browser.new_context(user_agent=USER_AGENT)
             tab = context.new_page()
+            script_posts: list[Any] = []
+            # keepalive fetches report no "requestfinished" in Chromium; the request itself is enough
+            tab.on("request", lambda request: request.url.endswith("/_ps/e") and script_posts.append(request))
             response = tab.goto(f"{proxied_site.url}/page?epik={EPIK}")
             assert response is not None and response.status == 200
             tab.wait_for_function("window.pinsignal && typeof window.pinsignal.track === 'function'")
@@ -79,5 +82,14 @@ def test_chromium_through_the_proxy_lands_with_epik_and_the_page_view_reaches_th
             assert server_view["user_data"]["client_user_agent"] == USER_AGENT
             assert server_view["user_data"]["client_ip_address"] == "127.0.0.1"
             assert server_view["event_source_url"] == f"{proxied_site.url}/page?epik={EPIK}"
+
+            # The script's automatic page call carries the data-pv id: one page view, one event.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not script_posts:
+                tab.wait_for_timeout(50)
+            assert script_posts, "the browser script never posted its page view"
+            assert pageview_id in (script_posts[0].post_data or "")
+            time.sleep(1.5)  # long enough for a second page view to be batched and delivered
+            assert [event["event_id"] for event in page_visits(sandbox_server)] == [pageview_id]
         finally:
             browser.close()
