@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pinsignal.errors import ConfigError
 
-__all__ = ["Config", "ConsentMode", "shipped_pipelines_dir"]
+__all__ = ["Config", "ConsentMode", "env_bool", "env_list", "shipped_pipelines_dir"]
 
 ConsentMode = Literal["opt-out", "opt-in"]
 
@@ -183,8 +183,9 @@ def _check_proxy(value: str) -> None:
             ) from None
 
 
-def _bool(raw: str) -> bool:
-    lowered = raw.lower()
+def env_bool(raw: str) -> bool:
+    """An environment flag: 1/true/yes/on or 0/false/no/off (any case); ``ValueError`` otherwise."""
+    lowered = raw.strip().lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
@@ -192,12 +193,13 @@ def _bool(raw: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _list(raw: str) -> tuple[str, ...]:
+def env_list(raw: str) -> tuple[str, ...]:
+    """A comma-separated environment value, items stripped, empty items dropped."""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
 def _paths(raw: str) -> tuple[Path, ...]:
-    return tuple(Path(part) for part in _list(raw.replace(os.pathsep, ",")))
+    return tuple(Path(part) for part in env_list(raw.replace(os.pathsep, ",")))
 
 
 def _optional_domain(raw: str) -> str | None:
@@ -212,7 +214,7 @@ _ENV: dict[str, tuple[str, Any]] = {
     "ad_account_id": ("PINTEREST_AD_ACCOUNT_ID", str),
     "access_token": ("PINTEREST_ACCESS_TOKEN", str),
     "api_url": ("PINTEREST_API_URL", str),
-    "test_mode": ("PINTEREST_TEST_MODE", _bool),
+    "test_mode": ("PINTEREST_TEST_MODE", env_bool),
     "redis_url": ("REDIS_URL", str),
     "data_dir": ("PINSIGNAL_DATA_DIR", Path),
     "secret": ("PINSIGNAL_SECRET", str),
@@ -221,9 +223,9 @@ _ENV: dict[str, tuple[str, Any]] = {
     "collector_prefix": ("PINSIGNAL_COLLECTOR_PREFIX", str),
     "consent": ("PINSIGNAL_CONSENT", str),
     "consent_cookie": ("PINSIGNAL_CONSENT_COOKIE", str),
-    "trusted_proxies": ("PINSIGNAL_TRUSTED_PROXIES", _list),
-    "allowed_origins": ("PINSIGNAL_ALLOWED_ORIGINS", _list),
-    "epik_httponly": ("PINSIGNAL_EPIK_HTTPONLY", _bool),
+    "trusted_proxies": ("PINSIGNAL_TRUSTED_PROXIES", env_list),
+    "allowed_origins": ("PINSIGNAL_ALLOWED_ORIGINS", env_list),
+    "epik_httponly": ("PINSIGNAL_EPIK_HTTPONLY", env_bool),
     "default_country": ("PINSIGNAL_DEFAULT_COUNTRY", str.upper),
     "http_timeout": ("PINSIGNAL_HTTP_TIMEOUT", float),
     "batch_max_wait": ("PINSIGNAL_BATCH_MAX_WAIT", float),

@@ -14,14 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pinsignal.config import env_bool
 from pinsignal.errors import ConfigError
 
 __all__ = ["ENVIRONMENT", "HostHeader", "ProxySettings"]
 
 HostHeader = Literal["keep", "upstream"]
 _UPSTREAM_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 # ProxySettings field -> environment variable (the command line's options read these as defaults)
 ENVIRONMENT = {
@@ -90,11 +89,10 @@ class ProxySettings:
 
 def _parse(name: str, variable: str, raw: str) -> Any:
     if name in ("inject", "server_pageviews"):
-        if raw.lower() in _TRUE:
-            return True
-        if raw.lower() in _FALSE:
-            return False
-        raise ConfigError(f"{variable} must be true or false, got {raw!r}.")
+        try:
+            return env_bool(raw)
+        except ValueError:
+            raise ConfigError(f"{variable} must be true or false, got {raw!r}.") from None
     if name == "timeout":
         try:
             return float(raw)

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
+from pinsignal.config import env_bool, env_list
 from pinsignal.errors import ConfigError
 
 __all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "PartialFailure", "SandboxSettings", "UnknownEventNames"]
@@ -107,14 +108,12 @@ class SandboxSettings:
 def _parse(name: str, raw: str, default: object) -> object:
     variable = _ENV_PREFIX + name.upper()
     if isinstance(default, tuple):
-        return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return env_list(raw)
     if isinstance(default, bool):
-        lowered = raw.strip().lower()
-        if lowered in {"1", "true", "yes", "on"}:
-            return True
-        if lowered in {"0", "false", "no", "off", ""}:
-            return False
-        raise ConfigError(f"{variable} must be true or false, got {raw!r}.")
+        try:
+            return env_bool(raw)
+        except ValueError:
+            raise ConfigError(f"{variable} must be true or false, got {raw!r}.") from None
     if isinstance(default, int):
         try:
             return int(raw)
