@@ -69,9 +69,12 @@ class _FastCompiler:
         elif kind in ("integer", "number"):
             low = node.get("minimum", INT64_MIN if kind == "integer" else None)
             high = node.get("maximum", INT64_MAX if kind == "integer" else None)
-            if low is not None:
+            # One chained comparison rather than two tests joined by all(): bounds are on every number.
+            if low is not None and high is not None:
+                tests.append(lambda value: low <= value <= high)
+            elif low is not None:
                 tests.append(lambda value: value >= low)
-            if high is not None:
+            elif high is not None:
                 tests.append(lambda value: value <= high)
         if "enum" in node:
             allowed = frozenset(node["enum"])
@@ -82,6 +85,9 @@ class _FastCompiler:
         body: Test | None = None
         if len(tests) == 1:
             body = tests[0]
+        elif len(tests) == 2:
+            first, second = tests
+            body = lambda value: first(value) and second(value)  # noqa: E731
         elif tests:
             body = lambda value: all(each(value) for each in tests)  # noqa: E731
         if kind is None:
@@ -104,19 +110,18 @@ class _FastCompiler:
     def object(self, node: Mapping[str, Any]) -> Test:
         # Plain typed properties (most of them) are checked inline by type; only the others call a test.
         # Arrays of plain typed items (every hashed user_data field, content_ids) are inline too.
-        simple: dict[str, frozenset[Any]] = {}
-        arrays: dict[str, frozenset[Any]] = {}
-        complex_: dict[str, Test] = {}
+        # One lookup per key: (kind, what to check) with kind 0 plain type, 1 array of plain items, 2 a test.
+        fields: dict[str, tuple[int, Any]] = {}
         for name, sub in node.get("properties", {}).items():
             items = sub.get("items", {})
             if sub.keys() <= {"type", "nullable"} and sub.get("type") in _PYTHON_TYPES:
                 allowed = _PYTHON_TYPES[sub["type"]]
-                simple[name] = allowed | {type(None)} if sub.get("nullable") else allowed
+                fields[name] = (0, allowed | {type(None)} if sub.get("nullable") else allowed)
             elif (sub.keys() <= {"type", "items"} and sub.get("type") == "array"
                   and items.keys() <= {"type"} and items.get("type") in _PYTHON_TYPES):
-                arrays[name] = _PYTHON_TYPES[items["type"]]
+                fields[name] = (1, _PYTHON_TYPES[items["type"]])
             else:
-                complex_[name] = self.compile(sub)
+                fields[name] = (2, self.compile(sub))
         required = tuple(node.get("required", ()))
         closed = node.get("additionalProperties") is False
 
@@ -125,24 +130,22 @@ class _FastCompiler:
                 if name not in value:
                     return False
             for key, item in value.items():
-                allowed = simple.get(key)
-                if allowed is not None:
-                    if type(item) not in allowed:
+                field = fields.get(key)
+                if field is None:
+                    if closed:
                         return False
                     continue
-                allowed = arrays.get(key)
-                if allowed is not None:
+                kind, check = field
+                if kind == 0:
+                    if type(item) not in check:
+                        return False
+                elif kind == 1:
                     if type(item) is not list and type(item) is not tuple:
                         return False
                     for element in item:
-                        if type(element) not in allowed:
+                        if type(element) not in check:
                             return False
-                    continue
-                sub = complex_.get(key)
-                if sub is None:
-                    if closed:
-                        return False
-                elif not sub(item):
+                elif not check(item):
                     return False
             return True
 
