@@ -33,7 +33,6 @@ import difflib
 import hashlib
 import math
 import re
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -246,17 +245,31 @@ def _check_id(out: dict[str, Any], key: str, reasons: list[str]) -> None:
 
 def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
     """Fast pass of :func:`_walk` without paths: True when every bound holds (the usual case)."""
-    items: Iterable[Any] = value
+    if depth > MAX_DEPTH:
+        return False
     if type(value) is dict:
-        if depth > MAX_DEPTH or len(value) > MAX_KEYS:
+        if len(value) > MAX_KEYS:
             return False
-        for key in value:
+        # Keys and values in one pass over items() (the verdict is the same in any order).
+        item: Any
+        for key, item in value.items():
             if type(key) is not str or len(key) > MAX_ID:
                 return False
-        items = value.values()
-    elif depth > MAX_DEPTH or len(value) > MAX_ITEMS:
+            kind = type(item)
+            if kind is str:
+                if len(item) > MAX_STRING:
+                    return False
+            elif kind in _SCALAR_TYPES:
+                continue
+            elif kind is dict or kind is list:
+                if not _fits(item, depth + 1):
+                    return False
+            elif kind is not float or not _isfinite(item):
+                return False
+        return True
+    if len(value) > MAX_ITEMS:
         return False
-    for item in items:
+    for item in value:
         kind = type(item)
         if kind is str:
             if len(item) > MAX_STRING:
@@ -266,11 +279,12 @@ def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
         elif kind is dict or kind is list:
             if not _fits(item, depth + 1):
                 return False
-        elif kind is not float or not math.isfinite(item):
+        elif kind is not float or not _isfinite(item):
             return False
     return True
 
 
+_isfinite = math.isfinite
 _SCALAR_TYPES = frozenset({int, bool, type(None)})
 
 
