@@ -12,10 +12,11 @@ Safari from capping them to 7 days (``reference/perf-reliability.md`` section 6)
 from __future__ import annotations
 
 import binascii
+import hashlib
 import hmac
 import ipaddress
+import os
 import re
-import secrets
 import time
 from functools import lru_cache
 from typing import Any
@@ -58,6 +59,9 @@ _PLAIN_EPIK = re.compile(rb"[\x21\x23\x24\x27-\x2A\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 _DOMAIN_CACHE_LIMIT = 4096
+_SHA1_BLOCK = 64
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
 def valid_epik(value: str) -> bool:
@@ -127,6 +131,11 @@ class CookieDomain:
     def enabled(self) -> bool:
         return self._auto or self._fixed is not None
 
+    @property
+    def auto(self) -> bool:
+        """Whether the domain depends on the request's host (``"auto"``)."""
+        return self._auto
+
     def for_host(self, host_header: bytes | None) -> str | None:
         """The domain for a raw ``Host`` header value (port included or not)."""
         if not self._auto:
@@ -162,13 +171,19 @@ class CookieDomain:
 class DeviceIds:
     """Signed random device ids for ``_psid``, in itsdangerous ``TimestampSigner`` format (``id.time.signature``).
 
-    The key is itsdangerous's own derivation, computed once; signing and checking are done here
-    with one ``hmac.digest`` call each, because every ad landing mints an id. Values stay
+    The key is itsdangerous's own derivation, computed once; every ad landing mints an id, so the
+    HMAC's keyed inner and outer SHA-1 states are computed once too and copied per signature (a
+    third of ``hmac.digest``'s cost, which sets up the key on every call). Values stay
     interchangeable with ``TimestampSigner(secret, salt="pinsignal.device-id")``.
     """
 
     def __init__(self, secret: str) -> None:
-        self._key = TimestampSigner(secret, salt="pinsignal.device-id").derive_key()
+        key: bytes = TimestampSigner(secret, salt="pinsignal.device-id").derive_key()
+        if len(key) > _SHA1_BLOCK:
+            key = hashlib.sha1(key).digest()
+        key = key.ljust(_SHA1_BLOCK, b"\0")
+        self._inner = hashlib.sha1(key.translate(_IPAD))
+        self._outer = hashlib.sha1(key.translate(_OPAD))
         self._stamp: tuple[int, bytes] = (-1, b"")
 
     def read(self, raw: str | None, *, now: float | None = None) -> tuple[str | None, float]:
@@ -189,22 +204,38 @@ class DeviceIds:
         current = time.time() if now is None else now
         return value.decode("ascii"), max(0.0, current - signed_at)
 
+    def renewal(self, raw: str | None) -> str | None:
+        """The signed ``_psid`` value to set for a request carrying ``raw``: a new id for a missing or
+        forged one, the same id signed again when its signature is over a week old, else ``None``."""
+        if not raw:
+            return self.sign(os.urandom(16).hex())
+        device_id, age = self.read(raw)
+        if device_id is None:
+            return self.sign(os.urandom(16).hex())
+        if age > DEVICE_RENEW_AFTER:
+            return self.sign(device_id)
+        return None
+
     def mint(self) -> tuple[str, str]:
         """A fresh device id and its signed cookie value."""
-        device_id = secrets.token_hex(16)
+        device_id = os.urandom(16).hex()
         return device_id, self.sign(device_id)
 
     def sign(self, device_id: str) -> str:
         now = int(time.time())
         if self._stamp[0] != now:
-            self._stamp = (now, base64_encode(int_to_bytes(now)))
-        payload = device_id.encode("ascii") + b"." + self._stamp[1]
+            self._stamp = (now, b"." + base64_encode(int_to_bytes(now)))
+        payload = device_id.encode("ascii") + self._stamp[1]
         return (payload + b"." + self._signature(payload)).decode("ascii")
 
     def _signature(self, payload: bytes) -> bytes:
-        # itsdangerous's base64_encode (URL-safe, unpadded), in C calls only.
-        digest = hmac.digest(self._key, payload, "sha1")
-        return binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).rstrip(b"=")
+        # HMAC-SHA1 (RFC 2104) from the precomputed keyed states; itsdangerous's base64_encode
+        # (URL-safe, unpadded), in C calls only.
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
 class IdentityCookie:
@@ -236,12 +267,24 @@ class CookieWriter:
     def __init__(self, *, domain: CookieDomain, epik_httponly: bool) -> None:
         self._domain = domain
         self._epik_httponly = epik_httponly
+        # Every landing writes _epik and _psid: with a fixed (or no) domain their attributes
+        # depend on the scheme alone, so both variants are built once here.
+        self._fixed: dict[bool, tuple[str, str]] | None = None
+        if not domain.auto:
+            fixed = domain.for_host(None)
+            self._fixed = {secure: (_attributes(COOKIE_MAX_AGE, "Lax", fixed, secure, epik_httponly),
+                                    _attributes(COOKIE_MAX_AGE, "Lax", fixed, secure, True))
+                           for secure in (False, True)}
 
     def epik(self, value: str, *, secure: bool, host: bytes | None) -> str:
+        if self._fixed is not None:
+            return EPIK_COOKIE + "=" + value + self._fixed[secure][0]
         return set_cookie(EPIK_COOKIE, value, secure=secure, httponly=self._epik_httponly,
                           domain=self._domain.for_host(host))
 
     def device(self, signed: str, *, secure: bool, host: bytes | None) -> str:
+        if self._fixed is not None:
+            return DEVICE_COOKIE + "=" + signed + self._fixed[secure][1]
         return set_cookie(DEVICE_COOKIE, signed, secure=secure, httponly=True, domain=self._domain.for_host(host))
 
     def identity(self, signed: str, *, secure: bool, host: bytes | None) -> str:
