@@ -25,7 +25,7 @@ raises gets a 500 without the cookies of that request (the app's own 500 respons
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from starlette.requests import cookie_parser
@@ -98,6 +98,8 @@ class PinSignalMiddleware:
         self.script = Script(self.config)
         self.collector = Collector(self.config, self.intake, self.script)
         self._prefix = self.config.collector_prefix + "/"
+        # A first visit carries no cookie at all: the consent mode alone decides (GPC aside).
+        self._granted_without_cookies = self.intake.consent.verdict(gpc=False, cookies={}) == "granted"
 
     @property
     def script_url(self) -> str:
@@ -116,10 +118,21 @@ class PinSignalMiddleware:
             return
         hook = RequestHook(self, send)
         scope[SCOPE_KEY] = hook
-        if b"epik=" in scope["query_string"]:
-            self._visit_cookies(scope, hook, scope["method"] == "GET" and _navigation(scope["headers"]))
-        elif scope["method"] == "GET" and _navigation(scope["headers"]):
-            self._visit_cookies(scope, hook, True)
+        if scope["method"] == "GET":
+            # A top-level page load: Sec-Fetch-Dest says so, or (older browsers) an HTML Accept does.
+            accept = None
+            for name, value in scope["headers"]:
+                if name == b"sec-fetch-dest":
+                    navigation = value == b"document"
+                    break
+                if name == b"accept":
+                    accept = value
+            else:
+                navigation = accept is not None and b"text/html" in accept
+            if navigation or b"epik=" in scope["query_string"]:
+                self._visit_cookies(scope, hook, navigation)
+        elif b"epik=" in scope["query_string"]:
+            self._visit_cookies(scope, hook, False)
         await self.app(scope, receive, hook.send)
 
     def _visit_cookies(self, scope: Scope, hook: RequestHook, navigation: bool) -> None:
@@ -136,10 +149,15 @@ class PinSignalMiddleware:
                 gpc = value.strip() == b"1"
             elif name == b"x-forwarded-proto":
                 forwarded_proto = value
-        cookies = cookie_parser(cookie.decode("latin-1")) if cookie is not None else {}
         intake = self.intake
-        if intake.consent.verdict(gpc=gpc, cookies=cookies) != "granted":
-            return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
+        if cookie is not None:
+            cookies = cookie_parser(cookie.decode("latin-1"))
+            if intake.consent.verdict(gpc=gpc, cookies=cookies) != "granted":
+                return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
+        elif gpc or not self._granted_without_cookies:
+            return
+        else:
+            cookies = {}
         if forwarded_proto is None:
             secure = scope.get("scheme", "http") == "https"
         else:
@@ -171,13 +189,3 @@ class PinSignalMiddleware:
 
         await self.app(scope, receive_and_open, send_and_close)
 
-
-def _navigation(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    # A top-level page load: Sec-Fetch-Dest says so, or (older browsers) an HTML Accept does.
-    accept = None
-    for name, value in headers:
-        if name == b"sec-fetch-dest":
-            return value == b"document"
-        if name == b"accept":
-            accept = value
-    return accept is not None and b"text/html" in accept
