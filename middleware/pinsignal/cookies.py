@@ -71,6 +71,15 @@ def valid_epik(value: str) -> bool:
 
 def epik_from_query(query_string: bytes) -> str | None:
     """The last valid ``epik`` in a raw query string, percent-decoded; ``None`` when there is none."""
+    start = query_string.find(b"epik=")
+    if start < 0:
+        return None
+    # The usual landing: one epik parameter, a plain value; found with byte searches, no regex scan.
+    if (start == 0 or query_string[start - 1] == 0x26) and query_string.find(b"epik=", start + 5) < 0:
+        end = query_string.find(b"&", start + 5)
+        raw = query_string[start + 5:] if end < 0 else query_string[start + 5:end]
+        if _PLAIN_EPIK.fullmatch(raw):
+            return raw.decode("ascii")
     found: str | None = None
     for raw in _EPIK_PARAM.findall(query_string):
         if len(raw) > 3 * EPIK_MAX_LENGTH:
