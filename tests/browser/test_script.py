@@ -109,3 +109,31 @@ def test_landing_track_and_identify_in_chromium(shop: ServerThread, redis_url: s
             assert "Jane" not in orjson.dumps(queued_events(redis_url)).decode()
         finally:
             browser.close()
+
+
+def test_an_event_tracked_right_before_leaving_the_page_still_arrives(shop: ServerThread, redis_url: str) -> None:
+    # A click handler that tracks and then navigates at once: the script must send before the
+    # page goes away (it flushes at the end of the current task, with keepalive), not on a timer.
+    executable = chromium_path()
+    need(executable, "a Chromium binary (Debian package chromium) for the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_context(user_agent=USER_AGENT).new_page()
+            tab.goto(f"{shop.url}/")
+            for i in range(6):
+                tab.wait_for_function("() => window.pinsignal && typeof window.pinsignal.track === 'function'")
+                with tab.expect_navigation():
+                    tab.evaluate(f"""() => {{ pinsignal.track("product_added",
+                        {{product_id: "sku-{i}", price: 3, quantity: 1}}); location.href = "/?n={i}"; }}""")
+        finally:
+            browser.close()
+
+    def carts() -> list[str]:
+        return sorted(e["custom_data"]["content_ids"][0] for e in queued_events(redis_url)
+                      if e["event_name"] == "add_to_cart")
+
+    poll(lambda: len(carts()) == 6, timeout=10)
+    assert carts() == [f"sku-{i}" for i in range(6)]

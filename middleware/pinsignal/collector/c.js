@@ -3,9 +3,9 @@
 P=I&&!/(^|; )__CC__=(1|true|yes|granted|allow|accepted|on)(;|$)/i.test(d.cookie),Q=w.pinsignal;try{S=w.sessionStorage}catch(e){}
 function N(){return new Date().toISOString()}
 function p(r,x){return fetch(u+r,{method:"POST",body:JSON.stringify(x),keepalive:!0,headers:{"Content-Type":"text/plain"}}).catch(N)}
-function f(){clearTimeout(T);for(T=0;b.length;)p("e",{batch:b.splice(0,20),sent_at:N()})}
+function f(){for(T=0;b.length;)p("e",{batch:b.splice(0,20),sent_at:N()})}
 function q(t,o){o.type=t;o.message_id=o.message_id||(crypto.randomUUID?crypto.randomUUID():N()+Math.random());o.timestamp=N();o.context={page:{url:l.href,referrer:d.referrer}};
-if(c!=null)o.context.consent={advertising:c};c===!1||(P?h:b).push(o);P||T||(T=setTimeout(f,50));return o.message_id}
+if(c!=null)o.context.consent={advertising:c};c===!1||(P?h:b).push(o);P||T||(T=Promise.resolve().then(f));return o.message_id}
 function v(){L!=l.href&&A.page()}
 var A={page:function(r,i){L=l.href;return q("page",{properties:r||{},message_id:i})},
 track:function(e,r,o){o=o||{};return q("track",{event:e,properties:r||{},message_id:o.event_id||o.message_id})},
