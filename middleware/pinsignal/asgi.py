@@ -55,23 +55,23 @@ class RequestHook:
 
     # No reference back to the scope: the scope holds the hook, and a cycle would leave every
     # request's scope to the garbage collector instead of freeing it on return.
-    __slots__ = ("_send", "_visitor", "cookies", "owner", "started")
+    __slots__ = ("cached_visitor", "cookies", "downstream", "owner", "started")
 
     def __init__(self, owner: PinSignalMiddleware, send: Send) -> None:
         self.owner = owner
-        self._send = send
+        self.downstream = send
         self.cookies: list[str] = []
         self.started = False
-        self._visitor: Visitor | None = None
+        self.cached_visitor: Visitor | None = None
 
     @property
     def intake(self) -> Intake:
         return self.owner.intake
 
     def visitor(self, scope: Scope) -> Visitor:
-        if self._visitor is None:
-            self._visitor = self.owner.intake.visitor(scope)
-        return self._visitor
+        if self.cached_visitor is None:
+            self.cached_visitor = self.owner.intake.visitor(scope)
+        return self.cached_visitor
 
     def send(self, message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start":
@@ -80,7 +80,10 @@ class RequestHook:
                 headers = list(message.get("headers", ()))
                 headers.extend([(b"set-cookie", cookie.encode("latin-1")) for cookie in self.cookies])
                 message = {**message, "headers": headers}
-        return self._send(message)
+        return self.downstream(message)
+
+
+_new_hook = object.__new__
 
 
 class PinSignalMiddleware:
@@ -116,7 +119,13 @@ class PinSignalMiddleware:
         if scope["path"].startswith(self._prefix):
             await self.collector(scope, receive, send)
             return
-        hook = RequestHook(self, send)
+        # RequestHook(self, send) without the cost of a Python-level __init__ call on every request.
+        hook = _new_hook(RequestHook)
+        hook.owner = self
+        hook.downstream = send
+        hook.cookies = []
+        hook.started = False
+        hook.cached_visitor = None
         scope[SCOPE_KEY] = hook
         if scope["method"] == "GET":
             # A top-level page load: Sec-Fetch-Dest says so, or (older browsers) an HTML Accept does.
