@@ -235,7 +235,13 @@ class DeviceIds:
         if self._stamp[0] != now:
             self._stamp = (now, b"." + base64_encode(int_to_bytes(now)))
         payload = device_id.encode("ascii") + self._stamp[1]
-        return (payload + b"." + self._signature(payload)).decode("ascii")
+        # _signature() inline: every landing signs.
+        inner = self._inner.copy()
+        inner.update(payload)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        signature = binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+        return (payload + b"." + signature).decode("ascii")
 
     def _signature(self, payload: bytes) -> bytes:
         # HMAC-SHA1 (RFC 2104) from the precomputed keyed states; itsdangerous's base64_encode
