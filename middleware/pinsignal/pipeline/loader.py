@@ -18,7 +18,7 @@ from typing import Any
 from pinsignal.errors import PipelineLoadError
 from pinsignal.pinterest.contract import STANDARD_EVENT_NAMES
 from pinsignal.pipeline.spec import OPERATORS, SECTIONS, Condition, Enrichment, Output, Pipeline, Step
-from pinsignal.pipeline.steps import StepReader, plain, suggest
+from pinsignal.pipeline.steps import StepReader, kind_of, plain, suggest
 from pinsignal.pipeline.yamlsource import SourceError, YMap, YSeq, parse_yaml, read_yaml
 
 __all__ = ["load_pipeline_file", "load_pipeline_text", "load_pipelines", "pipeline_files"]
@@ -137,7 +137,7 @@ class _Checker:
             return None
         if not isinstance(document, YMap):
             self.error(getattr(document, "line", 1),
-                       f"a pipeline file must be a mapping with name, trigger and transform, got {_kind(document)}")
+                       f"a pipeline file must be a mapping with name, trigger and transform, got {kind_of(document)}")
             return None
         self.keys(document, _TOP_KEYS, "pipeline")
         name = self.name(document)
@@ -188,7 +188,7 @@ class _Checker:
             self.error(document.line, "missing 'trigger' (e.g. trigger: {event: track, conditions: [...]})")
             return (), ()
         if not isinstance(trigger, YMap):
-            self.error(document.line_of("trigger"), f"trigger must be a mapping with 'event', got {_kind(trigger)}")
+            self.error(document.line_of("trigger"), f"trigger must be a mapping with 'event', got {kind_of(trigger)}")
             return (), ()
         self.keys(trigger, _TRIGGER_KEYS, "trigger")
         raw_events = trigger.get("event")
@@ -205,7 +205,7 @@ class _Checker:
         if raw_conditions is None:
             return tuple(events), ()
         if not isinstance(raw_conditions, YSeq):
-            self.error(trigger.line_of("conditions"), f"conditions must be a list, got {_kind(raw_conditions)}")
+            self.error(trigger.line_of("conditions"), f"conditions must be a list, got {kind_of(raw_conditions)}")
             return tuple(events), ()
         for index, item in enumerate(raw_conditions):
             condition = self.condition(item, raw_conditions.line_of(index))
@@ -215,7 +215,7 @@ class _Checker:
 
     def condition(self, item: Any, line: int) -> Condition | None:
         if not isinstance(item, YMap):
-            self.error(line, f"a condition must be a mapping with field, operator and value, got {_kind(item)}")
+            self.error(line, f"a condition must be a mapping with field, operator and value, got {kind_of(item)}")
             return None
         self.keys(item, _CONDITION_KEYS, "a condition")
         field, operator = item.get("field"), item.get("operator", "equals")
@@ -238,13 +238,13 @@ class _Checker:
         elif not self.small(value, line):
             ok = False
         elif operator in ("in", "not_in") and not isinstance(value, list):
-            self.error(line, f"operator {operator} needs a list value, got {_kind(value)}")
+            self.error(line, f"operator {operator} needs a list value, got {kind_of(value)}")
             ok = False
         elif operator in _NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
             self.error(line, f"operator {operator} needs a number, got {value!r}")
             ok = False
         elif operator in ("matches", "starts_with") and not isinstance(value, str):
-            self.error(line, f"operator {operator} needs a string, got {_kind(value)}")
+            self.error(line, f"operator {operator} needs a string, got {kind_of(value)}")
             ok = False
         elif operator == "matches":
             ok = self.regex(str(value), line)
@@ -288,7 +288,7 @@ class _Checker:
             return ()
         if not isinstance(transform, YMap):
             self.error(document.line_of("transform"),
-                       f"transform must be a mapping of sections, got {_kind(transform)}")
+                       f"transform must be a mapping of sections, got {kind_of(transform)}")
             return ()
         for key in transform:
             if key not in SECTIONS:
@@ -300,7 +300,7 @@ class _Checker:
             if items is None:
                 continue
             if not isinstance(items, YSeq):
-                self.error(transform.line_of(section), f"transform.{section} must be a list, got {_kind(items)}")
+                self.error(transform.line_of(section), f"transform.{section} must be a list, got {kind_of(items)}")
                 continue
             for index, item in enumerate(items):
                 step = reader.step(section, item, items.line_of(index))
@@ -323,7 +323,7 @@ class _Checker:
         if output is None:
             return Output()
         if not isinstance(output, YMap):
-            self.error(document.line_of("output"), f"output must be a mapping, got {_kind(output)}")
+            self.error(document.line_of("output"), f"output must be a mapping, got {kind_of(output)}")
             return Output()
         self.keys(output, _OUTPUT_KEYS, "output")
         fmt = output.get("format", "pinterest_conversions_api")
@@ -339,14 +339,3 @@ class _Checker:
         if not isinstance(validate, bool):
             self.error(output.line_of("validate"), f"output.validate must be true or false, got {validate!r}")
         return Output(endpoint=endpoint if isinstance(endpoint, str) else None, validate=validate is not False)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-

@@ -58,7 +58,7 @@ class StepReader:
 
     def step(self, section: Section, item: Any, line: int) -> Step | Enrichment | None:
         if not isinstance(item, YMap):
-            self.error(line, f"each item of transform.{section} must be a mapping, got {_kind(item)}")
+            self.error(line, f"each item of transform.{section} must be a mapping, got {kind_of(item)}")
             return None
         if section == "static":
             return self.static(item)
@@ -190,7 +190,7 @@ class StepReader:
                 value = item[param_name]
                 if not _param_ok(param.kind, value) or not self.small(value, item.line_of(param_name)):
                     self.error(item.line_of(param_name),
-                               f"{param_name!r} of transform {name} must be a {param.kind}, got {_kind(value)}")
+                               f"{param_name!r} of transform {name} must be a {param.kind}, got {kind_of(value)}")
                     return None
                 params[param_name] = plain(value)
             calls.append(TransformCall(name=name, params=params, line=line))
@@ -236,7 +236,8 @@ def _all_digests(value: Any) -> bool:
     return bool(items) and all(isinstance(item, str) and is_sha256(item) for item in items)
 
 
-def _kind(value: Any) -> str:
+def kind_of(value: Any) -> str:
+    """How a YAML value reads in an error message: a mapping, a list, nothing, or its repr."""
     if value is None:
         return "nothing"
     if isinstance(value, dict):
