@@ -3,8 +3,8 @@
 When ``REDIS_URL`` is unset, every pinsignal process on the machine (the web process, the worker,
 the CLI) shares one Redis listening on a unix socket under ``PINSIGNAL_DATA_DIR``, with an
 append-only file beside it. The first process that needs it starts it; the others find it by its
-socket. The process that started it stops it when it exits (and, on Linux, the kernel stops it if
-that process dies without cleaning up), so no Redis is left orphaned.
+socket. The process that started it stops it when it exits (and a small watchdog stops it within a
+second if that process dies without cleaning up), so no Redis is left orphaned.
 
     url = redis_url(config)            # config.redis_url, or the embedded server's unix:// URL
 """
@@ -21,9 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -85,18 +83,19 @@ def _ping(path: Path, timeout: float = 0.5) -> bool:
         return False
 
 
-def _linux_parent_death_signal() -> None:  # pragma: no cover - runs in the child
-    # Ask the kernel to SIGTERM redis (a clean, AOF-flushing shutdown) if its starter dies
-    # without running atexit (SIGKILL, crash); macOS has no equivalent and relies on atexit.
-    try:
-        import ctypes
+_WATCHDOG = 'while kill -0 "$1" 2>/dev/null && kill -0 "$2" 2>/dev/null; do sleep 1; done; kill -TERM "$2" 2>/dev/null'
 
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
-    except OSError:
-        pass
-    os.setpgrp()  # keep Ctrl-C in a terminal from reaching redis before the demo stops it
+
+def _watch(starter_pid: int, redis_pid: int) -> subprocess.Popen[bytes]:
+    # A tiny shell loop stops redis (SIGTERM: a clean, AOF-flushing shutdown) within a second of
+    # its starter dying without running atexit (SIGKILL, a crash, a pool worker's os._exit).
+    # Unlike Linux's PR_SET_PDEATHSIG it also works on macOS and from any thread (the pdeath
+    # signal follows the forking *thread*, and asyncio.to_thread threads come and go).
+    return subprocess.Popen(
+        ["/bin/sh", "-c", _WATCHDOG, "pinsignal-redis-watchdog", str(starter_pid), str(redis_pid)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True, close_fds=True,
+    )
 
 
 class EmbeddedRedis:
@@ -106,6 +105,7 @@ class EmbeddedRedis:
         self.data_dir = Path(data_dir).resolve()
         self.socket_path = _socket_path(self.data_dir)
         self.process: subprocess.Popen[bytes] | None = None
+        self.watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
@@ -153,14 +153,12 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--maxclients", "10000",
         ]
-        # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so it is only safe from the
-        # main thread: started from a worker thread (asyncio.to_thread), redis would die with it.
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        preexec = _linux_parent_death_signal if sys.platform.startswith("linux") and on_main_thread else os.setpgrp
+        # Its own session keeps a terminal's Ctrl-C from reaching redis before the demo stops it.
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=preexec, close_fds=True,
+            start_new_session=True, close_fds=True,
         )
+        self.watchdog = _watch(os.getpid(), self.process.pid)
         deadline = time.monotonic() + timeout
         while not self.running:
             if self.process.poll() is not None:
@@ -179,15 +177,14 @@ class EmbeddedRedis:
     def stop(self, timeout: float = 10.0) -> None:
         """Shut down gracefully (flushes the append-only file). Only the starter can stop it."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        _STARTED.pop(self.data_dir, None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._forget()
 
     def kill(self) -> None:
         """SIGKILL the server (fault tests: the append-only file may lose up to a second)."""
@@ -195,4 +192,12 @@ class EmbeddedRedis:
         if process is not None and process.poll() is None:
             process.kill()
             process.wait()
+        self._forget()
+
+    def _forget(self) -> None:
+        watchdog, self.watchdog = self.watchdog, None
+        if watchdog is not None:
+            with contextlib.suppress(ProcessLookupError):
+                watchdog.kill()
+            watchdog.wait()
         _STARTED.pop(self.data_dir, None)
