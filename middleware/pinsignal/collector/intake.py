@@ -23,7 +23,6 @@ from pinsignal.config import Config
 from pinsignal.consent import ConsentPolicy
 from pinsignal.cookies import (
     DEVICE_COOKIE,
-    DEVICE_RENEW_AFTER,
     EPIK_COOKIE,
     IDENTITY_COOKIE,
     CookieDomain,
@@ -190,12 +189,8 @@ class Intake:
     def device_cookie(self, raw: str | None, *, secure: bool, host: bytes | None) -> str | None:
         """The ``_psid`` to set for a request carrying ``raw``: a new id for a missing or forged one,
         the same id signed again when its signature is over a week old, else ``None``."""
-        device_id, age = self.devices.read(raw)
-        if device_id is None:
-            return self.cookies.device(self.devices.mint()[1], secure=secure, host=host)
-        if age > DEVICE_RENEW_AFTER:
-            return self.cookies.device(self.devices.sign(device_id), secure=secure, host=host)
-        return None
+        value = self.devices.renewal(raw)
+        return None if value is None else self.cookies.device(value, secure=secure, host=host)
 
     async def accept(self, raws: Sequence[object], visitor: Visitor, *, received_at: float) -> Outcome:
         """Process a batch of raw events from one request; raises whatever the sink raises."""
