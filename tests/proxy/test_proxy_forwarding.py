@@ -169,21 +169,3 @@ def test_raw_socket_head_request_gets_headers_and_no_body(make_proxy) -> None:
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert body == b""
-
-
-@pytest.mark.anyio
-async def test_the_shared_client_keeps_no_cookie_between_visitors() -> None:
-    from pinsignal.proxy.app import upstream_client
-
-    seen: list[str | None] = []
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("cookie"))
-        return httpx.Response(200, headers=[("set-cookie", "session=alice; Path=/"), ("set-cookie", "cart=1")])
-
-    client = upstream_client(ProxySettings(upstream="http://site.example"), httpx.MockTransport(upstream))
-    async with client:
-        await client.get("http://site.example/login")  # alice's answer sets cookies...
-        await client.get("http://site.example/")  # ...which must never ride along on bob's request
-        assert len(client.cookies.jar) == 0
-    assert seen == [None, None]

@@ -4,7 +4,7 @@
     app = create_app(ProxySettings(upstream="http://127.0.0.1:8080", inject=True, server_pageviews=True))
 
 Modules: ``app`` (the ASGI app and its lifespan), ``forward`` (one HTTP exchange), ``upstream`` (the
-pooled HTTP/1.1 transport under httpx), ``headers`` (hop-by-hop, Host, X-Forwarded-*), ``inject``
+pooled HTTP/1.1 client to the site), ``headers`` (hop-by-hop, Host, X-Forwarded-*), ``inject``
 (the script tag, streaming), ``pageviews`` (server-side page views), ``websocket`` (pass-through),
 ``settings``. Guide: ``docs/proxy.md``.
 """
@@ -13,6 +13,6 @@ from __future__ import annotations
 
 from .app import ProxyApp, app_from_env, create_app
 from .settings import ProxySettings
-from .upstream import UpstreamTransport
+from .upstream import UpstreamError, UpstreamPool
 
-__all__ = ["ProxyApp", "ProxySettings", "UpstreamTransport", "app_from_env", "create_app"]
+__all__ = ["ProxyApp", "ProxySettings", "UpstreamError", "UpstreamPool", "app_from_env", "create_app"]

@@ -4,21 +4,19 @@
     app = create_app(ProxySettings(upstream="http://127.0.0.1:8080", inject=True))
     # uvicorn.run(app, server_header=False, date_header=False, proxy_headers=False)
 
-The httpx client is opened on lifespan start-up (or on the first request when the server runs no
-lifespan) and closed on shut-down. It never stores cookies: its jar drops every cookie, so one
-visitor's upstream cookies can never be replayed for another (GHSA-7vwr-g6pm-9hc8); cookies travel
-only in each request's own ``Cookie`` header.
+The connection pool to the upstream is opened on lifespan start-up (or on the first request when
+the server runs no lifespan) and closed on shut-down. There is no cookie jar anywhere: cookies
+travel only in each request's own ``Cookie`` header, so one visitor's upstream cookies can never
+be replayed for another (GHSA-7vwr-g6pm-9hc8).
 """
 
 from __future__ import annotations
 
-import http.cookiejar
 import logging
 import time
 from dataclasses import replace
 from typing import Any
 
-import httpx
 from starlette.types import Receive, Scope, Send
 
 from pinsignal.asgi import PinSignalMiddleware
@@ -30,59 +28,36 @@ from pinsignal.pipeline import Engine
 from .forward import Forwarder
 from .pageviews import Handoff, PageviewPolicy
 from .settings import ProxySettings
-from .upstream import UpstreamTransport
+from .upstream import UpstreamPool
 from .websocket import WebSocketRelay
 
-__all__ = ["ProxyApp", "app_from_env", "create_app", "quiet_httpx", "upstream_client"]
+__all__ = ["ProxyApp", "app_from_env", "create_app", "quiet_httpx", "upstream_pool"]
 
 logger = logging.getLogger("pinsignal.proxy")
 
 
-class _NoCookieJar(http.cookiejar.CookieJar):
-    """A jar that never stores a cookie and never adds one: cookies travel only in each request's header.
-
-    Refusing at the jar (rather than through a policy) also skips parsing every response's
-    ``Set-Cookie`` into cookies that would be thrown away.
-    """
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        return None
-
-    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
-        return None
-
-    def add_cookie_header(self, request: Any) -> None:
-        return None
-
-
-def upstream_client(settings: ProxySettings, transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The one shared client to the upstream: no redirects followed, no cookies kept, no proxy env."""
-    return httpx.AsyncClient(
-        transport=transport or UpstreamTransport(max_connections=settings.max_connections),
-        timeout=httpx.Timeout(settings.timeout),
-        follow_redirects=False,
-        cookies=_NoCookieJar(),
-        trust_env=False,
-    )
+def upstream_pool(settings: ProxySettings) -> UpstreamPool:
+    """The one shared pool of connections to the upstream, sized and timed by ``settings``."""
+    return UpstreamPool(settings.upstream, timeout=settings.timeout, max_connections=settings.max_connections)
 
 
 class ProxyApp:
     """Forwards every HTTP request and WebSocket to ``settings.upstream``.
 
-    ``transport`` replaces the upstream connection (``httpx.MockTransport`` in unit tests);
+    ``upstream`` replaces the connection pool (tests give one with their own TLS context or limits);
     ``handoff`` receives server-side page views (``--server-pageviews``).
     """
 
     def __init__(self, settings: ProxySettings, *, config: Config | None = None,
-                 transport: httpx.AsyncBaseTransport | None = None, handoff: Handoff | None = None) -> None:
+                 upstream: UpstreamPool | None = None, handoff: Handoff | None = None) -> None:
         config = config or Config(collector_prefix=settings.collector_prefix)
         self.settings = settings
         self.handoff = handoff
-        self._transport = transport
+        self._given_pool = upstream
         self._trusted = TrustedProxies(config.trusted_proxies)
         self._policy = PageviewPolicy() if settings.server_pageviews else None
         self._websockets = WebSocketRelay(settings, self._trusted)
-        self._client: httpx.AsyncClient | None = None
+        self._pool: UpstreamPool | None = None
         self._forwarder: Forwarder | None = None
         # What ``--inject`` puts in pages; the middleware in front sets its versioned URL
         # (``/_ps/c.js?v=...``), which browsers may cache for good.
@@ -99,8 +74,8 @@ class ProxyApp:
 
     def _open(self) -> Forwarder:
         if self._forwarder is None:
-            self._client = upstream_client(self.settings, self._transport)
-            self._forwarder = Forwarder(self.settings, self._client, trusted=self._trusted, policy=self._policy,
+            self._pool = self._given_pool or upstream_pool(self.settings)
+            self._forwarder = Forwarder(self.settings, self._pool, trusted=self._trusted, policy=self._policy,
                                         handoff=self._handoff, script_src=self.script_src)
         return self._forwarder
 
@@ -111,9 +86,9 @@ class ProxyApp:
 
     async def aclose(self) -> None:
         """Close the upstream connections (lifespan shut-down does this)."""
-        client, self._client, self._forwarder = self._client, None, None
-        if client is not None:
-            await client.aclose()
+        pool, self._pool, self._forwarder = self._pool, None, None
+        if pool is not None:
+            await pool.aclose()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -129,7 +104,7 @@ class ProxyApp:
 
 
 def create_app(settings: ProxySettings, *, config: Config | None = None,
-               transport: httpx.AsyncBaseTransport | None = None, sink: Sink | None = None,
+               upstream: UpstreamPool | None = None, sink: Sink | None = None,
                engine: Engine | None = None) -> PinSignalMiddleware:
     """The proxy with ``PinSignalMiddleware`` in front: epik cookie, ``/_ps`` routes, page views.
 
@@ -137,7 +112,7 @@ def create_app(settings: ProxySettings, *, config: Config | None = None,
     """
     config = config or Config.from_env()
     settings = replace(settings, collector_prefix=config.collector_prefix)
-    proxy = ProxyApp(settings, config=config, transport=transport)
+    proxy = ProxyApp(settings, config=config, upstream=upstream)
     middleware = PinSignalMiddleware(proxy, config=config, sink=sink, engine=engine)
     proxy.handoff = _middleware_handoff(middleware)
     proxy.script_src = middleware.script_url
@@ -162,8 +137,9 @@ def app_from_env() -> PinSignalMiddleware:
 
 
 def quiet_httpx() -> None:
-    """Silence httpx's one INFO line per request: it would log every visitor's URL, query included
-    (click ids, sometimes e-mail addresses), and cost time on every proxied request."""
+    """Silence httpx's one INFO line per request: it would log every URL, query included (click ids,
+    sometimes e-mail addresses). The proxy itself no longer forwards through httpx, but other parts
+    of pinsignal in the same process (delivery to Pinterest) use it."""
     httpx_logger = logging.getLogger("httpx")
     if httpx_logger.level < logging.WARNING:
         httpx_logger.setLevel(logging.WARNING)

@@ -1,9 +1,10 @@
 """One HTTP exchange: the visitor's request streamed to the upstream, the answer streamed back.
 
-Bytes pass through as they are: the request body is an async generator over ASGI ``receive``
-chunks, the response body is ``aiter_raw()`` (never decompressed, never re-encoded); status and
-every header are kept, in order, repeated ones separate. Only ``--inject`` touches a body, and only
-an HTML page's.
+Bytes pass through as they are: the request head is written from the visitor's headers in one
+piece, the request body is forwarded chunk by chunk as ASGI ``receive`` delivers it, and the
+response body is the upstream's raw bytes (never decompressed, never re-encoded); status and every
+header are kept, in order, repeated ones separate. Only ``--inject`` touches a body, and only an
+HTML page's.
 
 Failures: upstream unreachable -> 502, no answer within the timeout -> 504, both with a short
 page. Once the answer has started, an upstream failure can only end the connection, so the visitor
@@ -18,16 +19,17 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpx
 from starlette.types import Message, Receive, Scope, Send
 
 from pinsignal.clientip import TrustedProxies
 
-from .headers import RawHeaders, forwarded_request_headers, response_headers
+from .headers import RawHeaders, forwarded_request_headers, response_headers, strip_hop_by_hop
 from .inject import DECODABLE, Decoder, HeadInjector, is_html, script_tag
 from .pageviews import Handoff, PageviewPolicy, page_event
 from .settings import ProxySettings
+from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
 __all__ = ["ClientDisconnected", "Forwarder"]
 
@@ -36,7 +38,10 @@ logger = logging.getLogger("pinsignal.proxy")
 # Bodies up to this size are sent without a disconnect watcher: a vanished visitor costs at most
 # this much upstream reading, and small pages skip the cost of a second task.
 _WATCH_ABOVE = 256 * 1024
-_URL_CACHE = 1024
+# Safe to send twice (RFC 9110 section 9.2.2): only these are retried on a pooled connection found dead.
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+_ACCEPT_ENCODING = frozenset({b"accept-encoding"})
+_NOTHING: frozenset[bytes] = frozenset()
 _ERROR_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title></head>"
     "<body><h1>{status} {title}</h1><p>{text}</p></body></html>"
@@ -56,105 +61,122 @@ class _Plan:
     pageview: str | None = None
 
 
-class Forwarder:
-    """Forwards HTTP requests to ``settings.upstream`` through one shared ``httpx.AsyncClient``."""
+_AS_IS = _Plan()
 
-    def __init__(self, settings: ProxySettings, client: httpx.AsyncClient, *, trusted: TrustedProxies,
+
+class Forwarder:
+    """Forwards HTTP requests to ``settings.upstream`` through one shared ``UpstreamPool``."""
+
+    def __init__(self, settings: ProxySettings, pool: UpstreamPool, *, trusted: TrustedProxies,
                  policy: PageviewPolicy | None, handoff: Handoff | None, script_src: str | None = None) -> None:
         self._settings = settings
-        self._client = client
+        self._pool = pool
         self._trusted = trusted
         self._policy = policy if settings.server_pageviews else None
         self._handoff = handoff
-        self._base = httpx.URL(settings.upstream)
-        self._base_path = self._base.raw_path.split(b"?", 1)[0].rstrip(b"/")
-        self._upstream_host = self._base.netloc
-        self._upstream_origin = f"{self._base.scheme}://{self._base.netloc.decode('ascii')}".encode()
+        self._inject = settings.inject
+        self._host_mode = settings.host_header
+        base = urlsplit(settings.upstream)
+        self._base_path = base.path.rstrip("/").encode("latin-1")
+        self._upstream_host = base.netloc.encode("idna")
+        self._upstream_origin = f"{base.scheme}://{base.netloc}".encode("idna")
         self._rewrite_location = settings.host_header == "upstream"
         self._script_src = script_src or f"{settings.collector_prefix}/c.js"
         self._failures = _FailureLog(settings.upstream)
-        self._urls: dict[bytes, httpx.URL] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        incoming: list[tuple[bytes, bytes]] = scope["headers"]
+        method: str = scope["method"]
         pageview = self._policy.pageview_id(scope) if self._policy is not None else None
-        navigation = pageview is not None or (self._settings.inject and _looks_like_navigation(scope))
-        extra_drop = frozenset({b"accept-encoding"}) if navigation and self._settings.inject else frozenset()
-        headers = forwarded_request_headers(
-            incoming, client=scope.get("client"), scheme=scope.get("scheme", "http"),
-            host_mode=self._settings.host_header, upstream_host=self._upstream_host,
-            trusted=self._trusted, extra_drop=extra_drop)
-        if extra_drop:
-            headers.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
-        has_body = any(name in (b"content-length", b"transfer-encoding") for name, _ in incoming) and \
-            (b"content-length", b"0") not in incoming
-        if has_body and not any(name == b"content-length" for name, _ in incoming):
-            headers.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        query = scope.get("query_string", b"")
-        url = self._url(self._base_path + raw_path + (b"?" + query if query else b""))
-        request = httpx.Request(scope["method"], url, headers=headers,
-                                stream=_RequestBody(receive) if has_body else None)
+        # A page that will be edited must come uncompressed (or at least in gzip/deflate).
+        identity = self._inject and (pageview is not None or _looks_like_navigation(scope))
+        head, has_body, chunked = self._head(scope, method, identity)
         try:
-            response = await self._client.send(request, stream=True, follow_redirects=False)
+            response = await self._pool.request(head, _request_body(receive) if has_body else None,
+                                                chunked=chunked, retry=method in _IDEMPOTENT,
+                                                head_only=method == "HEAD")
         except ClientDisconnected:
             return
-        except httpx.TimeoutException as exc:
+        except UpstreamTimeout as exc:
             self._failures.report("timed out", exc)
             await _error_page(send, 504, "Gateway Timeout", "The site did not answer in time. Please try again.")
             return
-        except httpx.HTTPError as exc:
+        except UpstreamError as exc:
             self._failures.report("failed", exc)
             await _error_page(send, 502, "Bad Gateway", "The site cannot be reached right now. Please try again.")
             return
         try:
             await self._respond(scope, receive, send, response, pageview)
         finally:
-            await response.aclose()
+            response.close()
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send, response: httpx.Response,
+    def _head(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
+        """The request head for the upstream, whether a body follows, and whether it goes chunked."""
+        incoming: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = forwarded_request_headers(
+            incoming, client=scope.get("client"), scheme=scope.get("scheme", "http"),
+            host_mode=self._host_mode, upstream_host=self._upstream_host, trusted=self._trusted,
+            extra_drop=_ACCEPT_ENCODING if identity else _NOTHING)
+        if identity:
+            headers.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
+        length = encoding = None
+        for name, value in incoming:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding":
+                encoding = value
+        has_body = (length is not None and length != b"0") or (length is None and encoding is not None)
+        chunked = has_body and length is None
+        if chunked:
+            headers.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
+        # The ASGI server parsed these from a valid HTTP request: no CR or LF can be in them.
+        lines = [b"%s %s%s%s%s HTTP/1.1\r\n" % (method.encode("ascii"), self._base_path, raw_path,
+                                                  b"?" if query else b"", query)]
+        lines += [name + b": " + value + b"\r\n" for name, value in headers]
+        lines.append(b"\r\n")
+        return b"".join(lines), has_body, chunked
+
+    async def _respond(self, scope: Scope, receive: Receive, send: Send, response: UpstreamResponse,
                        pageview: str | None) -> None:
-        public_origin = None
         if self._rewrite_location:
             host = next((value for name, value in scope["headers"] if name == b"host"), None)
-            if host:
-                public_origin = b"%s://%s" % (self._scheme(scope).encode(), host)
-        headers = response_headers(response.headers.raw, upstream_origin=self._upstream_origin,
-                                   public_origin=public_origin)
-        plan = self._plan(scope, response, headers, pageview)
-        length = next((value for name, value in headers if name.lower() == b"content-length"), None)
+            public_origin = b"%s://%s" % (self._scheme(scope).encode(), host) if host else None
+            headers = response_headers(response.headers, upstream_origin=self._upstream_origin,
+                                       public_origin=public_origin)
+        else:
+            headers = strip_hop_by_hop(response.headers)
+        plan = self._plan(scope, response.status, headers, pageview) if self._inject or pageview else _AS_IS
         if plan.injector is not None:
             headers = _edited_headers(headers, decoded=plan.decoder is not None)
-        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
-        if length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE:
-            await _stream(send, response, plan)
-        elif not await _stream_watching(receive, send, response, plan):
-            return
+        start = {"type": "http.response.start", "status": response.status, "headers": headers}
+        if plan is _AS_IS and response.complete:
+            # The whole answer is here already (most small pages): the connection goes back to the
+            # pool at once, and the visitor gets one body message.
+            body = response.take()
+            response.close()
+            await send(start)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+        else:
+            await send(start)
+            length = next((value for name, value in headers if name.lower() == b"content-length"), None)
+            if response.complete or (length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE):
+                await _stream(send, response, plan)
+            elif not await _stream_watching(receive, send, response, plan):
+                return
         if plan.pageview is not None and self._handoff is not None:
             try:
                 await self._handoff(scope, page_event(scope, plan.pageview, scheme=self._scheme(scope)))
             except Exception:
                 logger.exception("server-side page view %s could not be recorded", plan.pageview)
 
-    def _url(self, target: bytes) -> httpx.URL:
-        # Parsing a URL costs more than the rest of the request line handling; sites repeat their
-        # paths, so parsed ones are kept (bounded, cleared when full).
-        url = self._urls.get(target)
-        if url is None:
-            url = self._base.copy_with(raw_path=target)
-            if len(self._urls) >= _URL_CACHE:
-                self._urls.clear()
-            self._urls[target] = url
-        return url
-
     def _scheme(self, scope: Scope) -> str:
         """The scheme the visitor used: ours, or what a trusted proxy in front says it was."""
         return self._trusted.resolve(scope)[1]
 
-    def _plan(self, scope: Scope, response: httpx.Response, headers: RawHeaders, pageview: str | None) -> _Plan:
-        status = response.status_code
+    def _plan(self, scope: Scope, status: int, headers: RawHeaders, pageview: str | None) -> _Plan:
         if scope["method"] == "HEAD" or status in (204, 304) or status < 200:
-            return _Plan()
+            return _AS_IS
         content_type = encoding = None
         for name, value in headers:
             lowered = name.lower()
@@ -163,10 +185,10 @@ class Forwarder:
             elif lowered == b"content-encoding":
                 encoding = value.strip().lower()
         if not is_html(content_type):
-            return _Plan()
+            return _AS_IS
         counted = pageview if 200 <= status < 300 else None
-        if not self._settings.inject:
-            return _Plan(pageview=counted)
+        if not self._inject:
+            return _Plan(pageview=counted) if counted else _AS_IS
         if encoding in (None, b"", b"identity"):
             decoder = None
         elif encoding in DECODABLE:
@@ -222,9 +244,9 @@ def _edited_headers(headers: RawHeaders, *, decoded: bool) -> RawHeaders:
     return out
 
 
-async def _stream(send: Send, response: httpx.Response, plan: _Plan) -> None:
+async def _stream(send: Send, response: UpstreamResponse, plan: _Plan) -> None:
     decoder, injector = plan.decoder, plan.injector
-    async for chunk in response.aiter_raw():
+    while chunk := await response.read():
         if decoder is not None:
             chunk = decoder.feed(chunk)
         if injector is not None:
@@ -241,7 +263,7 @@ async def _stream(send: Send, response: httpx.Response, plan: _Plan) -> None:
     await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-async def _stream_watching(receive: Receive, send: Send, response: httpx.Response, plan: _Plan) -> bool:
+async def _stream_watching(receive: Receive, send: Send, response: UpstreamResponse, plan: _Plan) -> bool:
     """Stream the body while listening for ``http.disconnect``: a visitor who leaves stops the upstream read.
 
     Returns whether the whole body was sent.
@@ -270,22 +292,17 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-class _RequestBody(httpx.AsyncByteStream):
+async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
     """The visitor's request body, chunk by chunk as the server receives it; never buffered whole."""
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            message: Message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnected()
-            chunk = message.get("body", b"")
-            if chunk:
-                yield chunk
-            if not message.get("more_body", False):
-                return
+    while True:
+        message: Message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
 
 
 async def _error_page(send: Send, status: int, title: str, text: str) -> None:

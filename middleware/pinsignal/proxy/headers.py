@@ -23,18 +23,24 @@ HOP_BY_HOP = frozenset({
     b"proxy-authenticate", b"proxy-authorization", b"expect",
 })
 _FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"host"})
+_DROPPED = HOP_BY_HOP | _FORWARDING
 
 
 def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[bytes] = frozenset()) -> RawHeaders:
     """Drop hop-by-hop fields and every field that ``Connection`` names; keep the rest in order."""
-    headers = list(headers)
-    named: set[bytes] = set()
+    out: RawHeaders = []
+    named: set[bytes] | None = None
     for name, value in headers:
-        if name.lower() == b"connection":
-            named.update(token.strip().lower() for token in value.split(b","))
-    return [(name, value) for name, value in headers
-            if (lowered := name.lower()) not in HOP_BY_HOP and lowered not in named and lowered not in extra
-            and not lowered.startswith(b"proxy")]
+        lowered = name.lower()
+        if lowered in HOP_BY_HOP or lowered in extra or lowered.startswith(b"proxy"):
+            if lowered == b"connection":
+                named = named or set()
+                named.update(token.strip().lower() for token in value.split(b","))
+            continue
+        out.append((name, value))
+    if named and not named <= HOP_BY_HOP:
+        out = [pair for pair in out if pair[0].lower() not in named]
+    return out
 
 
 def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client: tuple[str, int] | None,
@@ -45,30 +51,42 @@ def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client:
     An incoming ``X-Forwarded-For`` chain is extended only when the peer is a trusted proxy; from
     anyone else it is replaced, since a visitor could write any address into it.
     """
-    peer = client[0] if client else None
-    believed = peer is not None and trusted.trusts(peer)
+    # One pass over the headers (this runs for every proxied request): the special ones are
+    # noted, the rest kept in order.
     host: bytes | None = None
     chain: list[bytes] = []
     proto: bytes | None = None
     forwarded_host: bytes | None = None
     forwarded: RawHeaders = []
+    named: set[bytes] | None = None
+    out: RawHeaders = [(b"host", b"")]  # its value is known after the loop
     for name, value in headers:
-        if name == b"host":
-            host = value
-        elif name == b"x-forwarded-for":
-            chain.append(value)
-        elif name == b"x-forwarded-proto":
-            proto = value
-        elif name == b"x-forwarded-host":
-            forwarded_host = value
-        elif name == b"forwarded":
-            forwarded.append((name, value))
-    out = strip_hop_by_hop(headers, _FORWARDING | extra_drop)
-    out.insert(0, (b"host", (host or upstream_host) if host_mode == "keep" else upstream_host))
+        lowered = name.lower()
+        if lowered in _DROPPED or lowered in extra_drop or lowered.startswith(b"proxy"):
+            if lowered == b"host":
+                host = value
+            elif lowered == b"x-forwarded-for":
+                chain.append(value)
+            elif lowered == b"x-forwarded-proto":
+                proto = value
+            elif lowered == b"x-forwarded-host":
+                forwarded_host = value
+            elif lowered == b"forwarded":
+                forwarded.append((name, value))
+            elif lowered == b"connection":
+                named = named or set()
+                named.update(token.strip().lower() for token in value.split(b","))
+            continue
+        out.append((name, value))
+    if named and not named <= HOP_BY_HOP:
+        out = [pair for pair in out if pair[0].lower() not in named]
+    out[0] = (b"host", (host or upstream_host) if host_mode == "keep" else upstream_host)
+    peer = client[0] if client else None
+    believed = bool(chain or proto or forwarded_host or forwarded) and peer is not None and trusted.trusts(peer)
     peer_bytes = peer.encode("latin-1") if peer else b"unknown"
     out.append((b"x-forwarded-for", b", ".join([*chain, peer_bytes]) if believed and chain else peer_bytes))
-    own_scheme = b"https" if scheme in ("https", "wss") else b"http"
-    out.append((b"x-forwarded-proto", proto if believed and proto else own_scheme))
+    out.append((b"x-forwarded-proto", proto if believed and proto else
+                b"https" if scheme in ("https", "wss") else b"http"))
     if believed and forwarded_host:
         out.append((b"x-forwarded-host", forwarded_host))
     elif host:

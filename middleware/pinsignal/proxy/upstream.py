@@ -1,346 +1,494 @@
-"""A lean HTTP/1.1 transport for httpx, with a keep-alive pool, built for one job: proxying.
+"""A lean HTTP/1.1 client to the upstream, with a keep-alive pool, built for one job: proxying.
 
-httpx's default transport (httpcore) scans every pooled connection for every request, which
-costs the proxy most of its throughput under concurrency (encode/httpx#3215; measured here at
-under 1,000 requests/s). This transport keeps idle connections in a LIFO stack per origin, parses
-responses itself and hands the body to httpx as raw bytes (de-chunked, never decompressed), so
-``response.aiter_raw()`` is the upstream's bytes. It plugs into ``httpx.AsyncClient(transport=...)``
-and raises only httpx exceptions, so the client's API, timeouts and error types stay the same.
+    pool = UpstreamPool("http://127.0.0.1:8080", timeout=30)
+    response = await pool.request(b"GET /page HTTP/1.1\\r\\nHost: shop.example\\r\\n\\r\\n")
+    try:
+        while chunk := await response.read():
+            ...
+    finally:
+        response.close()
 
-asyncio only (the proxy runs under uvicorn). Backpressure comes from ``asyncio.StreamReader``:
-it stops reading the socket while its buffer is full, so a slow client slows the upstream read
-instead of filling memory.
+A general-purpose client (httpx) builds a request object, a URL, a header multidict and a byte
+stream per request and spends several times the upstream's own answering time on it; a proxy
+already has the request line and headers as bytes and only needs them passed on. So the caller
+writes the request head itself (one ``bytes``), and the answer comes back as a status, raw header
+pairs in order (repeated ones separate) and the body as the upstream's raw bytes (de-chunked, never
+decompressed).
+
+Each connection is an ``asyncio.Protocol`` fed to ``httptools``' response parser, the C parser
+uvicorn uses. Idle connections wait in a LIFO stack; one that the upstream closed while idle is
+noticed by its protocol and dropped, and a request whose pooled connection turns out dead before
+any answer byte arrived is retried once on a fresh connection (only requests without a body, only
+idempotent methods). Flow control both ways: reading from the upstream pauses while
+``_HIGH_WATER`` bytes wait for a slow visitor, and request bodies wait for the socket to drain.
+
+Errors are ``UpstreamError`` subclasses: ``UpstreamTimeout`` (connecting, or a wait for bytes, took
+longer than ``timeout``: the proxy answers 504), the others mean the upstream cannot be used (502).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import collections
 import ssl
-import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import cast
+from urllib.parse import urlsplit
 
-import httpx
+import httptools
 
-__all__ = ["UpstreamTransport"]
+__all__ = [
+    "UpstreamClosed", "UpstreamConnectError", "UpstreamError", "UpstreamPool", "UpstreamProtocolError",
+    "UpstreamResponse", "UpstreamTimeout",
+]
 
-logger = logging.getLogger("pinsignal.proxy")
-
-_READ_SIZE = 64 * 1024
+# Reading from the upstream stops while this much body waits to be sent on, and resumes below the
+# low mark: memory per exchange stays bounded whatever the body's size.
+_HIGH_WATER = 256 * 1024
+_LOW_WATER = 64 * 1024
 _HEAD_LIMIT = 64 * 1024
-_NO_BODY_STATUS = frozenset({204, 304})
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-
-Origin = tuple[str, str, int]
 
 
-class _Connection:
-    __slots__ = ("reader", "writer", "idle_since")
+class UpstreamError(Exception):
+    """The upstream could not be used for this request (the proxy answers 502)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
+
+class UpstreamConnectError(UpstreamError):
+    """No connection to the upstream: refused, unreachable, name not found, TLS verification failed."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """Connecting, waiting for a free connection, or a wait for the upstream's bytes took too long (504)."""
+
+
+class UpstreamClosed(UpstreamError):
+    """The upstream closed or reset the connection before its answer was complete."""
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream's answer is not valid HTTP/1.1."""
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to the upstream, and the state of the exchange running on it."""
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self._pool = pool
+        self._loop = pool._loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
         self.idle_since = 0.0
+        self._parser: httptools.HttpResponseParser | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._begin(False)
 
-    def usable(self, expiry: float) -> bool:
-        # A server that closed an idle keep-alive connection shows up as EOF on the reader.
-        return (not self.writer.is_closing() and not self.reader.at_eof()
-                and time.monotonic() - self.idle_since < expiry)
+    def _begin(self, head_only: bool) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.answered = False  # a byte of the answer arrived: the request reached the upstream
+        self.error: UpstreamError | None = None
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.reusable = True
+        self._head_only = head_only
+        self._informational = False
+        self._framed = False
+        self._head_size = 0
+
+    def begin(self, head_only: bool) -> None:
+        """Start a new exchange: a fresh parser (one answer to a ``HEAD`` leaves the last one mid-message)."""
+        self._begin(head_only)
+        self._parser = httptools.HttpResponseParser(self)
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio classes
+
+    def data_received(self, data: bytes) -> None:
+        self.answered = True
+        parser = self._parser
+        if parser is None or self.complete:
+            # Bytes nobody asked for (or after a complete answer): the connection is out of step.
+            self._abort(UpstreamProtocolError("The upstream sent bytes outside of an answer."))
+            return
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._abort(UpstreamProtocolError("The upstream switched protocols on a plain HTTP request."))
+            return
+        except httptools.HttpParserError as exc:
+            cause = exc.__context__ if isinstance(exc, httptools.HttpParserCallbackError) else exc
+            self._abort(UpstreamProtocolError(f"The upstream sent a malformed answer: {cause}."))
+            return
+        if not self.head_done:
+            # llhttp keeps no limit of its own: an endless head would grow ``headers`` forever.
+            self._head_size += len(data)
+            if self._head_size > _HEAD_LIMIT:
+                self._abort(UpstreamProtocolError("The upstream sent response headers over 64 KiB."))
+
+    def eof_received(self) -> bool | None:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._parser is not None and not self.complete and self.error is None:
+            if self.head_done and not self._framed:
+                self.complete = True  # no length, not chunked: the body runs until the upstream closes
+            else:
+                reason = f": {exc}" if exc else ""
+                self.error = UpstreamClosed(f"The upstream closed the connection before its answer was complete"
+                                            f"{reason}.")
+        self._wake()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        assert self._parser is not None
+        status = self._parser.get_status_code()
+        if status < 200:
+            # 100 Continue, 103 Early Hints: informational, the real answer follows on the same connection.
+            self._informational = True
+            self.headers = []
+            return
+        self.status = status
+        self.head_done = True
+        if self._head_only or status in (204, 304):
+            self._framed = True
+            if self._head_only:
+                # httptools cannot be told the request was HEAD; the next exchange gets a new parser.
+                self.complete = True
+                self.keep_alive = self._parser.should_keep_alive()
+        else:
+            for name, value in self.headers:
+                lowered = name.lower()
+                if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+                    self._framed = True
+                    break
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self._head_only:
+            return
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = False
+            return
+        if self.complete:
+            return
+        assert self._parser is not None
+        self.complete = True
+        self.keep_alive = self._parser.should_keep_alive()
+        self._wake()
+
+    # used by the pool and the response
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _abort(self, error: UpstreamError) -> None:
+        if self.error is None:
+            self.error = error
+        self.close()
+        self._wake()
+
+    def _time_out(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(UpstreamTimeout("The upstream did not send anything within the timeout."))
+
+    async def wait(self) -> None:
+        """Wait for the next event on this connection (bytes, end, error), at most ``timeout`` seconds."""
+        waiter = self._waiter = self._loop.create_future()
+        timer = self._loop.call_later(self._pool.timeout, self._time_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def wait_head(self) -> None:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            if self.closed:
+                raise UpstreamClosed("The upstream closed the connection without answering.")
+            await self.wait()
+
+    async def send_body(self, body: AsyncIterator[bytes], chunked: bool) -> None:
+        """Write the request body as it comes; stop early once the upstream's whole answer is in."""
+        assert self.transport is not None
+        write = self.transport.write
+        async for chunk in body:
+            if self.complete or self.closed:
+                # A complete answer before the upload's end (a 413, a redirect): the rest is not
+                # wanted. An answer that is still running (an echo) keeps the upload going.
+                break
+            if chunked:
+                self.transport.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+            else:
+                write(chunk)
+            if self._write_paused:
+                await self._drain()
+        else:
+            if chunked and not self.closed:
+                write(b"0\r\n\r\n")
+            return
+        self.reusable = False  # the upload was cut short: the upstream still expects the rest of it
+
+    async def _drain(self) -> None:
+        while self._write_paused and not self.closed:
+            self._drain_waiter = self._loop.create_future()
+            try:
+                async with asyncio.timeout(self._pool.timeout):
+                    await self._drain_waiter
+            except TimeoutError:
+                raise UpstreamTimeout("The upstream did not take the request body within the timeout.") from None
+            finally:
+                self._drain_waiter = None
+
+    def resume(self) -> None:
+        if self._read_paused and self.buffered < _LOW_WATER and self.transport is not None and not self.closed:
+            self._read_paused = False
+            self.transport.resume_reading()
 
     def close(self) -> None:
-        self.writer.close()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
 
 
-class UpstreamTransport(httpx.AsyncBaseTransport):
-    """``httpx.AsyncClient(transport=UpstreamTransport())``: HTTP/1.1 to the upstream, connections reused.
+class UpstreamResponse:
+    """The upstream's answer: ``status``, raw ``headers`` in order, and the body through ``read()``.
 
-    ``max_connections`` caps connections per origin (waiting requests get ``httpx.PoolTimeout``
-    after the pool timeout); ``max_idle`` idle ones are kept for ``keepalive_expiry`` seconds.
+    Call ``close()`` when done (it returns a fully read connection to the pool, or closes it).
     """
 
-    def __init__(self, *, max_connections: int = 256, max_idle: int = 64, keepalive_expiry: float = 4.0,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+    __slots__ = ("status", "headers", "_connection", "_pool")
+
+    def __init__(self, pool: UpstreamPool, connection: _Connection) -> None:
+        self._pool = pool
+        self._connection: _Connection | None = connection
+        self.status = connection.status
+        self.headers = connection.headers
+
+    @property
+    def complete(self) -> bool:
+        """Whether the whole body has arrived already (small pages usually come with their head)."""
+        connection = self._connection
+        return connection is not None and connection.complete and connection.error is None
+
+    def take(self) -> bytes:
+        """Every body byte that has arrived and not been read yet."""
+        connection = self._connection
+        if connection is None or not connection.chunks:
+            return b""
+        chunks = connection.chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        connection.buffered = 0
+        connection.resume()
+        return data
+
+    async def read(self) -> bytes:
+        """The next piece of the body as it arrived (at most ``_HIGH_WATER`` bytes wait); ``b""`` at the end."""
+        connection = self._connection
+        if connection is None:
+            return b""
+        while True:
+            chunks = connection.chunks
+            if chunks:
+                chunk = chunks.popleft()
+                connection.buffered -= len(chunk)
+                connection.resume()
+                return chunk
+            if connection.error is not None:
+                raise connection.error
+            if connection.complete:
+                return b""
+            if connection.closed:
+                raise UpstreamClosed("The upstream closed the connection before its answer was complete.")
+            await connection.wait()
+
+    def close(self) -> None:
+        """Give the connection back: to the pool when the answer was read to its end, else closed."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            self._pool._release(connection)
+
+
+class UpstreamPool:
+    """Keep-alive HTTP/1.1 connections to one upstream (``http(s)://host[:port]``).
+
+    ``max_connections`` caps connections in use at once (more requests wait, then ``UpstreamTimeout``);
+    up to ``max_idle`` idle ones are kept for ``keepalive_expiry`` seconds. ``timeout`` bounds connecting,
+    waiting for a free connection, and each wait for the upstream's bytes. HTTPS upstreams are
+    verified against ``ssl_context`` (default: the system's CA store).
+    """
+
+    _loop: asyncio.AbstractEventLoop  # the running loop, taken on each request
+
+    def __init__(self, url: str, *, timeout: float = 30.0, max_connections: int = 256, max_idle: int = 64,
+                 keepalive_expiry: float = 4.0, ssl_context: ssl.SSLContext | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"The upstream must be an http(s) URL like 'http://127.0.0.1:8080', got {url!r}.")
+        self.host = parts.hostname
+        self.port = parts.port or (443 if parts.scheme == "https" else 80)
+        self.timeout = timeout
+        self._tls = parts.scheme == "https"
+        self._ssl_context = ssl_context
         self._max_connections = max_connections
         self._max_idle = max_idle
         self._expiry = keepalive_expiry
-        self._ssl_context = ssl_context
-        self._idle: dict[Origin, list[_Connection]] = {}
-        self._slots: dict[Origin, asyncio.Semaphore] = {}
+        self._idle: list[_Connection] = []
+        self._active = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+    async def request(self, head: bytes, body: AsyncIterator[bytes] | None = None, *, chunked: bool = False,
+                      retry: bool = True, head_only: bool = False) -> UpstreamResponse:
+        """Send ``head`` (request line and headers, ending in a blank line) and ``body``; return the answer.
+
+        ``chunked`` frames the body in chunks (the head must say ``Transfer-Encoding: chunked``);
+        ``retry`` allows one retry on a fresh connection when a pooled one is found dead (only without
+        a body); ``head_only`` says the answer has no body whatever its headers say (``HEAD``).
+        Raises ``UpstreamError`` subclasses, and whatever ``body`` raises.
+        """
+        self._loop = loop = asyncio.get_running_loop()
         if self._closed:
-            raise httpx.ConnectError("The upstream transport is closed.", request=request)
-        timeouts = request.extensions.get("timeout", {})
-        url = request.url
-        origin: Origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        slot = self._slots.get(origin)
-        if slot is None:
-            slot = self._slots[origin] = asyncio.Semaphore(self._max_connections)
-        if slot.locked():
-            try:
-                async with asyncio.timeout(timeouts.get("pool")):
-                    await slot.acquire()
-            except TimeoutError:
-                raise httpx.PoolTimeout("No free connection to the upstream in time.", request=request) from None
+            raise UpstreamConnectError("The connection pool to the upstream is closed.")
+        if self._active < self._max_connections and not self._waiters:
+            self._active += 1
         else:
-            await slot.acquire()  # free: returns at once, no timer needed
+            await self._acquire(loop)
         try:
-            return await self._exchange(request, origin, slot, timeouts)
+            fresh = False
+            while True:
+                connection = None if fresh else self._checkout(loop.time())
+                reused = connection is not None
+                if connection is None:
+                    connection = await self._connect()
+                connection.begin(head_only)
+                try:
+                    assert connection.transport is not None
+                    connection.transport.write(head)
+                    if body is not None:
+                        await connection.send_body(body, chunked)
+                    await connection.wait_head()
+                except UpstreamClosed:
+                    connection.close()
+                    # A pooled connection the upstream closed just as it was taken: the request never
+                    # reached it, so trying once more, on a fresh connection, repeats nothing.
+                    if reused and retry and body is None and not connection.answered:
+                        fresh = True
+                        continue
+                    raise
+                except BaseException:
+                    connection.close()
+                    raise
+                return UpstreamResponse(self, connection)
         except BaseException:
-            slot.release()
+            self._release_slot()
             raise
 
-    async def _exchange(self, request: httpx.Request, origin: Origin, slot: asyncio.Semaphore,
-                        timeouts: dict[str, float | None]) -> httpx.Response:
-        head, chunked, has_body = _request_head(request)
-        while True:
-            connection, reused = self._checkout(origin), True
-            if connection is None:
-                connection, reused = await self._connect(request, origin, timeouts.get("connect")), False
-            body_started = False
-            try:
-                connection.writer.write(head)
-                if has_body:
-                    body_started = True
-                    await _write_body(connection.writer, request, chunked, timeouts.get("write"))
-                else:
-                    await _drain(connection.writer, request, timeouts.get("write"))
-                status, reason, version, headers = await _read_head(connection.reader, request, timeouts.get("read"))
-            except httpx.TransportError as exc:
-                connection.close()
-                # A pooled connection the server had just closed: try the next one (at worst a
-                # fresh one, which is never retried) when no request body was consumed yet.
-                if reused and not body_started and request.method in _IDEMPOTENT and \
-                        isinstance(exc, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError):
-                    continue
-                raise
-            except BaseException:
-                connection.close()
-                raise
-            break
-        stream = _ResponseStream(self, connection, origin, slot, request, status, headers, version,
-                                 timeouts.get("read"))
-        return httpx.Response(status, headers=headers, stream=stream,
-                              extensions={"reason_phrase": reason, "http_version": version})
+    async def _acquire(self, loop: asyncio.AbstractEventLoop) -> None:
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await waiter
+        except BaseException as exc:
+            if waiter.done() and not waiter.cancelled():
+                self._release_slot()  # handed a slot just as the wait ended: pass it on
+            else:
+                waiter.cancel()
+            if isinstance(exc, TimeoutError):
+                raise UpstreamTimeout("No free connection to the upstream within the timeout.") from None
+            raise
 
-    def _checkout(self, origin: Origin) -> _Connection | None:
-        idle = self._idle.get(origin)
+    def _release_slot(self) -> None:
+        # A freed slot goes straight to the longest waiter, so a new arrival cannot take it first.
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._active -= 1
+
+    def _checkout(self, now: float) -> _Connection | None:
+        idle = self._idle
         while idle:
             connection = idle.pop()
-            if connection.usable(self._expiry):
+            if not connection.closed and now - connection.idle_since < self._expiry:
                 return connection
             connection.close()
         return None
 
-    def _checkin(self, origin: Origin, connection: _Connection) -> None:
-        idle = self._idle.setdefault(origin, [])
-        if self._closed or len(idle) >= self._max_idle:
-            connection.close()
-            return
-        connection.idle_since = time.monotonic()
-        idle.append(connection)
+    def _release(self, connection: _Connection) -> None:
+        self._release_slot()
+        # A complete answer may have unread bytes left: they are all here, so the connection is in step.
+        if (connection.complete and connection.keep_alive and connection.reusable and connection.error is None
+                and not connection.closed and not self._closed and len(self._idle) < self._max_idle):
+            connection._parser = None
+            connection.chunks.clear()
+            connection.buffered = 0
+            connection.resume()
+            connection.idle_since = self._loop.time()
+            self._idle.append(connection)
+        else:
+            connection.close()  # an answer not read to its end leaves the connection unusable
 
-    async def _connect(self, request: httpx.Request, origin: Origin, timeout: float | None) -> _Connection:
-        scheme, host, port = origin
+    async def _connect(self) -> _Connection:
         context: ssl.SSLContext | None = None
-        if scheme == "https":
+        if self._tls:
             if self._ssl_context is None:
                 self._ssl_context = ssl.create_default_context()  # loads the CA store: once, not per connection
             context = self._ssl_context
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port, ssl=context, limit=_HEAD_LIMIT)
+            async with asyncio.timeout(self.timeout):
+                _, connection = await self._loop.create_connection(
+                    lambda: _Connection(self), self.host, self.port, ssl=context,
+                    server_hostname=self.host if context is not None else None)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"Connecting to {host}:{port} timed out.", request=request) from None
+            raise UpstreamTimeout(f"Connecting to {self.host}:{self.port} timed out.") from None
         except OSError as exc:
-            raise httpx.ConnectError(f"Cannot connect to {host}:{port}: {exc}.", request=request) from exc
-        return _Connection(reader, writer)
+            raise UpstreamConnectError(f"Cannot connect to {self.host}:{self.port}: {exc}.") from exc
+        return connection
 
     async def aclose(self) -> None:
+        """Close the idle connections; connections in use close when their answer is done."""
         self._closed = True
-        for idle in self._idle.values():
-            for connection in idle:
-                connection.close()
-        self._idle.clear()
-
-
-def _request_head(request: httpx.Request) -> tuple[bytes, bool, bool]:
-    """The request line and headers, whether the body is chunked, and whether there is a body."""
-    lines = [b"%s %s HTTP/1.1\r\n" % (request.method.encode("ascii"), request.url.raw_path)]
-    chunked = has_body = False
-    for name, value in request.headers.raw:
-        lines.append(b"%s: %s\r\n" % (name, value))
-        lowered = name.lower()
-        if lowered == b"transfer-encoding":
-            chunked = has_body = value.lower() == b"chunked"
-        elif lowered == b"content-length":
-            has_body = value.strip() != b"0"
-    lines.append(b"\r\n")
-    return b"".join(lines), chunked, has_body
-
-
-async def _drain(writer: asyncio.StreamWriter, request: httpx.Request, timeout: float | None) -> None:
-    if not writer.transport.get_write_buffer_size():
-        return  # everything already went to the socket; a connection error shows on the next read
-    try:
-        async with asyncio.timeout(timeout):
-            await writer.drain()
-    except TimeoutError:
-        raise httpx.WriteTimeout("Writing to the upstream timed out.", request=request) from None
-    except OSError as exc:
-        raise httpx.WriteError(f"Writing to the upstream failed: {exc}.", request=request) from exc
-
-
-async def _write_body(writer: asyncio.StreamWriter, request: httpx.Request, chunked: bool,
-                      timeout: float | None) -> None:
-    stream = request.stream
-    assert isinstance(stream, httpx.AsyncByteStream)
-    async for chunk in stream:
-        if not chunk:
-            continue
-        writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
-        await _drain(writer, request, timeout)
-    if chunked:
-        writer.write(b"0\r\n\r\n")
-    await _drain(writer, request, timeout)
-
-
-async def _read_head(reader: asyncio.StreamReader, request: httpx.Request, timeout: float | None
-                     ) -> tuple[int, bytes, bytes, list[tuple[bytes, bytes]]]:
-    while True:
-        try:
-            async with asyncio.timeout(timeout):
-                raw = await reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            raise httpx.ReadTimeout("The upstream did not answer in time.", request=request) from None
-        except asyncio.IncompleteReadError as exc:
-            raise httpx.RemoteProtocolError("The upstream closed the connection without answering.",
-                                            request=request) from exc
-        except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError("The upstream sent response headers over 64 KiB.",
-                                            request=request) from exc
-        except OSError as exc:
-            raise httpx.ReadError(f"Reading from the upstream failed: {exc}.", request=request) from exc
-        lines = raw[:-4].split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise httpx.RemoteProtocolError(f"The upstream sent a malformed status line {lines[0][:80]!r}.",
-                                            request=request)
-        status = int(parts[1])
-        if 100 <= status < 200 and status != 101:
-            continue  # 100 Continue, 103 Early Hints: informational, the real answer follows
-        headers: list[tuple[bytes, bytes]] = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep or not name or name != name.strip():
-                raise httpx.RemoteProtocolError(f"The upstream sent a malformed header line {line[:80]!r}.",
-                                                request=request)
-            headers.append((name, value.strip()))
-        return status, parts[2] if len(parts) > 2 else b"", parts[0], headers
-
-
-class _ResponseStream(httpx.AsyncByteStream):
-    """The response body: Content-Length, chunked (de-chunked here) or until the upstream closes."""
-
-    def __init__(self, transport: UpstreamTransport, connection: _Connection, origin: Origin,
-                 slot: asyncio.Semaphore, request: httpx.Request, status: int, headers: list[tuple[bytes, bytes]],
-                 version: bytes, timeout: float | None) -> None:
-        self._transport = transport
-        self._connection: _Connection | None = connection
-        self._origin = origin
-        self._slot = slot
-        self._request = request
-        self._timeout = timeout
-        length: int | None = None
-        chunked = False
-        keep_alive = version == b"HTTP/1.1"
-        for name, value in headers:
-            lowered = name.lower()
-            if lowered == b"content-length":
-                length = int(value) if value.isdigit() else None
-            elif lowered == b"transfer-encoding":
-                chunked = value.lower().rsplit(b",", 1)[-1].strip() == b"chunked"
-            elif lowered == b"connection":
-                tokens = {token.strip() for token in value.lower().split(b",")}
-                keep_alive = b"keep-alive" in tokens if version == b"HTTP/1.0" else b"close" not in tokens
-        if request.method == "HEAD" or status in _NO_BODY_STATUS:
-            length, chunked = 0, False
-        elif chunked:
-            length = None
-        self._length = length
-        self._chunked = chunked
-        self._keep_alive = keep_alive and (length is not None or chunked)
-        self._done = False
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        connection = self._connection
-        if connection is None:
-            raise httpx.StreamClosed()
-        reader = connection.reader
-        try:
-            if self._chunked:
-                async for chunk in self._chunks(reader):
-                    yield chunk
-            elif self._length is not None:
-                remaining = self._length
-                while remaining:
-                    chunk = await self._read(reader.read(min(remaining, _READ_SIZE)))
-                    if not chunk:
-                        raise httpx.RemoteProtocolError(
-                            f"The upstream closed the connection with {remaining} body bytes still to send.",
-                            request=self._request)
-                    remaining -= len(chunk)
-                    yield chunk
-            else:
-                while chunk := await self._read(reader.read(_READ_SIZE)):
-                    yield chunk
-            self._done = True
-        finally:
-            await self.aclose()
-
-    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-        while True:
-            size_line = await self._read(reader.readline())
-            size_text = size_line.split(b";", 1)[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                raise httpx.RemoteProtocolError(f"The upstream sent a malformed chunk size {size_line[:40]!r}.",
-                                                request=self._request) from None
-            if size == 0:
-                while (await self._read(reader.readline())) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers: hop-by-hop, dropped
-                return
-            while size:
-                chunk = await self._read(reader.read(min(size, _READ_SIZE)))
-                if not chunk:
-                    raise httpx.RemoteProtocolError("The upstream closed the connection inside a chunk.",
-                                                    request=self._request)
-                size -= len(chunk)
-                yield chunk
-            await self._read(reader.readline())
-
-    async def _read(self, operation: Any) -> bytes:
-        try:
-            async with asyncio.timeout(self._timeout):
-                data: bytes = await operation
-                return data
-        except TimeoutError:
-            raise httpx.ReadTimeout("The upstream stopped sending the body.", request=self._request) from None
-        except OSError as exc:
-            raise httpx.ReadError(f"Reading from the upstream failed: {exc}.", request=self._request) from exc
-        except ValueError as exc:  # a chunk-size or trailer line longer than the stream's limit
-            raise httpx.RemoteProtocolError(f"The upstream sent an overlong line: {exc}.",
-                                            request=self._request) from exc
-
-    async def aclose(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        self._slot.release()
-        if self._done and self._keep_alive:
-            self._transport._checkin(self._origin, connection)
-        else:
-            connection.close()  # a body not read to its end leaves the connection unusable
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()

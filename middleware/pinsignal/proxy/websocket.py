@@ -1,6 +1,6 @@
 """WebSocket pass-through: the visitor's socket and one upstream socket, messages relayed both ways.
 
-httpx speaks no WebSocket, so the upstream side is the ``websockets`` client (installed with
+The HTTP client speaks no WebSocket, so the upstream side is the ``websockets`` client (installed with
 ``uvicorn[standard]``). The handshake carries the visitor's headers (cookies, origin, user agent)
 and ``X-Forwarded-*``; the upstream's chosen subprotocol and its ``Set-Cookie`` come back in the
 accept. When the upstream refuses or cannot be reached, the visitor gets the upstream's status (or
