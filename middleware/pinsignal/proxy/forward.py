@@ -25,7 +25,13 @@ from starlette.types import Message, Receive, Scope, Send
 
 from pinsignal.clientip import TrustedProxies
 
-from .headers import RawHeaders, forwarded_request_headers, response_headers, strip_hop_by_hop
+from .headers import (
+    REQUEST_SPECIAL,
+    RawHeaders,
+    forwarding_headers,
+    response_headers,
+    split_request_headers,
+)
 from .inject import DECODABLE, Decoder, HeadInjector, is_html, script_tag
 from .pageviews import Handoff, PageviewPolicy, page_event
 from .settings import ProxySettings
@@ -40,8 +46,11 @@ logger = logging.getLogger("pinsignal.proxy")
 _WATCH_ABOVE = 256 * 1024
 # Safe to send twice (RFC 9110 section 9.2.2): only these are retried on a pooled connection found dead.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-_ACCEPT_ENCODING = frozenset({b"accept-encoding"})
-_NOTHING: frozenset[bytes] = frozenset()
+# Decided on, not passed on as they come: Content-Length is re-added after the others.
+_SPECIAL = REQUEST_SPECIAL | {b"content-length"}
+_SPECIAL_IDENTITY = _SPECIAL | {b"accept-encoding"}
+_METHODS = {method: method.encode("ascii") + b" " for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
+                                                               "PATCH")}
 _ERROR_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title></head>"
     "<body><h1>{status} {title}</h1><p>{text}</p></body></html>"
@@ -111,31 +120,32 @@ class Forwarder:
 
     def _head(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
         """The request head for the upstream, whether a body follows, and whether it goes chunked."""
-        incoming: list[tuple[bytes, bytes]] = scope["headers"]
-        headers = forwarded_request_headers(
-            incoming, client=scope.get("client"), scheme=scope.get("scheme", "http"),
-            host_mode=self._host_mode, upstream_host=self._upstream_host, trusted=self._trusted,
-            extra_drop=_ACCEPT_ENCODING if identity else _NOTHING)
-        if identity:
-            headers.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
+        kept, noted = split_request_headers(scope["headers"], _SPECIAL_IDENTITY if identity else _SPECIAL)
+        host, extra = forwarding_headers(noted, client=scope.get("client"), scheme=scope.get("scheme", "http"),
+                                         host_mode=self._host_mode, upstream_host=self._upstream_host,
+                                         trusted=self._trusted)
         length = encoding = None
-        for name, value in incoming:
+        for name, value in noted:
             if name == b"content-length":
                 length = value
             elif name == b"transfer-encoding":
                 encoding = value
         has_body = (length is not None and length != b"0") or (length is None and encoding is not None)
         chunked = has_body and length is None
-        if chunked:
-            headers.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
+        if length is not None:
+            extra.append((b"content-length", length))
+        elif chunked:
+            extra.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
+        if identity:
+            extra.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
-        # The ASGI server parsed these from a valid HTTP request: no CR or LF can be in them.
-        lines = [b"%s %s%s%s%s HTTP/1.1\r\n" % (method.encode("ascii"), self._base_path, raw_path,
-                                                  b"?" if query else b"", query)]
-        lines += [name + b": " + value + b"\r\n" for name, value in headers]
-        lines.append(b"\r\n")
-        return b"".join(lines), has_body, chunked
+        # The ASGI server parsed all of these from a valid HTTP request: no CR or LF can be in them.
+        return b"".join((
+            _METHODS.get(method) or method.encode("ascii") + b" ", self._base_path, raw_path,
+            b"?" + query if query else b"", b" HTTP/1.1\r\nhost: ", host, b"\r\n",
+            b"\r\n".join(map(b": ".join, kept + extra)), b"\r\n\r\n",
+        )), has_body, chunked
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send, response: UpstreamResponse,
                        pageview: str | None) -> None:
@@ -145,7 +155,7 @@ class Forwarder:
             headers = response_headers(response.headers, upstream_origin=self._upstream_origin,
                                        public_origin=public_origin)
         else:
-            headers = strip_hop_by_hop(response.headers)
+            headers = response.headers  # the client kept the connection-level fields apart already
         plan = self._plan(scope, response.status, headers, pageview) if self._inject or pageview else _AS_IS
         if plan.injector is not None:
             headers = _edited_headers(headers, decoded=plan.decoder is not None)
@@ -153,8 +163,7 @@ class Forwarder:
         if plan is _AS_IS and response.complete:
             # The whole answer is here already (most small pages): the connection goes back to the
             # pool at once, and the visitor gets one body message.
-            body = response.take()
-            response.close()
+            body = response.finish()
             await send(start)
             await send({"type": "http.response.body", "body": body, "more_body": False})
         else:

@@ -11,7 +11,10 @@ from collections.abc import Iterable, Sequence
 
 from pinsignal.clientip import TrustedProxies
 
-__all__ = ["HOP_BY_HOP", "RawHeaders", "forwarded_request_headers", "response_headers", "strip_hop_by_hop"]
+__all__ = [
+    "HOP_BY_HOP", "REQUEST_SPECIAL", "RawHeaders", "forwarded_request_headers", "forwarding_headers",
+    "response_headers", "split_request_headers", "strip_hop_by_hop",
+]
 
 RawHeaders = list[tuple[bytes, bytes]]
 
@@ -23,7 +26,8 @@ HOP_BY_HOP = frozenset({
     b"proxy-authenticate", b"proxy-authorization", b"expect",
 })
 _FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"host"})
-_DROPPED = HOP_BY_HOP | _FORWARDING
+# The visitor's headers that are not passed on as they are.
+REQUEST_SPECIAL = HOP_BY_HOP | _FORWARDING
 
 
 def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[bytes] = frozenset()) -> RawHeaders:
@@ -43,57 +47,77 @@ def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[by
     return out
 
 
-def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client: tuple[str, int] | None,
-                              scheme: str, host_mode: str, upstream_host: bytes,
-                              trusted: TrustedProxies, extra_drop: frozenset[bytes] = frozenset()) -> RawHeaders:
-    """The headers sent upstream: hop-by-hop stripped, ``Host`` kept or rewritten, ``X-Forwarded-*`` set.
+def split_request_headers(headers: Iterable[tuple[bytes, bytes]], special: frozenset[bytes]
+                          ) -> tuple[RawHeaders, RawHeaders]:
+    """The visitor's headers in two groups, each in order: the ones to pass on, and the ``special``
+    (plus every ``Proxy*``) that need a decision. Fields that ``Connection`` names are dropped.
+
+    Names are compared as ASGI servers deliver them, lowercased. Pairs are passed on as they are
+    (no copies), so a request with nothing special costs one loop.
+    """
+    kept: RawHeaders = []
+    noted: RawHeaders = []
+    for pair in headers:
+        name = pair[0]
+        if name in special or name.startswith(b"proxy"):
+            noted.append(pair)
+        else:
+            kept.append(pair)
+    for name, value in noted:
+        if name == b"connection":
+            named = {token.strip().lower() for token in value.split(b",")}
+            if not named <= HOP_BY_HOP:
+                kept = [pair for pair in kept if pair[0] not in named]
+    return kept, noted
+
+
+def forwarding_headers(noted: Iterable[tuple[bytes, bytes]], *, client: tuple[str, int] | None, scheme: str,
+                       host_mode: str, upstream_host: bytes, trusted: TrustedProxies) -> tuple[bytes, RawHeaders]:
+    """``Host`` and the ``X-Forwarded-*`` (and trusted ``Forwarded``) headers, from the visitor's own.
 
     An incoming ``X-Forwarded-For`` chain is extended only when the peer is a trusted proxy; from
     anyone else it is replaced, since a visitor could write any address into it.
     """
-    # One pass over the headers (this runs for every proxied request): the special ones are
-    # noted, the rest kept in order.
     host: bytes | None = None
     chain: list[bytes] = []
     proto: bytes | None = None
     forwarded_host: bytes | None = None
     forwarded: RawHeaders = []
-    named: set[bytes] | None = None
-    out: RawHeaders = [(b"host", b"")]  # its value is known after the loop
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in _DROPPED or lowered in extra_drop or lowered.startswith(b"proxy"):
-            if lowered == b"host":
-                host = value
-            elif lowered == b"x-forwarded-for":
-                chain.append(value)
-            elif lowered == b"x-forwarded-proto":
-                proto = value
-            elif lowered == b"x-forwarded-host":
-                forwarded_host = value
-            elif lowered == b"forwarded":
-                forwarded.append((name, value))
-            elif lowered == b"connection":
-                named = named or set()
-                named.update(token.strip().lower() for token in value.split(b","))
-            continue
-        out.append((name, value))
-    if named and not named <= HOP_BY_HOP:
-        out = [pair for pair in out if pair[0].lower() not in named]
-    out[0] = (b"host", (host or upstream_host) if host_mode == "keep" else upstream_host)
+    for name, value in noted:
+        if name == b"host":
+            host = value
+        elif name == b"x-forwarded-for":
+            chain.append(value)
+        elif name == b"x-forwarded-proto":
+            proto = value
+        elif name == b"x-forwarded-host":
+            forwarded_host = value
+        elif name == b"forwarded":
+            forwarded.append((name, value))
     peer = client[0] if client else None
     believed = bool(chain or proto or forwarded_host or forwarded) and peer is not None and trusted.trusts(peer)
     peer_bytes = peer.encode("latin-1") if peer else b"unknown"
-    out.append((b"x-forwarded-for", b", ".join([*chain, peer_bytes]) if believed and chain else peer_bytes))
-    out.append((b"x-forwarded-proto", proto if believed and proto else
-                b"https" if scheme in ("https", "wss") else b"http"))
+    out: RawHeaders = [
+        (b"x-forwarded-for", b", ".join([*chain, peer_bytes]) if believed and chain else peer_bytes),
+        (b"x-forwarded-proto", proto if believed and proto else b"https" if scheme in ("https", "wss") else b"http"),
+    ]
     if believed and forwarded_host:
         out.append((b"x-forwarded-host", forwarded_host))
     elif host:
         out.append((b"x-forwarded-host", host))
     if believed:
         out.extend(forwarded)
-    return out
+    return ((host or upstream_host) if host_mode == "keep" else upstream_host), out
+
+
+def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client: tuple[str, int] | None,
+                              scheme: str, host_mode: str, upstream_host: bytes,
+                              trusted: TrustedProxies, extra_drop: frozenset[bytes] = frozenset()) -> RawHeaders:
+    """The headers sent upstream: hop-by-hop stripped, ``Host`` kept or rewritten, ``X-Forwarded-*`` set."""
+    kept, noted = split_request_headers(headers, REQUEST_SPECIAL | extra_drop)
+    host, forwarding = forwarding_headers(noted, client=client, scheme=scheme, host_mode=host_mode,
+                                          upstream_host=upstream_host, trusted=trusted)
+    return [(b"host", host), *kept, *forwarding]
 
 
 def response_headers(headers: Iterable[tuple[bytes, bytes]], *, upstream_origin: bytes | None = None,

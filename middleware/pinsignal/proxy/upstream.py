@@ -47,6 +47,14 @@ __all__ = [
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _HEAD_LIMIT = 64 * 1024
+# RFC 9110 section 7.6.1 (and the legacy Proxy-Connection): fields about this connection only.
+# Together with every ``Proxy*`` field, they are kept apart from the answer's headers.
+_CONNECTION_FIELDS = frozenset({
+    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+# An answer with a Content-Length up to this is handed over whole: a small page usually arrives in
+# two segments (head, then body), and waiting for both saves a round of wake-ups per request.
+_COLLECT = 64 * 1024
 
 
 class UpstreamError(Exception):
@@ -72,10 +80,17 @@ class UpstreamProtocolError(UpstreamError):
 class _Connection(asyncio.Protocol):
     """One connection to the upstream, and the state of the exchange running on it."""
 
+    __slots__ = (
+        "_pool", "_loop", "transport", "closed", "idle_since", "_parser", "_waiter", "_drain_waiter",
+        "_write_paused", "_read_paused", "deadline", "chunks", "status", "headers", "hop_by_hop", "head_done",
+        "ready", "complete", "keep_alive", "answered", "error", "buffered", "reusable", "_head_only",
+        "_informational", "_framed", "_collect", "_head_size",
+    )
+
     def __init__(self, pool: UpstreamPool) -> None:
         self._pool = pool
         self._loop = pool._loop
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport = cast(asyncio.Transport, None)  # set by connection_made
         self.closed = False
         self.idle_since = 0.0
         self._parser: httptools.HttpResponseParser | None = None
@@ -83,28 +98,31 @@ class _Connection(asyncio.Protocol):
         self._drain_waiter: asyncio.Future[None] | None = None
         self._write_paused = False
         self._read_paused = False
-        self._begin(False)
+        self.deadline = 0.0
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.begin(False)
+        self._parser = None
 
-    def _begin(self, head_only: bool) -> None:
+    def begin(self, head_only: bool) -> None:
+        """Start a new exchange: a fresh parser (one answer to a ``HEAD`` leaves the last one mid-message)."""
+        self._parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
+        self.hop_by_hop: list[tuple[bytes, bytes]] | None = None
         self.head_done = False
+        self.ready = False  # the head is here, and the whole body too when it is small
         self.complete = False
         self.keep_alive = False
         self.answered = False  # a byte of the answer arrived: the request reached the upstream
         self.error: UpstreamError | None = None
-        self.chunks: collections.deque[bytes] = collections.deque()
+        self.chunks.clear()
         self.buffered = 0
         self.reusable = True
         self._head_only = head_only
         self._informational = False
         self._framed = False
+        self._collect = False
         self._head_size = 0
-
-    def begin(self, head_only: bool) -> None:
-        """Start a new exchange: a fresh parser (one answer to a ``HEAD`` leaves the last one mid-message)."""
-        self._begin(head_only)
-        self._parser = httptools.HttpResponseParser(self)
 
     # asyncio.Protocol
 
@@ -113,6 +131,8 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
+        if self._waiter is not None:
+            self.deadline = self._loop.time() + self._pool.timeout  # bytes came: the wait starts over
         parser = self._parser
         if parser is None or self.complete:
             # Bytes nobody asked for (or after a complete answer): the connection is out of step.
@@ -140,7 +160,7 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._parser is not None and not self.complete and self.error is None:
             if self.head_done and not self._framed:
-                self.complete = True  # no length, not chunked: the body runs until the upstream closes
+                self.complete = self.ready = True  # no length, not chunked: the body runs until the upstream closes
             else:
                 reason = f": {exc}" if exc else ""
                 self.error = UpstreamClosed(f"The upstream closed the connection before its answer was complete"
@@ -162,6 +182,19 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Sorted as they come: the connection-level fields are this client's business (framing,
+        # keep-alive) and never reach the visitor; everything else is kept in order, as sent.
+        lowered = name.lower()
+        if lowered in _CONNECTION_FIELDS or lowered.startswith(b"proxy"):
+            if self.hop_by_hop is None:
+                self.hop_by_hop = []
+            self.hop_by_hop.append((lowered, value))
+            if lowered == b"transfer-encoding" and b"chunked" in value.lower():
+                self._framed = True
+            return
+        if lowered == b"content-length":
+            self._framed = True
+            self._collect = value.isdigit() and int(value) <= _COLLECT
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -171,32 +204,44 @@ class _Connection(asyncio.Protocol):
             # 100 Continue, 103 Early Hints: informational, the real answer follows on the same connection.
             self._informational = True
             self.headers = []
+            self.hop_by_hop = None
+            self._framed = self._collect = False
             return
         self.status = status
         self.head_done = True
+        if self.hop_by_hop is not None:
+            self._drop_named()
         if self._head_only or status in (204, 304):
             self._framed = True
             if self._head_only:
                 # httptools cannot be told the request was HEAD; the next exchange gets a new parser.
                 self.complete = True
                 self.keep_alive = self._parser.should_keep_alive()
-        else:
-            for name, value in self.headers:
-                lowered = name.lower()
-                if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
-                    self._framed = True
-                    break
+        elif self._collect:
+            return  # a small body: wait for it too, on_message_complete makes the answer ready
+        self.ready = True
         self._wake()
+
+    def _drop_named(self) -> None:
+        assert self.hop_by_hop is not None
+        named: set[bytes] = set()
+        for name, value in self.hop_by_hop:
+            if name == b"connection":
+                named.update(token.strip().lower() for token in value.split(b","))
+        named -= _CONNECTION_FIELDS
+        if named:
+            self.headers = [pair for pair in self.headers if pair[0].lower() not in named]
 
     def on_body(self, body: bytes) -> None:
         if self._head_only:
             return
         self.chunks.append(body)
         self.buffered += len(body)
-        if self.buffered > _HIGH_WATER and not self._read_paused and self.transport is not None:
+        if self.buffered > _HIGH_WATER and not self._read_paused:
             self._read_paused = True
             self.transport.pause_reading()
-        self._wake()
+        if self.ready:
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self._informational:
@@ -205,7 +250,7 @@ class _Connection(asyncio.Protocol):
         if self.complete:
             return
         assert self._parser is not None
-        self.complete = True
+        self.complete = self.ready = True
         self.keep_alive = self._parser.should_keep_alive()
         self._wake()
 
@@ -228,26 +273,25 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(UpstreamTimeout("The upstream did not send anything within the timeout."))
 
     async def wait(self) -> None:
-        """Wait for the next event on this connection (bytes, end, error), at most ``timeout`` seconds."""
+        """Wait for the next event on this connection (bytes, end, error), at most ``timeout`` seconds.
+
+        No timer per wait: the pool's sweep, a few times per ``timeout``, ends the waits that are
+        past their deadline (a timer per request cost more than the rest of the wait).
+        """
+        pool = self._pool
         waiter = self._waiter = self._loop.create_future()
-        timer = self._loop.call_later(self._pool.timeout, self._time_out)
+        self.deadline = self._loop.time() + pool.timeout
+        pool._waiting.add(self)
+        if pool._sweeper is None:
+            pool._start_sweeping()
         try:
             await waiter
         finally:
-            timer.cancel()
             self._waiter = None
-
-    async def wait_head(self) -> None:
-        while not self.head_done:
-            if self.error is not None:
-                raise self.error
-            if self.closed:
-                raise UpstreamClosed("The upstream closed the connection without answering.")
-            await self.wait()
+            pool._waiting.discard(self)
 
     async def send_body(self, body: AsyncIterator[bytes], chunked: bool) -> None:
         """Write the request body as it comes; stop early once the upstream's whole answer is in."""
-        assert self.transport is not None
         write = self.transport.write
         async for chunk in body:
             if self.complete or self.closed:
@@ -278,13 +322,13 @@ class _Connection(asyncio.Protocol):
                 self._drain_waiter = None
 
     def resume(self) -> None:
-        if self._read_paused and self.buffered < _LOW_WATER and self.transport is not None and not self.closed:
+        if self._read_paused and self.buffered < _LOW_WATER and not self.closed:
             self._read_paused = False
             self.transport.resume_reading()
 
     def close(self) -> None:
         self.closed = True
-        if self.transport is not None:
+        if self.transport is not None:  # None only if the connection never got made
             self.transport.close()
 
 
@@ -318,6 +362,16 @@ class UpstreamResponse:
         chunks.clear()
         connection.buffered = 0
         connection.resume()
+        return data
+
+    def finish(self) -> bytes:
+        """The whole body, when it is ``complete``, and the connection back to the pool in one step."""
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return b""
+        chunks = connection.chunks
+        data = (chunks.popleft() if len(chunks) == 1 else b"".join(chunks)) if chunks else b""
+        self._pool._release(connection)
         return data
 
     async def read(self) -> bytes:
@@ -374,6 +428,8 @@ class UpstreamPool:
         self._idle: list[_Connection] = []
         self._active = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._waiting: set[_Connection] = set()
+        self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def request(self, head: bytes, body: AsyncIterator[bytes] | None = None, *, chunked: bool = False,
@@ -395,17 +451,29 @@ class UpstreamPool:
         try:
             fresh = False
             while True:
-                connection = None if fresh else self._checkout(loop.time())
+                connection = None
+                if not fresh:
+                    idle, now = self._idle, loop.time()
+                    while idle:
+                        connection = idle.pop()
+                        if not connection.closed and now - connection.idle_since < self._expiry:
+                            break
+                        connection.close()
+                        connection = None
                 reused = connection is not None
                 if connection is None:
                     connection = await self._connect()
                 connection.begin(head_only)
                 try:
-                    assert connection.transport is not None
                     connection.transport.write(head)
                     if body is not None:
                         await connection.send_body(body, chunked)
-                    await connection.wait_head()
+                    while not connection.ready:
+                        if connection.error is not None:
+                            raise connection.error
+                        if connection.closed:
+                            raise UpstreamClosed("The upstream closed the connection without answering.")
+                        await connection.wait()
                 except UpstreamClosed:
                     connection.close()
                     # A pooled connection the upstream closed just as it was taken: the request never
@@ -437,6 +505,19 @@ class UpstreamPool:
                 raise UpstreamTimeout("No free connection to the upstream within the timeout.") from None
             raise
 
+    def _start_sweeping(self) -> None:
+        # Deadlines are met to within a quarter of the timeout (at most a second late).
+        self._sweeper = self._loop.call_later(min(self.timeout / 4, 1.0), self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self._loop.time()
+        for connection in list(self._waiting):
+            if connection.deadline <= now:
+                connection._time_out()
+        if self._waiting:
+            self._start_sweeping()
+
     def _release_slot(self) -> None:
         # A freed slot goes straight to the longest waiter, so a new arrival cannot take it first.
         while self._waiters:
@@ -445,15 +526,6 @@ class UpstreamPool:
                 waiter.set_result(None)
                 return
         self._active -= 1
-
-    def _checkout(self, now: float) -> _Connection | None:
-        idle = self._idle
-        while idle:
-            connection = idle.pop()
-            if not connection.closed and now - connection.idle_since < self._expiry:
-                return connection
-            connection.close()
-        return None
 
     def _release(self, connection: _Connection) -> None:
         self._release_slot()
@@ -489,6 +561,9 @@ class UpstreamPool:
     async def aclose(self) -> None:
         """Close the idle connections; connections in use close when their answer is done."""
         self._closed = True
+        if self._sweeper is not None and not self._waiting:
+            self._sweeper.cancel()
+            self._sweeper = None
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
