@@ -236,3 +236,11 @@ def test_unknown_field_is_an_error() -> None:
 
 def test_sha256_hex_is_utf8() -> None:
     assert sha256_hex("zoë") == hashlib.sha256("zoë".encode()).hexdigest()
+
+
+def test_the_hasher_remembers_digests_and_forgets_when_full() -> None:
+    hasher = match_key_hasher("em")
+    values = [f" Visitor.{n}@Example.com " for n in range(5000)] + ["not an email", "A" * 64]
+    for _ in range(2):  # the second round is answered from memory (and past its size, forgotten)
+        assert [hasher(value) for value in values] == [hash_match_key("em", value) for value in values]
+    assert hasher("A" * 64) == "a" * 64 and hasher("not an email") is None

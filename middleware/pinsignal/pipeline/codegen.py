@@ -50,6 +50,7 @@ class _Source:
         self.lines: list[str] = []
         self.roots: dict[str, str] = {}
         self.deep: set[str] = set()
+        self.nodes: dict[tuple[str, str], str] = {}
         self.temps = 0
         self.writers: dict[str, int] = {}
         for step in pipeline.steps:
@@ -73,8 +74,12 @@ class _Source:
         if len(keys) == 1:
             return f"{head}v"
         self.deep.add(keys[0])
-        text = f"{head}.get({keys[1]!r})"
-        for key in keys[2:]:
+        if len(keys) == 2:
+            return f"{head}.get({keys[1]!r})"
+        # Objects two levels down (traits.address, context.page) are read once, like the roots.
+        node = self.nodes.setdefault((keys[0], keys[1]), f"n{len(self.nodes)}")
+        text = f"{node}.get({keys[2]!r})"
+        for key in keys[3:]:
             self.temps += 1
             temp = f"t{self.temps}"
             text = f"({temp}.get({key!r}) if type({temp} := {text}) is dict else None)"
@@ -161,6 +166,9 @@ def generate(pipeline: Pipeline, default_country: str, click_id: Callable[[Enric
         head.append(f"    {name}v = env.get({key!r})")
         if key in source.deep:
             head.append(f"    {name} = {name}v if type({name}v) is dict else EMPTY")
+    for (key, sub), name in source.nodes.items():
+        head.append(f"    {name} = {source.roots[key]}.get({sub!r})")
+        head.append(f"    {name} = {name} if type({name}) is dict else EMPTY")
     tail = ["    if ud:", "        event['user_data'] = ud", "    if cd:", "        event['custom_data'] = cd",
             "    return event"]
     text = "\n".join(head + source.lines + tail) + "\n"

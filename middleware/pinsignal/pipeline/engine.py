@@ -138,13 +138,9 @@ def _click_id(step: Enrichment) -> Callable[[dict[str, Any], RequestContext], st
     marker = param + "="
     use_request_epik = param == "epik"
     cookies = step.cookies
+    key = ("click_id", use_request_epik, cookies)
 
-    def click_id(envelope: dict[str, Any], request: RequestContext) -> str | None:
-        url = get_url(envelope) if get_url is not None else None
-        if type(url) is str and marker in url:
-            value = _query_value(url, param)
-            if value is not None and _PLAUSIBLE_EPIK.fullmatch(value):
-                return value
+    def from_request(request: RequestContext) -> str | None:
         if use_request_epik and _plausible(request.epik):
             return request.epik
         for name in cookies:
@@ -152,6 +148,19 @@ def _click_id(step: Enrichment) -> Callable[[dict[str, Any], RequestContext], st
             if _plausible(candidate):
                 return candidate
         return None
+
+    def click_id(envelope: dict[str, Any], request: RequestContext) -> str | None:
+        url = get_url(envelope) if get_url is not None else None
+        if type(url) is str and marker in url:
+            value = _query_value(url, param)
+            if value is not None and _PLAUSIBLE_EPIK.fullmatch(value):
+                return value
+        # The same for every event of a request: worked out once.
+        memo = request.memo
+        if key not in memo:
+            memo[key] = from_request(request)
+        found: str | None = memo[key]
+        return found
 
     return click_id
 

@@ -120,37 +120,52 @@ def hash_match_key(field: str, value: object, *, default_country: str = "US") ->
     if text is None:
         return None
     if len(text) == 64 and _HEX64.fullmatch(text):
-        return text
+        return text.lower()
     return sha256_hex(text)
 
 
 def match_key_hasher(field: str, *, default_country: str = "US") -> Callable[[object], str | None]:
-    """:func:`hash_match_key` for one field and country, resolved once (what pipelines call per event)."""
+    """:func:`hash_match_key` for one field and country, resolved once (what pipelines call per event).
+
+    Returning visitors send the same email and phone with every event, so the digests of the last
+    few thousand strings are remembered (in this process's memory only, like the request itself).
+    """
     normaliser = _NORMALISERS[field]
     sha256 = hashlib.sha256
     hex64 = _HEX64.fullmatch
+    cache: dict[str, str | None] = {}
 
-    def hasher(value: Any) -> str | None:
-        kind = type(value)
-        text: str
-        if kind is str:
-            text = value
-        elif kind is int:
-            text = str(value)
-        elif kind is float and value.is_integer():
-            text = str(int(value))
-        else:
-            return None
+    def digest_of(text: str) -> str | None:
         if len(text) >= 64 and hex64(stripped := text.strip()):
             return stripped.lower()
         normalised = normaliser(text, default_country)
         if normalised is None:
             return None
         if len(normalised) == 64 and hex64(normalised):
-            return normalised
+            return normalised.lower()
         return sha256(normalised.encode("utf-8")).hexdigest()
 
+    def hasher(value: Any) -> str | None:
+        kind = type(value)
+        if kind is str:
+            digest: str | None = cache.get(value, _MISSING)
+            if digest is _MISSING:
+                digest = digest_of(value)
+                if len(cache) >= _HASH_CACHE_SIZE:
+                    cache.clear()
+                cache[value] = digest
+            return digest
+        if kind is int:
+            return digest_of(str(value))
+        if kind is float and value.is_integer():
+            return digest_of(str(int(value)))
+        return None
+
     return hasher
+
+
+_MISSING: Any = object()
+_HASH_CACHE_SIZE = 4096
 
 
 # ------------------------------------------------------------------ per field

@@ -15,6 +15,8 @@ class RequestContext:
 
     epik: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
+    memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    """What the pipelines work out from the request alone, once per request (the click id fallback)."""
 
 
 @dataclass

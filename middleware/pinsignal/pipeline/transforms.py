@@ -190,7 +190,11 @@ def _sum(ctx: BuildContext) -> Fn:
     path = tuple(str(ctx.params["field"]).split(".")) if "field" in ctx.params else ()
 
     def fn(value: Any) -> Any:
-        numbers = [_get(item, path) if path else item for item in _as_list(value)]
+        if len(path) == 1:  # the usual "field: quantity": one lookup per item
+            key = path[0]
+            numbers = [item.get(key) if type(item) is dict else None for item in _as_list(value)]
+        else:
+            numbers = [_get(item, path) if path else item for item in _as_list(value)]
         if numbers and all(type(number) is int for number in numbers):
             return sum(numbers)  # quantities: the common case, exact and quick
         # Decimal from each number's shortest repr: 14.99 + 10 is 24.99, not 24.990000000000002.
@@ -257,7 +261,9 @@ def _contents(ctx: BuildContext) -> Fn:
     for key, sources in dict(ctx.params.get("fields") or {}).items():
         fields[str(key)] = tuple(str(source) for source in _as_list(sources))
     convert: dict[str, Fn] = {"item_price": money_string, "quantity": _quantity}
-    plan = [(name, sources, convert.get(name, to_text)) for name, sources in fields.items()]
+    # A field with one source (most of them) is one lookup, without the inner loop.
+    plan = [(name, sources[0] if len(sources) == 1 else sources, convert.get(name, to_text))
+            for name, sources in fields.items() if sources]
 
     def fn(value: Any) -> Any:
         items = []
@@ -265,9 +271,15 @@ def _contents(ctx: BuildContext) -> Fn:
             if type(product) is not dict:
                 continue
             item = {}
+            get = product.get
             for name, sources, to_type in plan:
+                if type(sources) is str:
+                    found = get(sources)
+                    if found is not None and found != "":
+                        item[name] = to_type(found)
+                    continue
                 for source in sources:
-                    found = product.get(source)
+                    found = get(source)
                     if found is not None and found != "":
                         item[name] = to_type(found)
                         break
