@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pinsignal.events import (
     MAX_DEPTH,
@@ -195,3 +197,20 @@ def test_parse_time() -> None:
     assert parse_time(True) is None and parse_time("soon") is None and parse_time(float("inf")) is None
     assert iso_time(RECEIVED + 0.1234) == "2026-11-18T11:06:40.123Z"
     assert iso_time(RECEIVED + 0.9999) == "2026-11-18T11:06:41.000Z"
+
+
+@settings(max_examples=300, deadline=None)
+@given(seconds=st.floats(min_value=-86400 * 365, max_value=7_000 * 365 * 86400, allow_nan=False))
+def test_times_formatted_here_read_back_as_the_parser_reads_them(seconds: float) -> None:
+    # iso_time remembers the value of each text it makes, for parse_time: it must be the parser's value.
+    text = iso_time(seconds)
+    assert parse_time(text) == datetime.fromisoformat(text).timestamp()
+    assert iso_time(seconds) == text  # the repeat (one remembered call) gives the same text
+
+
+def test_the_server_context_replaces_the_events_own() -> None:
+    raw = segment_track()
+    envelope = parse_envelope(raw, received_at=RECEIVED, context={"ip": "203.0.113.9"})
+    assert envelope["context"] == {"ip": "203.0.113.9"}
+    with pytest.raises(EnvelopeError):
+        parse_envelope(raw, received_at=RECEIVED, context={"x" * 300: 1})

@@ -17,7 +17,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Literal
 
 from pinsignal.config import Config
@@ -63,12 +63,35 @@ class ConsentPolicy:
             return "granted" if given else "not_given"
         return "granted" if given else "refused"
 
+    def for_request(self, *, gpc: bool, cookies: Mapping[str, str]) -> Callable[[Mapping[str, object]], Verdict]:
+        """:meth:`verdict` for each raw event of one request, with the request's signals read once."""
+        if gpc:
+            return lambda raw_event: "gpc"
+        state = self.cookie_state(cookies)
+        fallback: Verdict
+        if state is None:
+            fallback = "granted" if self._default else "not_given"
+        else:
+            fallback = "granted" if state else "refused"
+        event_consent = self.event_consent
+
+        def verdict(raw_event: Mapping[str, object]) -> Verdict:
+            given = event_consent(raw_event)
+            if given is True:
+                return "granted"
+            if given is False:
+                return "refused"
+            return fallback
+
+        return verdict
+
     @staticmethod
     def event_consent(raw_event: Mapping[str, object]) -> object:
         """``context.consent.advertising`` of an incoming event, if it says anything."""
         context = raw_event.get("context")
-        if isinstance(context, Mapping):
+        # Decoded JSON is plain dicts: an exact type test first (isinstance of an ABC is slow).
+        if type(context) is dict or isinstance(context, Mapping):
             consent = context.get("consent")
-            if isinstance(consent, Mapping):
+            if type(consent) is dict or isinstance(consent, Mapping):
                 return consent.get("advertising")
         return None

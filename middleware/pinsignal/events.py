@@ -99,8 +99,11 @@ _EPOCH_MS = 10**11
 _YEAR_MIN, _YEAR_MAX = 1970, 9000
 
 
-def parse_envelope(raw: object, *, received_at: float) -> dict[str, Any]:
+def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """Check untrusted ``raw`` and return the canonical envelope; raise :class:`EnvelopeError`.
+
+    ``context`` replaces the event's own (the collector passes its copy with the server's fields),
+    so the event is not copied once more for it.
 
     >>> parse_envelope({"type": "track", "event": "Order Completed", "messageId": "m1",
     ...                 "timestamp": "2026-11-29T12:00:00Z"}, received_at=0)["event"]
@@ -117,6 +120,8 @@ def parse_envelope(raw: object, *, received_at: float) -> dict[str, Any]:
                 _unknown_key(key, reasons)
         elif name not in out or key == name:
             out[name] = value
+    if context is not None:
+        out["context"] = context
     kind = out.get("type")
     if kind is None:
         reasons.append("type: required; use 'track', 'page' or 'identify'")
@@ -163,6 +168,9 @@ def parse_time(value: object) -> float | None:
     A time without a zone is taken as UTC. Numbers at or above 10**11 are milliseconds.
     """
     if type(value) is str:
+        known = _ISO_PARSED.get(value)
+        if known is not None:
+            return known
         text = value.strip()
         if text.isdigit():
             seconds = float(text)
@@ -185,17 +193,32 @@ def parse_time(value: object) -> float | None:
 
 def iso_time(seconds: float) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``: ``'2026-11-29T12:00:00.000Z'``."""
-    whole, millis = divmod(round(seconds * 1000), 1000)
+    global _last_iso
+    last = _last_iso
+    if seconds == last[0]:  # every event of a request is received at the same time
+        return last[1]
+    thousandths = round(seconds * 1000)
+    whole, millis = divmod(thousandths, 1000)
     prefix = _ISO_SECONDS.get(whole)
     if prefix is None:
         if len(_ISO_SECONDS) > 4096:
             _ISO_SECONDS.clear()
         prefix = _ISO_SECONDS[whole] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{prefix}.{millis:03d}Z"
+    text = f"{prefix}.{millis:03d}Z"
+    # What parse_time(text) computes (datetime.timestamp divides whole microseconds by 10**6, which
+    # is this same rational, correctly rounded): pipelines read the timestamp back as event_time.
+    if len(_ISO_PARSED) > 4096:
+        _ISO_PARSED.clear()
+    _ISO_PARSED[text] = thousandths / 1000
+    _last_iso = (seconds, text)
+    return text
 
 
-# Busy collectors format the same second many times; the date part is cached per second.
+# Busy collectors format the same second many times; the date part is cached per second, and the
+# texts made recently are remembered with their value.
 _ISO_SECONDS: dict[int, str] = {}
+_ISO_PARSED: dict[str, float] = {}
+_last_iso: tuple[float | None, str] = (None, "")
 
 
 # ------------------------------------------------------------------ checks
@@ -381,8 +404,8 @@ def _check_times(out: dict[str, Any], received_at: float, reasons: list[str]) ->
         # Kept for the deterministic message id: a resend carries the same original timestamp.
         out["original_timestamp"] = raw
     try:
-        out["timestamp"] = iso_time(corrected)
         out["received_at"] = iso_time(received_at)
+        out["timestamp"] = out["received_at"] if corrected == received_at else iso_time(corrected)
     except (ValueError, OverflowError, OSError):
         reasons.append(f"timestamp: {_show(raw)} corrected by sent_at {_show(sent_raw)} is not a usable time")
 

@@ -26,6 +26,9 @@ def test_verdicts(mode: str, gpc: bool, event: object, cookie: str | None, verdi
     policy = ConsentPolicy(Config(secret=SECRET, consent=mode))  # type: ignore[arg-type]
     cookies = {"_psc": cookie} if cookie is not None else {}
     assert policy.verdict(gpc=gpc, event_consent=event, cookies=cookies) == verdict
+    # The per-request form (what the collector uses for a batch) gives the same verdict.
+    raw = {"context": {"consent": {"advertising": event}}} if event is not None else {"context": {}}
+    assert policy.for_request(gpc=gpc, cookies=cookies)(raw) == verdict
 
 
 def test_site_consent_cookie_is_read_not_written() -> None:

@@ -206,19 +206,20 @@ class Intake:
         pending: list[tuple[int, str, dict[str, Any]]] = []
         refused = invalid = 0
         identity = dict(remembered)  # an identify early in a batch already counts for the events after it
+        consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
+        process = self.engine.process
         for index, raw in enumerate(raws):
             if type(raw) is not dict:
                 outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
                 invalid += 1
                 continue
-            verdict = self.consent.verdict(gpc=visitor.gpc, event_consent=ConsentPolicy.event_consent(raw),
-                                           cookies=visitor.cookies)
+            verdict = consent(raw)
             if verdict != "granted":
                 outcome.rejected.append(_rejection(index, raw, [_CONSENT_REASONS[verdict]]))
                 refused += 1
                 continue
             try:
-                envelope = parse_envelope(self._enrich(raw, visitor), received_at=received_at)
+                envelope = parse_envelope(raw, received_at=received_at, context=_server_context(raw, visitor))
             except EnvelopeError as exc:
                 outcome.rejected.append(_rejection(index, raw, exc.reasons))
                 invalid += 1
@@ -228,7 +229,7 @@ class Intake:
                                               default_country=self.config.default_country))
             _remember(envelope, identity, device_id)
             reasons: list[str] = []
-            for produced in self.engine.process(envelope, request):
+            for produced in process(envelope, request):
                 if produced.valid:
                     pending.append((index, envelope["message_id"], produced.event))
                 else:
@@ -265,19 +266,19 @@ class Intake:
             cookies[name] = value
         return cookies
 
-    @staticmethod
-    def _enrich(raw: dict[str, Any], visitor: Visitor) -> dict[str, Any]:
-        context = raw.get("context")
-        context = dict(context) if type(context) is dict else {}
-        context["ip"] = visitor.ip
-        context["userAgent"] = visitor.user_agent
-        page = context.get("page")
-        if type(page) is not dict or not page.get("url"):
-            if visitor.referer:
-                context["page"] = {**(page if type(page) is dict else {}), "url": visitor.referer}
-        enriched = dict(raw)
-        enriched["context"] = {key: value for key, value in context.items() if value is not None}
-        return enriched
+
+
+def _server_context(raw: dict[str, Any], visitor: Visitor) -> dict[str, Any]:
+    """The event's ``context`` (a copy) with what the server knows: IP, user agent, page URL from ``Referer``."""
+    context = raw.get("context")
+    context = {**context, "ip": visitor.ip, "userAgent": visitor.user_agent} if type(context) is dict else {
+        "ip": visitor.ip, "userAgent": visitor.user_agent}
+    page = context.get("page")
+    if (type(page) is not dict or not page.get("url")) and visitor.referer:
+        context["page"] = {**(page if type(page) is dict else {}), "url": visitor.referer}
+    if None in context.values():  # no IP or user agent known, or the client sent nulls: leave them out
+        context = {key: value for key, value in context.items() if value is not None}
+    return context
 
 
 _CONSENT_REASONS = {
