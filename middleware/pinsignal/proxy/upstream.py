@@ -430,6 +430,7 @@ class UpstreamPool:
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._waiting: set[_Connection] = set()
         self._sweeper: asyncio.TimerHandle | None = None
+        self._pending: list[tuple[_Connection, bytes]] = []
         self._closed = False
 
     async def request(self, head: bytes, body: AsyncIterator[bytes] | None = None, *, chunked: bool = False,
@@ -465,7 +466,16 @@ class UpstreamPool:
                     connection = await self._connect()
                 connection.begin(head_only)
                 try:
-                    connection.transport.write(head)
+                    if body is None:
+                        # Heads are written together once this round of the event loop is done:
+                        # the upstream then wakes once for a batch of requests instead of once per
+                        # request, which costs it (and so the proxy's throughput) much less.
+                        pending = self._pending
+                        if not pending:
+                            loop.call_soon(self._flush)
+                        pending.append((connection, head))
+                    else:
+                        connection.transport.write(head)
                     if body is not None:
                         await connection.send_body(body, chunked)
                     while not connection.ready:
@@ -504,6 +514,13 @@ class UpstreamPool:
             if isinstance(exc, TimeoutError):
                 raise UpstreamTimeout("No free connection to the upstream within the timeout.") from None
             raise
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        # A connection closed meanwhile shows up to its waiting request, which retries or fails.
+        for connection, head in pending:
+            if not connection.closed:
+                connection.transport.write(head)
 
     def _start_sweeping(self) -> None:
         # Deadlines are met to within a quarter of the timeout (at most a second late).
