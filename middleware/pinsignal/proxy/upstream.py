@@ -241,7 +241,9 @@ class _Connection(asyncio.Protocol):
             self._read_paused = True
             self.transport.pause_reading()
         if self.ready:
-            self._wake()
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     def on_message_complete(self) -> None:
         if self._informational:
@@ -252,7 +254,9 @@ class _Connection(asyncio.Protocol):
         assert self._parser is not None
         self.complete = self.ready = True
         self.keep_alive = self._parser.should_keep_alive()
-        self._wake()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     # used by the pool and the response
 
@@ -545,7 +549,10 @@ class UpstreamPool:
         self._active -= 1
 
     def _release(self, connection: _Connection) -> None:
-        self._release_slot()
+        if self._waiters:
+            self._release_slot()
+        else:
+            self._active -= 1
         # A complete answer may have unread bytes left: they are all here, so the connection is in step.
         if (connection.complete and connection.keep_alive and connection.reusable and connection.error is None
                 and not connection.closed and not self._closed and len(self._idle) < self._max_idle):
