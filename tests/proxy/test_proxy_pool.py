@@ -74,6 +74,12 @@ class Handler(socketserver.BaseRequestHandler):
                 time.sleep(0.1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 return  # closing with linger 0 sends a reset
+            if path == b"/refuse":
+                # Answers at once without reading the upload, and keeps the connection open.
+                sock.sendall(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\n"
+                             b"too big!")
+                time.sleep(3)
+                return
             if method == b"HEAD":
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 5\r\n\r\n")
                 continue
@@ -213,6 +219,23 @@ async def test_a_pooled_connection_dropped_by_the_server_is_retried_once_on_a_fr
     await fetch(pool, "/drop-next")
     with pytest.raises(UpstreamClosed):
         await pool.request(b"PUT /drop-next HTTP/1.1\r\nHost: upstream\r\nContent-Length: 1\r\n\r\n", body_chunks())
+    await pool.aclose()
+
+
+async def test_an_answer_before_the_upload_ends_stops_the_upload(raw_server) -> None:
+    pool = UpstreamPool(url_of(raw_server), timeout=2)
+    sent = 0
+
+    async def upload() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(1024):  # 64 MB: far more than socket buffers hold while nobody reads
+            sent += 65536
+            yield b"u" * 65536
+
+    started = time.monotonic()
+    response = await pool.request(b"POST /refuse HTTP/1.1\r\nHost: up\r\nContent-Length: 67108864\r\n\r\n", upload())
+    assert response.status == 413 and response.finish() == b"too big!"
+    assert sent < 64 * 1024 * 1024 and time.monotonic() - started < 1.5  # not the 2 s write timeout
     await pool.aclose()
 
 

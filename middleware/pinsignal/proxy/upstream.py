@@ -257,6 +257,9 @@ class _Connection(asyncio.Protocol):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)  # an upload the upstream stopped reading: its answer is in, stop sending
 
     # used by the pool and the response
 
@@ -315,7 +318,7 @@ class _Connection(asyncio.Protocol):
         self.reusable = False  # the upload was cut short: the upstream still expects the rest of it
 
     async def _drain(self) -> None:
-        while self._write_paused and not self.closed:
+        while self._write_paused and not self.closed and not self.complete:
             self._drain_waiter = self._loop.create_future()
             try:
                 async with asyncio.timeout(self._pool.timeout):
@@ -332,8 +335,12 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
-        if self.transport is not None:  # None only if the connection never got made
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:  # None only if the connection never got made
+            if transport.get_write_buffer_size():
+                transport.abort()  # unsent bytes (an upload nobody reads) would hold a closed transport open
+            else:
+                transport.close()
 
 
 class UpstreamResponse:
