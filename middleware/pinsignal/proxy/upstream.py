@@ -421,7 +421,7 @@ class UpstreamPool:
     verified against ``ssl_context`` (default: the system's CA store).
     """
 
-    _loop: asyncio.AbstractEventLoop  # the running loop, taken on each request
+    _loop: asyncio.AbstractEventLoop  # the loop of the first request: the connections belong to it
 
     def __init__(self, url: str, *, timeout: float = 30.0, max_connections: int = 256, max_idle: int = 64,
                  keepalive_expiry: float = 4.0, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -453,7 +453,10 @@ class UpstreamPool:
         a body); ``head_only`` says the answer has no body whatever its headers say (``HEAD``).
         Raises ``UpstreamError`` subclasses, and whatever ``body`` raises.
         """
-        self._loop = loop = asyncio.get_running_loop()
+        try:
+            loop = self._loop
+        except AttributeError:  # the first request; asking asyncio each time costs a getpid() system call
+            loop = self._loop = asyncio.get_running_loop()
         if self._closed:
             raise UpstreamConnectError("The connection pool to the upstream is closed.")
         if self._active < self._max_connections and not self._waiters:
