@@ -22,7 +22,8 @@ EDGES: list[Any] = [
     None, True, False, 0, 1, -1, 3, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 10**11, 10**11 - 1,
     int(NOW), int(NOW) - 7 * 86400, int(NOW) - 7 * 86400 - 1, int(NOW) + 300, int(NOW) + 301, 1.5, 0.0, float("nan"),
     "", " ", "\t", "x", "abc", "checkout", "page_visit", "Checkout", "web", "app_ios", "offline", "e-1",
-    "72.39", "0", "0.0", "-1", "-0.5", ".5", "5.", "1e3", "+1", "10", "USD", "usd", "US", "USDX", "ÜSD",
+    "72.39", "0", "0.0", "-1", "-0.5", ".5", "5.", "1e3", "+1", "10", "0.00", "00", ".0", "0.", "000.001", "1" * 400,
+    "1.2.3", "٣", "1_0", "USD", "usd", "US", "USDX", "ÜSD",
     "203.0.113.9", "0.0.0.0", "::", "::1", "2001:db8::1", "256.1.1.1", "1.2.3", "localhost",
     DIGEST, DIGEST.upper(), DIGEST[:-1], DIGEST + "0", " " + DIGEST, "z" * 64,
     "a" * 101, "a" * 201, "a" * 16385, "desktop", "wifi", "ios", "cellular_5g",
@@ -30,7 +31,7 @@ EDGES: list[Any] = [
     {}, {"a": 1},
     [{"id": "sku-1", "item_price": "14.99", "quantity": 3}], [{"id": "x", "quantity": -1}],
     [{"id": "x", "quantity": 2**63}], [{"item_price": "0"}], [{"item_price": "-1"}], [{"item_price": "abc"}],
-    [{"item_price": 14.99}], [{"id": 1}], [{"sku": "x"}], [{}], ["x"], [{"quantity": True}],
+    [{"item_price": 14.99}], [{"item_price": "0.0"}], [{"item_price": "٣"}], [{"item_price": ".5"}], [{"id": 1}], [{"sku": "x"}], [{}], ["x"], [{"quantity": True}],
     [{"item_name": "Mug", "item_brand": "B", "item_category": "C"}],
 ]
 
