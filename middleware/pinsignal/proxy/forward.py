@@ -84,6 +84,7 @@ class Forwarder:
         self._policy = policy if settings.server_pageviews else None
         self._handoff = handoff
         self._inject = settings.inject
+        self._as_is = not settings.inject and settings.host_header == "keep"  # no header or body is edited
         self._host_mode = settings.host_header
         base = urlsplit(settings.upstream)
         self._base_path = base.path.rstrip("/").encode("latin-1")
@@ -112,6 +113,13 @@ class Forwarder:
         except UpstreamError as exc:
             self._failures.report("failed", exc)
             await _error_page(send, 502, "Bad Gateway", "The site cannot be reached right now. Please try again.")
+            return
+        if self._as_is and pageview is None and response.complete:
+            # The usual case, kept short: the whole answer is here and goes back unchanged; the
+            # connection returns to the pool before the visitor is sent anything.
+            body = response.finish()
+            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
             return
         try:
             await self._respond(scope, receive, send, response, pageview)
