@@ -31,7 +31,8 @@ EDGES: list[Any] = [
     {}, {"a": 1},
     [{"id": "sku-1", "item_price": "14.99", "quantity": 3}], [{"id": "x", "quantity": -1}],
     [{"id": "x", "quantity": 2**63}], [{"item_price": "0"}], [{"item_price": "-1"}], [{"item_price": "abc"}],
-    [{"item_price": 14.99}], [{"item_price": "0.0"}], [{"item_price": "٣"}], [{"item_price": ".5"}], [{"id": 1}], [{"sku": "x"}], [{}], ["x"], [{"quantity": True}],
+    [{"item_price": 14.99}], [{"item_price": "0.0"}], [{"item_price": "٣"}], [{"item_price": ".5"}],
+    [{"id": 1}], [{"sku": "x"}], [{}], ["x"], [{"quantity": True}],
     [{"item_name": "Mug", "item_brand": "B", "item_category": "C"}],
 ]
 

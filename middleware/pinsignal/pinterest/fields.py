@@ -21,7 +21,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from pinsignal.pinterest import contract
 from pinsignal.pinterest.schema import INT64_MAX
@@ -102,12 +102,13 @@ def _contents(items: list[Any]) -> bool:
         if type(item) is not dict:
             return False
         for key, value in item.items():
-            if type(value) is not types.get(key):
+            if types.get(key) is not type(value):
                 return False
             if key == "item_price":
-                if not _plain_decimal(value) and contract._money(value, positive=False) is not None:
+                price = cast(str, value)
+                if not _plain_decimal(price) and contract._money(price, positive=False) is not None:
                     return False
-            elif key == "quantity" and not 0 <= value <= INT64_MAX:
+            elif key == "quantity" and not 0 <= cast(int, value) <= INT64_MAX:
                 return False
     return True
 
