@@ -26,7 +26,7 @@ from pinsignal.pipeline.codegen import Builder, generate
 from pinsignal.pipeline.conditions import Predicate, compile_conditions
 from pinsignal.pipeline.paths import first_of
 from pinsignal.pipeline.produced import Produced, RequestContext
-from pinsignal.pipeline.spec import Enrichment, Pipeline
+from pinsignal.pipeline.spec import Condition, Enrichment, Pipeline
 
 __all__ = ["Engine"]
 
@@ -81,6 +81,7 @@ class Engine:
         if type(kind) is not str:
             return []
         candidates = self._by_name.get((kind, name)) if type(name) is str else None
+        indexed = candidates is not None
         if candidates is None:
             candidates = self._unnamed.get(kind)
             if not candidates:
@@ -92,7 +93,9 @@ class Engine:
         produced: list[Produced] = []
         for compiled in candidates:
             try:
-                if not compiled.matches(envelope):
+                # Found by its event name: only its other conditions are left to test.
+                matches = compiled.others if indexed else compiled.matches
+                if matches is not None and not matches(envelope):
                     continue
                 event = compiled.build(envelope, request)
             except Exception as exc:  # a transform bug rejects this event, it does not crash the collector
@@ -109,26 +112,28 @@ class Engine:
 
 
 class _Compiled:
-    __slots__ = ("build", "check", "matches", "name", "names")
+    __slots__ = ("build", "check", "matches", "name", "names", "others")
 
     def __init__(self, pipeline: Pipeline, default_country: str) -> None:
         self.name = pipeline.name
-        self.names = _event_names(pipeline)
+        self.names, named_by = _event_names(pipeline)
         self.matches: Predicate = compile_conditions(pipeline.conditions)
+        others = [condition for condition in pipeline.conditions if condition is not named_by]
+        self.others: Predicate | None = compile_conditions(others) if others else None
         self.build: Builder = generate(pipeline, default_country, _click_id)
         self.check: Check | None = generate_check(pipeline) if pipeline.output.validate else None
 
 
-def _event_names(pipeline: Pipeline) -> frozenset[str] | None:
-    """The event names a pipeline is limited to by an ``event`` equals/in condition, else None."""
+def _event_names(pipeline: Pipeline) -> tuple[frozenset[str] | None, Condition | None]:
+    """The event names a pipeline is limited to by an ``event`` equals/in condition, and that condition."""
     for condition in pipeline.conditions:
         if condition.field != "event":
             continue
         if condition.operator == "equals" and type(condition.value) is str:
-            return frozenset({condition.value})
+            return frozenset({condition.value}), condition
         if condition.operator == "in" and all(type(value) is str for value in condition.value):
-            return frozenset(condition.value)
-    return None
+            return frozenset(condition.value), condition
+    return None, None
 
 
 def _click_id(step: Enrichment) -> Callable[[dict[str, Any], RequestContext], str | None]:
