@@ -169,3 +169,36 @@ def test_raw_socket_head_request_gets_headers_and_no_body(make_proxy) -> None:
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert body == b""
+
+
+HEADER_SETS = [
+    [(b"host", b"shop.example")],
+    [],
+    [(b"host", b"shop.example"), (b"connection", b"keep-alive"), (b"user-agent", b"Mozilla/5.0"),
+     (b"accept", b"text/html"), (b"accept-encoding", b"gzip, br"), (b"cookie", b"a=1"), (b"cookie", b"b=2")],
+    [(b"host", b"shop.example"), (b"content-length", b"5"), (b"content-type", b"text/plain")],
+    [(b"host", b"shop.example"), (b"transfer-encoding", b"chunked")],
+    [(b"host", b"shop.example"), (b"content-length", b"0"), (b"connection", b"close")],
+    [(b"host", b"shop.example"), (b"pragma", b"no-cache"), (b"proxy-authorization", b"Basic x")],
+    [(b"host", b"shop.example"), (b"connection", b"keep-alive, x-secret"), (b"x-secret", b"1"), (b"x-other", b"2")],
+    [(b"host", b"shop.example"), (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"https"),
+     (b"forwarded", b"for=10.0.0.1"), (b"te", b"trailers"), (b"expect", b"100-continue")],
+]
+
+
+@pytest.mark.parametrize("headers", HEADER_SETS)
+@pytest.mark.parametrize("inject", [False, True])
+@pytest.mark.parametrize("host_header", ["keep", "upstream"])
+def test_the_short_request_head_path_writes_what_the_full_one_does(headers, inject, host_header) -> None:
+    from pinsignal.clientip import TrustedProxies
+    from pinsignal.proxy.forward import Forwarder
+    from pinsignal.proxy.upstream import UpstreamPool
+
+    settings = ProxySettings(upstream="http://127.0.0.1:8080/base", inject=inject, host_header=host_header)
+    forwarder = Forwarder(settings, UpstreamPool(settings.upstream), trusted=TrustedProxies(["127.0.0.1"]),
+                          policy=None, handoff=None)
+    for client in (("127.0.0.1", 5000), ("203.0.113.9", 5000), None):
+        for scheme in ("http", "https"):
+            scope = {"type": "http", "method": "POST", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1",
+                     "headers": headers, "client": client, "scheme": scheme}
+            assert forwarder._head(scope, "POST", inject) == forwarder._head_in_full(scope, "POST", inject)

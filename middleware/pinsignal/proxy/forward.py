@@ -86,6 +86,7 @@ class Forwarder:
         self._inject = settings.inject
         self._as_is = not settings.inject and settings.host_header == "keep"  # no header or body is edited
         self._host_mode = settings.host_header
+        self._keep_host = settings.host_header == "keep"
         base = urlsplit(settings.upstream)
         self._base_path = base.path.rstrip("/").encode("latin-1")
         self._upstream_host = base.netloc.encode("idna")
@@ -127,7 +128,55 @@ class Forwarder:
             response.close()
 
     def _head(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
-        """The request head for the upstream, whether a body follows, and whether it goes chunked."""
+        """The request head for the upstream, whether a body follows, and whether it goes chunked.
+
+        This runs for every request, so the usual case (no forwarding headers, no hop-by-hop ones
+        beyond ``Connection: keep-alive``) is one loop and one join; anything else takes
+        ``_head_in_full``, which decides every header.
+        """
+        special = _SPECIAL_IDENTITY if identity else _SPECIAL
+        kept: RawHeaders = []
+        host = length = encoding = connection = None
+        for pair in scope["headers"]:
+            name = pair[0]
+            if name in special or name[:1] == b"p" and name.startswith(b"proxy"):
+                if name == b"host":
+                    host = pair[1]
+                elif name == b"content-length":
+                    length = pair[1]
+                elif name == b"transfer-encoding":
+                    encoding = pair[1]
+                elif name == b"connection":
+                    connection = pair[1]
+                elif name != b"accept-encoding":
+                    return self._head_in_full(scope, method, identity)
+            else:
+                kept.append(pair)
+        if connection is not None and connection.lower() not in (b"keep-alive", b"close"):
+            return self._head_in_full(scope, method, identity)  # it may name end-to-end fields to drop
+        has_body = (length is not None and length != b"0") or (length is None and encoding is not None)
+        chunked = has_body and length is None
+        client = scope.get("client")
+        parts = [self._request_line(scope, method), b"host: ",
+                 (host or self._upstream_host) if self._keep_host else self._upstream_host, b"\r\n"]
+        if kept:
+            # The ASGI server parsed all of these from a valid HTTP request: no CR or LF can be in them.
+            parts += (b"\r\n".join(map(b": ".join, kept)), b"\r\n")
+        parts += (b"x-forwarded-for: ", client[0].encode("latin-1") if client else b"unknown",
+                  b"\r\nx-forwarded-proto: ", b"https" if scope.get("scheme") in ("https", "wss") else b"http",
+                  b"\r\n")
+        if host:
+            parts += (b"x-forwarded-host: ", host, b"\r\n")
+        if length is not None:
+            parts += (b"content-length: ", length, b"\r\n")
+        elif chunked:
+            parts.append(b"transfer-encoding: chunked\r\n")
+        if identity:
+            parts.append(b"accept-encoding: identity\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts), has_body, chunked
+
+    def _head_in_full(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
         kept, noted = split_request_headers(scope["headers"], _SPECIAL_IDENTITY if identity else _SPECIAL)
         host, extra = forwarding_headers(noted, client=scope.get("client"), scheme=scope.get("scheme", "http"),
                                          host_mode=self._host_mode, upstream_host=self._upstream_host,
@@ -146,14 +195,16 @@ class Forwarder:
             extra.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
         if identity:
             extra.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
-        raw_path = scope.get("raw_path") or scope["path"].encode()
-        query: bytes = scope.get("query_string", b"")
-        # The ASGI server parsed all of these from a valid HTTP request: no CR or LF can be in them.
         return b"".join((
-            _METHODS.get(method) or method.encode("ascii") + b" ", self._base_path, raw_path,
-            b"?" + query if query else b"", b" HTTP/1.1\r\nhost: ", host, b"\r\n",
+            self._request_line(scope, method), b"host: ", host, b"\r\n",
             b"\r\n".join(map(b": ".join, kept + extra)), b"\r\n\r\n",
         )), has_body, chunked
+
+    def _request_line(self, scope: Scope, method: str) -> bytes:
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
+        return b"%s%s%s%s%s HTTP/1.1\r\n" % (_METHODS.get(method) or method.encode("ascii") + b" ",
+                                              self._base_path, raw_path, b"?" if query else b"", query)
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send, response: UpstreamResponse,
                        pageview: str | None) -> None:
