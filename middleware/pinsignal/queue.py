@@ -205,11 +205,15 @@ class EventQueue:
                 chunk.append(item)
                 size += len(item.events)
             encode = self._encode
+            dumps = orjson.dumps
             parts: list[bytes] = []
             for item in chunk:
                 for event in item.events:
-                    name, event_id = encode(event["event_name"]), encode(event["event_id"])
-                    meta, payload = entry_meta(event).encode(), orjson.dumps(event)
+                    # Pipelines write both as strings: encoded inline, without a call for each.
+                    name, event_id = event["event_name"], event["event_id"]
+                    name = name.encode() if type(name) is str else encode(name)
+                    event_id = event_id.encode() if type(event_id) is str else encode(event_id)
+                    meta, payload = entry_meta(event).encode(), dumps(event)
                     parts += (b"%d:%d:%d:%d:" % (len(name), len(event_id), len(meta), len(payload)),
                               name, event_id, meta, payload)
             args: list[Any] = [DEDUP_SECONDS, self._prefix, b"".join(parts)]
