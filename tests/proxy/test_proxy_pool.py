@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import proxy_upstream
 import pytest
+from proxy_support import PROXY_SERVER_OPTIONS
 
 from pinsignal.proxy import ProxyApp, ProxySettings
 from pinsignal.proxy.upstream import (
@@ -337,3 +339,13 @@ async def test_the_proxy_app_uses_a_given_pool(raw_server) -> None:
     assert sent[0]["status"] == 200
     assert [value for name, value in sent[0]["headers"] if name.lower() == b"set-cookie"] == [  # type: ignore[attr-defined]
         b"a=1; Path=/", b"b=2", b"c=3"]
+
+
+def test_a_304_with_a_content_length_passes_through_the_proxy(raw_server) -> None:
+
+    with ServerThread(ProxyApp(ProxySettings(upstream=url_of(raw_server))), **PROXY_SERVER_OPTIONS) as proxy:
+        with httpx.Client() as client:
+            unchanged = client.get(proxy.url + "/not-modified")
+            after = client.get(proxy.url + "/length")  # the visitor's connection is still good
+    assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == '"v1"'
+    assert after.text == "hello world"

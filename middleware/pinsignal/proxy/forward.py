@@ -115,6 +115,10 @@ class Forwarder:
             self._failures.report("failed", exc)
             await _error_page(send, 502, "Bad Gateway", "The site cannot be reached right now. Please try again.")
             return
+        if response.status in (204, 304):
+            # Never a body, but a 304 may state the page's length: the server in front would then
+            # wait for that many bytes and fail the response.
+            response.headers = [pair for pair in response.headers if pair[0].lower() != b"content-length"]
         if self._as_is and pageview is None and response.complete:
             # The usual case, kept short: the whole answer is here and goes back unchanged; the
             # connection returns to the pool before the visitor is sent anything.
