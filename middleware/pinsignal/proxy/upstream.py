@@ -12,15 +12,17 @@ A general-purpose client (httpx) builds a request object, a URL, a header multid
 stream per request and spends several times the upstream's own answering time on it; a proxy
 already has the request line and headers as bytes and only needs them passed on. So the caller
 writes the request head itself (one ``bytes``), and the answer comes back as a status, raw header
-pairs in order (repeated ones separate) and the body as the upstream's raw bytes (de-chunked, never
-decompressed).
+pairs in order (repeated ones separate; the connection-level ones, ``Connection``, ``Keep-Alive``,
+``Transfer-Encoding``, ``Proxy-*`` and the like, kept apart as this client's business) and the
+body as the upstream's raw bytes (de-chunked, never decompressed).
 
 Each connection is an ``asyncio.Protocol`` fed to ``httptools``' response parser, the C parser
-uvicorn uses. Idle connections wait in a LIFO stack; one that the upstream closed while idle is
-noticed by its protocol and dropped, and a request whose pooled connection turns out dead before
-any answer byte arrived is retried once on a fresh connection (only requests without a body, only
-idempotent methods). Flow control both ways: reading from the upstream pauses while
-``_HIGH_WATER`` bytes wait for a slow visitor, and request bodies wait for the socket to drain.
+uvicorn uses. A small answer (``Content-Length`` up to ``_COLLECT``) is handed over once it is
+all in. Idle connections wait in a LIFO stack; one that the upstream closed while idle is noticed
+by its protocol and dropped, and a request whose pooled connection turns out dead before any
+answer byte arrived is retried once on a fresh connection (when the caller allows it, and never
+with a body). Flow control both ways: reading from the upstream pauses while ``_HIGH_WATER`` bytes
+wait for a slow visitor, and request bodies wait for the socket to drain.
 
 Errors are ``UpstreamError`` subclasses: ``UpstreamTimeout`` (connecting, or a wait for bytes, took
 longer than ``timeout``: the proxy answers 504), the others mean the upstream cannot be used (502).
@@ -362,18 +364,6 @@ class UpstreamResponse:
         """Whether the whole body has arrived already (small pages usually come with their head)."""
         connection = self._connection
         return connection is not None and connection.complete and connection.error is None
-
-    def take(self) -> bytes:
-        """Every body byte that has arrived and not been read yet."""
-        connection = self._connection
-        if connection is None or not connection.chunks:
-            return b""
-        chunks = connection.chunks
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        connection.buffered = 0
-        connection.resume()
-        return data
 
     def finish(self) -> bytes:
         """The whole body, when it is ``complete``, and the connection back to the pool in one step."""
