@@ -130,7 +130,9 @@ def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] |
     _check_names(out, kind, reasons)
     for key in ("message_id", "anonymous_id", "user_id"):
         value = out.get(key)
-        if type(value) is not str or len(value) > MAX_ID:
+        if value is None:
+            out.pop(key, None)
+        elif type(value) is not str or len(value) > MAX_ID:
             _check_id(out, key, reasons)
     for key in ("properties", "traits", "context"):
         value = out.get(key)
