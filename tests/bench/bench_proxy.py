@@ -65,6 +65,12 @@ def proxy_command(upstream_port: int, port: int, workers: int = 1) -> list[str]:
                          "--port", str(port), "--workers", str(workers))
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -115,7 +121,7 @@ def main() -> int:
         (root / "www" / "index.html").write_bytes(PAGE)
         env = {"PINSIGNAL_SECRET": SECRET, "PINSIGNAL_DATA_DIR": str(root / "data")}
         asgi_port, static_port, proxy_asgi, proxy_static, proxy_two = (free_port() for _ in range(5))
-        with run_process([sys.executable, __file__, "serve", str(asgi_port)], port=asgi_port), \
+        with run_process([sys.executable, __file__, "serve", str(asgi_port)], port=asgi_port) as asgi_process, \
                 run_process([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
                              "--directory", str(root / "www")], port=static_port), \
                 run_process(proxy_command(asgi_port, proxy_asgi), port=proxy_asgi, env=env,
@@ -125,13 +131,25 @@ def main() -> int:
             for port in (asgi_port, static_port, proxy_asgi, proxy_static, proxy_two):
                 wait_for_port(port)
 
-            def measure(port: int, path: str) -> Any:
-                return lambda: load(port, path=path, seconds=args.seconds, connections=args.connections)
+            # CPU per request (microseconds) of the upstream and of the proxy, beside the rates:
+            # it depends much less than requests/s on what else the machine's cores are doing.
+            cpu: dict[str, list[float]] = {"upstream, direct": [], "upstream, proxied": [], "proxy": []}
+
+            def measure(port: int, path: str, *processes: tuple[str, int]) -> Any:
+                def run() -> float:
+                    before = [cpu_seconds(pid) for _, pid in processes]
+                    rate = load(port, path=path, seconds=args.seconds, connections=args.connections)
+                    for (name, pid), start in zip(processes, before, strict=True):
+                        cpu[name].append((cpu_seconds(pid) - start) / (rate * args.seconds) * 1e6)
+                    return rate
+                return run
 
             for port, path in ((proxy_asgi, "/"), (proxy_static, "/index.html"), (proxy_two, "/"), (proxy_two, "/")):
                 load(port, path=path, seconds=1, connections=args.connections)  # warm up pools and imports
             results = interleaved({
-                "asgi direct": measure(asgi_port, "/"), "asgi proxied": measure(proxy_asgi, "/"),
+                "asgi direct": measure(asgi_port, "/", ("upstream, direct", asgi_process.pid)),
+                "asgi proxied": measure(proxy_asgi, "/", ("upstream, proxied", asgi_process.pid),
+                                        ("proxy", proxy_process.pid)),
                 "asgi proxied x2": measure(proxy_two, "/"),
                 "static direct": measure(static_port, "/index.html"),
                 "static proxied": measure(proxy_static, "/index.html"),
@@ -151,6 +169,8 @@ def main() -> int:
         print(f"{label:<44}{direct:>8.0f}{proxied:>9.0f}{proxied / direct:>7.2f}  >= 0.5")
     for name, values in results.items():
         print(f"  runs {name:<16} " + " ".join(f"{value:.0f}" for value in values))
+    print("CPU per request against the ASGI app (µs, medians): " + ", ".join(
+        f"{name} {median(values):.0f}" for name, values in cpu.items()))
     print(f"{size / 1024**3:.1f} GB through the proxy in {seconds:.1f} s ({size / seconds / 1e6:.0f} MB/s): "
           f"proxy RSS {baseline / 1e6:.1f} MB before, peak {peak / 1e6:.1f} MB (target < 100 MB)")
     return 0
