@@ -7,14 +7,17 @@ What it does to a request:
 
 * paths under the collector prefix (``/_ps/...``) are answered by the collector, never by the app;
 * a query with ``epik=`` (a landing from a Pinterest ad) gets the ``_epik`` cookie, redirects included;
-* a GET HTML navigation gets the signed ``_psid`` device cookie when it has none, a forged one, or
-  one older than a week (rolling 400 days);
 * everything else passes straight through: the cost is a type check, a prefix check, a bytes
-  search in the query string and, for GETs, a look at two request headers.
+  search in the query string, a dict store and a thin ``send`` wrapper.
+
+The signed ``_psid`` device cookie is not set here: the collector (and ``track()``) mint it with
+the visitor's first event and sign it again when it is over a week old, so it rolls for as long
+as the visitor comes back, and a page load that never leads to an event leaves no device id.
 
 Cookies are appended as separate ``Set-Cookie`` headers to the app's ``http.response.start``; the
 app's own headers and cookies are untouched and bodies stream as they come. ``track()`` and
-``identify()`` reach the middleware through ``scope["pinsignal"]``. The queue is opened on
+``identify()`` reach the middleware through ``scope["pinsignal"]`` and add their cookies to
+``scope["pinsignal.cookies"]``. The queue is opened on
 lifespan start-up (or at first use when the server runs no lifespan) and closed on shut-down;
 a queue that cannot be reached at start-up is logged, never a reason for the site not to start.
 
@@ -26,65 +29,105 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, Visitor
 from pinsignal.config import Config
-from pinsignal.cookies import DEVICE_COOKIE, epik_from_query
+from pinsignal.cookies import epik_from_query, plain_epik
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
 
-__all__ = ["SCOPE_KEY", "PinSignalMiddleware", "RequestHook"]
+__all__ = ["COOKIES_KEY", "SCOPE_KEY", "SENT", "PinSignalMiddleware", "RequestHook"]
 
 logger = logging.getLogger("pinsignal.asgi")
 
-SCOPE_KEY = "pinsignal"
+SCOPE_KEY = "pinsignal"  # the middleware, for track() and identify()
+COOKIES_KEY = "pinsignal.cookies"  # Set-Cookie headers for the response, then SENT once it started
+_VISITOR_KEY = "pinsignal.visitor"
+_LANDING_HEADERS = frozenset((b"cookie", b"host", b"sec-gpc", b"x-forwarded-proto"))
+
+
+class _Sent:
+    """Marks ``scope[COOKIES_KEY]`` once the response has started: too late for another cookie."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<response started>"
+
+
+SENT: Final = _Sent()
 
 
 class RequestHook:
-    """Per-request link from the app's code (``track``, ``identify``) back to the middleware.
+    """``track()`` and ``identify()``'s view of one request: the middleware, the response's cookies.
 
-    It is also the app's ``send``: its ``send`` method adds the request's cookies to
-    ``http.response.start``. A plain method handing back the server's awaitable, so a request costs
-    no closure and no extra coroutine per message.
+    Made on demand from what the middleware leaves in the scope, so a request that never calls
+    them pays nothing for it.
     """
 
-    # No reference back to the scope: the scope holds the hook, and a cycle would leave every
-    # request's scope to the garbage collector instead of freeing it on return.
-    __slots__ = ("cached_visitor", "cookies", "downstream", "owner", "started")
+    __slots__ = ("owner", "scope")
 
-    def __init__(self, owner: PinSignalMiddleware, send: Send) -> None:
+    def __init__(self, owner: PinSignalMiddleware, scope: Scope) -> None:
         self.owner = owner
-        self.downstream = send
-        self.cookies: list[str] = []
-        self.started = False
-        self.cached_visitor: Visitor | None = None
+        self.scope = scope
+
+    @classmethod
+    def of(cls, scope: Scope) -> RequestHook | None:
+        """The request's hook; ``None`` when no PinSignalMiddleware is around the app."""
+        owner = scope.get(SCOPE_KEY)
+        return cls(owner, scope) if isinstance(owner, PinSignalMiddleware) else None
 
     @property
     def intake(self) -> Intake:
         return self.owner.intake
 
-    def visitor(self, scope: Scope) -> Visitor:
-        if self.cached_visitor is None:
-            self.cached_visitor = self.owner.intake.visitor(scope)
-        return self.cached_visitor
+    @property
+    def started(self) -> bool:
+        """Whether the response has started: too late for another cookie."""
+        return self.scope.get(COOKIES_KEY) is SENT
 
-    def send(self, message: Message) -> Awaitable[None]:
-        if message["type"] == "http.response.start":
-            self.started = True
-            if self.cookies:
-                headers = list(message.get("headers", ()))
-                for cookie in self.cookies:  # a loop, not a comprehension: no extra function call in 3.11
-                    headers.append((b"set-cookie", cookie.encode("latin-1")))
-                message = {**message, "headers": headers}
-        return self.downstream(message)
+    @property
+    def cookies(self) -> list[str]:
+        """The ``Set-Cookie`` values this request's response will carry (a copy)."""
+        pending = self.scope.get(COOKIES_KEY)
+        return [value.decode("latin-1") for _, value in pending] if isinstance(pending, list) else []
+
+    def visitor(self) -> Visitor:
+        """The request's :class:`Visitor`, read once per request."""
+        visitor = self.scope.get(_VISITOR_KEY)
+        if visitor is None:
+            visitor = self.scope[_VISITOR_KEY] = self.owner.intake.visitor(self.scope)
+        assert isinstance(visitor, Visitor)
+        return visitor
+
+    def set_cookies(self, cookies: list[str]) -> bool:
+        """Add ``Set-Cookie`` values to the response, replacing earlier ones of the same name.
+
+        ``False`` once the response has started.
+        """
+        pending = self.scope.get(COOKIES_KEY)
+        if pending is SENT:
+            return False
+        if not isinstance(pending, list):
+            pending = self.scope[COOKIES_KEY] = []
+        for cookie in cookies:
+            value = cookie.encode("latin-1")
+            name = value.split(b"=", 1)[0]
+            pending[:] = [header for header in pending if header[1].split(b"=", 1)[0] != name]
+            pending.append((b"set-cookie", value))
+        return True
 
 
-_new_hook = object.__new__
+def _with_cookies(message: Message, cookies: list[tuple[bytes, bytes]]) -> Message:
+    # A new message and a new list: the app may send the same Response object again.
+    message = dict(message)
+    message["headers"] = [*message.get("headers", ()), *cookies]
+    return message
 
 
 class PinSignalMiddleware:
@@ -104,6 +147,7 @@ class PinSignalMiddleware:
         self._prefix = self.config.collector_prefix + "/"
         # A first visit carries no cookie at all: the consent mode alone decides (GPC aside).
         self._granted_without_cookies = self.intake.consent.verdict(gpc=False, cookies={}) == "granted"
+        self._proxies = self.intake.proxies if self.config.trusted_proxies else None
 
     @property
     def script_url(self) -> str:
@@ -120,66 +164,60 @@ class PinSignalMiddleware:
         if scope["path"].startswith(self._prefix):
             await self.collector(scope, receive, send)
             return
-        # RequestHook(self, send) without the cost of a Python-level __init__ call on every request.
-        hook = _new_hook(RequestHook)
-        hook.owner = self
-        hook.downstream = send
-        hook.cookies = []
-        hook.started = False
-        hook.cached_visitor = None
-        scope[SCOPE_KEY] = hook
-        if scope["method"] == "GET":
-            # A top-level page load: Sec-Fetch-Dest says so, or (older browsers) an HTML Accept does.
-            accept = None
-            for name, value in scope["headers"]:
-                if name == b"sec-fetch-dest":
-                    navigation = value == b"document"
-                    break
-                if name == b"accept":
-                    accept = value
-            else:
-                navigation = accept is not None and b"text/html" in accept
-            if navigation or b"epik=" in scope["query_string"]:
-                self._visit_cookies(scope, hook, navigation)
-        elif b"epik=" in scope["query_string"]:
-            self._visit_cookies(scope, hook, False)
-        await self.app(scope, receive, hook.send)
+        # Every pass-through request pays for what follows, so it is kept to a dict store, one
+        # bytes search and a closure. Nothing stored in the scope may lead back to it: the
+        # server's send is a bound method of an object holding the scope, and a cycle would leave
+        # every request to the garbage collector (measured: 9k more instructions per request).
+        scope[SCOPE_KEY] = self
+        at = scope["query_string"].find(b"epik=")  # find(), not `in`: half the cost on bytes
+        if at >= 0:
+            self._landing(scope, at)
 
-    def _visit_cookies(self, scope: Scope, hook: RequestHook, navigation: bool) -> None:
-        # Only what these cookies need is read here (a landing must stay cheap); track() and the
+        def send_with_cookies(message: Message) -> Awaitable[None]:
+            if message["type"] == "http.response.start":
+                # One C call on a pass-through request: marks the response as started.
+                cookies = scope.setdefault(COOKIES_KEY, SENT)
+                if cookies is not SENT:
+                    scope[COOKIES_KEY] = SENT
+                    if cookies:
+                        message = _with_cookies(message, cookies)
+            return send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    def _landing(self, scope: Scope, at: int) -> None:
+        """``_epik`` for an ad landing (any method; a redirect too)."""
+        # Only what the cookie needs is read here (a landing must stay cheap); track() and the
         # collector read the full Visitor.
-        host = cookie = forwarded_proto = None
+        cookie = forwarded_proto = host = None
         gpc = False
         for name, value in scope["headers"]:
-            if name == b"host":
-                host = value
-            elif name == b"cookie":
-                cookie = value if cookie is None else cookie + b"; " + value
-            elif name == b"sec-gpc":
-                gpc = value.strip() == b"1"
-            elif name == b"x-forwarded-proto":
-                forwarded_proto = value
-        intake = self.intake
-        if cookie is not None:
-            cookies = cookie_parser(cookie.decode("latin-1"))
-            if intake.consent.verdict(gpc=gpc, cookies=cookies) != "granted":
-                return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
-        elif gpc or not self._granted_without_cookies:
-            return
-        else:
-            cookies = {}
-        if forwarded_proto is None:
-            secure = scope.get("scheme", "http") == "https"
-        else:
-            secure = intake.proxies.scheme(scope, forwarded_proto) == "https"
+            if name in _LANDING_HEADERS:
+                if name == b"cookie":
+                    cookie = value if cookie is None else cookie + b"; " + value
+                elif name == b"host":
+                    host = value
+                elif name == b"sec-gpc":
+                    gpc = value.strip() == b"1"
+                else:
+                    forwarded_proto = value
+        if cookie is None:
+            if gpc or not self._granted_without_cookies:
+                return
+        elif self.intake.consent.verdict(gpc=gpc, cookies=cookie_parser(cookie.decode("latin-1"))) != "granted":
+            return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
         query = scope["query_string"]
-        epik = epik_from_query(query) if b"epik=" in query else None
-        if epik is not None:
-            hook.cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
-        if navigation:
-            signed = intake.devices.renewal(cookies.get(DEVICE_COOKIE))
-            if signed is not None:
-                hook.cookies.append(intake.cookies.device(signed, secure=secure, host=host))
+        raw = plain_epik(query, at)
+        if raw is None:  # not the usual landing: escapes, several epik parameters, a bad value
+            epik = epik_from_query(query)
+            if epik is None:
+                return
+            raw = epik.encode("ascii")
+        if forwarded_proto is None or self._proxies is None:
+            secure = scope["scheme"] == "https"
+        else:
+            secure = self._proxies.scheme(scope, forwarded_proto) == "https"
+        scope[COOKIES_KEY] = [(b"set-cookie", self.intake.cookies.epik_header(raw, secure=secure, host=host))]
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_open() -> Message:

@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 from starlette.requests import HTTPConnection
 
-from pinsignal.asgi import SCOPE_KEY, RequestHook
+from pinsignal.asgi import RequestHook
 from pinsignal.collector.intake import identity_keys
 from pinsignal.cookies import DEVICE_COOKIE, IDENTITY_COOKIE
 
@@ -58,8 +58,8 @@ class TrackResult:
 
 
 def _hook(request: HTTPConnection) -> RequestHook:
-    hook = request.scope.get(SCOPE_KEY)
-    if not isinstance(hook, RequestHook):
+    hook = RequestHook.of(request.scope)
+    if hook is None:
         raise RuntimeError(
             "pinsignal found no PinSignalMiddleware around this app; add it with "
             "app.add_middleware(PinSignalMiddleware) before calling track() or identify()."
@@ -100,7 +100,7 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         result.event_id, result.queued
     """
     hook = _hook(request)
-    visitor = hook.visitor(request.scope)
+    visitor = hook.visitor()
     intake = hook.intake
     if message_id is None:
         device_id, _ = intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))
@@ -113,7 +113,7 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         raw["context"] = {"page": {"url": str(request.url)}}
     await intake.open()
     outcome = await intake.accept([raw], visitor, received_at=time.time())
-    _add_cookies(hook, outcome.cookies)
+    hook.set_cookies(outcome.cookies)
     result = TrackResult(event_id=message_id)
     result.duplicate = bool(outcome.duplicates) and not outcome.queued
     result.queued = bool(outcome.queued)
@@ -134,7 +134,7 @@ def identify(request: HTTPConnection, user_id: str | None = None, traits: Mappin
         identify(request, user_id="u-42", traits={"email": "jane@example.com"})
     """
     hook = _hook(request)
-    visitor = hook.visitor(request.scope)
+    visitor = hook.visitor()
     intake = hook.intake
     if intake.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) != "granted":
         return False
@@ -148,18 +148,10 @@ def identify(request: HTTPConnection, user_id: str | None = None, traits: Mappin
     signed = intake.identity.dumps(merged)
     # Events tracked later in this same request already carry the new keys.
     visitor.cookies[IDENTITY_COOKIE] = signed
-    _add_cookies(hook, [intake.cookies.identity(signed, secure=visitor.secure, host=visitor.host)])
-    return True
+    return hook.set_cookies([intake.cookies.identity(signed, secure=visitor.secure, host=visitor.host)])
 
 
 def script_url(request: HTTPConnection) -> str:
     """The versioned URL of the browser collector script (``/_ps/c.js?v=...``) for page templates."""
     hook = _hook(request)
     return hook.owner.script_url
-
-
-def _add_cookies(hook: RequestHook, cookies: list[str]) -> None:
-    for cookie in cookies:
-        name = cookie.split("=", 1)[0]
-        hook.cookies[:] = [existing for existing in hook.cookies if existing.split("=", 1)[0] != name]
-        hook.cookies.append(cookie)

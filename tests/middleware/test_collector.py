@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -105,7 +106,49 @@ async def test_device_cookie_gives_the_anonymous_id_and_only_verified_ids_reach_
         await http.post("/_ps/e", json=event(message_id="m-2"), headers={**JSON, "cookie": "_psid=forged.value.x"})
     assert sink.events[0]["envelope"]["anonymous_id"] == "d" * 32
     assert sink.events[0]["cookies"] == {"_psid": "d" * 32}
-    assert "anonymous_id" not in sink.events[1]["envelope"] and sink.events[1]["cookies"] == {}
+    # The forged value reaches no pipeline: they see the id minted in its place.
+    minted = sink.events[1]["envelope"]["anonymous_id"]
+    assert len(minted) == 32 and minted != "d" * 32 and sink.events[1]["cookies"] == {"_psid": minted}
+
+
+async def test_first_event_mints_the_device_cookie_and_a_week_old_one_is_signed_again(sink: MemorySink) -> None:
+    devices = DeviceIds(SECRET)
+    fresh = devices.sign("a" * 32)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: 1_000_000_000.0)
+        old = devices.sign("b" * 32)
+    async with client(wrap(sink=sink), https=True) as http:
+        first = await http.post("/_ps/e", json=event(message_id="m-1"), headers=JSON)
+        kept = await http.post("/_ps/e", json=event(message_id="m-2"), headers={**JSON, "cookie": f"_psid={fresh}"})
+        renewed = await http.post("/_ps/e", json=event(message_id="m-3"), headers={**JSON, "cookie": f"_psid={old}"})
+    [minted] = cookies_named(first, "_psid")
+    assert re.fullmatch(r"_psid=[0-9a-f]{32}\.[\w-]+\.[\w-]+; Max-Age=34560000; Path=/; SameSite=Lax; Secure; HttpOnly",
+                        minted)
+    device_id, _ = devices.read(minted.split(";", 1)[0].removeprefix("_psid="))
+    assert device_id == sink.events[0]["envelope"]["anonymous_id"]
+    assert cookies_named(kept, "_psid") == []
+    [again] = cookies_named(renewed, "_psid")
+    assert devices.read(again.split(";", 1)[0].removeprefix("_psid="))[0] == "b" * 32
+
+
+@pytest.mark.parametrize("forged", [
+    "a" * 32,
+    "a" * 32 + ".awyrEQ.P5MWtZMu-OI3S3wiCLNRujymevs",
+    DeviceIds("another-secret-0123456789").sign("c" * 32),
+])
+async def test_a_forged_device_cookie_is_replaced(sink: MemorySink, forged: str) -> None:
+    async with client(wrap(sink=sink)) as http:
+        response = await http.post("/_ps/e", json=event(), headers={**JSON, "cookie": f"_psid={forged}"})
+    [cookie] = cookies_named(response, "_psid")
+    device_id, _ = DeviceIds(SECRET).read(cookie.split(";", 1)[0].removeprefix("_psid="))
+    assert device_id is not None and device_id != forged[:32]
+
+
+@pytest.mark.parametrize("headers", [{"sec-gpc": "1"}, {"cookie": "_psc=0"}])
+async def test_no_device_cookie_without_consent(sink: MemorySink, headers: dict[str, str]) -> None:
+    async with client(wrap(sink=sink)) as http:
+        response = await http.post("/_ps/e", json=event(), headers={**JSON, **headers})
+    assert cookies_named(response, "_psid") == []
 
 
 async def test_rejections_carry_index_id_and_reasons(sink: MemorySink) -> None:

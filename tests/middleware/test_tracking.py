@@ -69,7 +69,7 @@ async def test_track_enriches_from_the_request_and_uses_a_deterministic_id(sink:
     assert envelope["context"]["page"]["url"] == "http://testserver/checkout"
     assert queued["epik"] == "landing" and queued["cookies"] == {"_epik": "old"}
     cookies = first.headers.get_list("set-cookie")
-    assert [cookie.split("=", 1)[0] for cookie in cookies] == ["cart", "_epik"]
+    assert [cookie.split("=", 1)[0] for cookie in cookies] == ["cart", "_epik", "_psid"]  # the first event mints
     assert cookies[1] == "_epik=landing; Max-Age=34560000; Path=/; SameSite=Lax"
 
 

@@ -154,8 +154,8 @@ def test_forged_signed_cookies_are_refused(http: httpx.Client, web: WebProcess) 
         sent = [e for e in queued(web.redis_url) if e["event_id"] == body["message_id"]]
         assert sent, response.text
         assert "em" not in sent[0]["user_data"], "a forged _psu cookie lent the event a match key"
-    landing = http.get("/", headers={"sec-fetch-dest": "document", "cookie": f"_psid={forged_device}"})
-    minted = [c for c in landing.headers.get_list("set-cookie") if c.startswith("_psid=")]
+    answer = http.post("/_ps/e", json=event(), headers={"cookie": f"_psid={forged_device}"})
+    minted = [c for c in answer.headers.get_list("set-cookie") if c.startswith("_psid=")]
     assert minted and forged_device not in minted[0], "a forged device id was kept instead of replaced"
 
 

@@ -23,6 +23,7 @@ from pinsignal.config import Config
 from pinsignal.consent import ConsentPolicy
 from pinsignal.cookies import (
     DEVICE_COOKIE,
+    DEVICE_RENEW_AFTER,
     EPIK_COOKIE,
     IDENTITY_COOKIE,
     CookieDomain,
@@ -200,7 +201,16 @@ class Intake:
                 outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
             await self.sink.incr("dropped_bot", len(raws))
             return outcome
-        device_id, _ = self.devices.read(visitor.cookies.get(DEVICE_COOKIE))
+        device_id, age = self.devices.read(visitor.cookies.get(DEVICE_COOKIE))
+        if (device_id is None or age > DEVICE_RENEW_AFTER) and \
+                self.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) == "granted":
+            # The visitor's first event mints the device id (page loads do not); a returning
+            # visitor's is signed again once a week, so the cookie rolls for 400 days.
+            if device_id is None:
+                device_id, signed = self.devices.mint()
+            else:
+                signed = self.devices.sign(device_id)
+            outcome.cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
         remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
         pending: list[tuple[int, str, dict[str, Any]]] = []
