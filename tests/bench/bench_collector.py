@@ -29,12 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import ROOT, WRK, interleaved, load, median, run_uvicorn, server
 
+from pinsignal.cookies import DeviceIds
+
 HERE = Path(__file__).resolve()
 SECRET = "bench-secret-0123456789abcdef"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 HEADERS = {"Content-Type": "text/plain;charset=UTF-8", "Sec-Fetch-Site": "same-origin", "User-Agent": BROWSER,
            "Referer": "https://shop.example/checkout?epik=dj0yJnU9Zm9vJm49YmFy",
-           "Cookie": "_epik=dj0yJnU9Zm9vJm49YmFy"}
+           # A browser that has posted before: its device cookie, signed now (so not due for renewal).
+           "Cookie": "_epik=dj0yJnU9Zm9vJm49YmFy; _psid=" + DeviceIds(SECRET).sign("0123456789abcdef" * 2)}
 ACCOUNT = "549755885175"
 
 
