@@ -172,7 +172,7 @@ def main() -> int:
 
 
 _notes = {"basehttp": "(scale: ~0.2 in the reference)",
-          "bare+cookies": "(the bare app sending the same two Set-Cookie headers)"}
+          "bare+cookies": "(the bare app sending the same Set-Cookie header itself)"}
 
 
 def wall_clock(args: argparse.Namespace) -> None:
