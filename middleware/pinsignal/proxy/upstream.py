@@ -474,7 +474,11 @@ class UpstreamPool:
                     connection = await self._connect()
                 connection.begin(head_only)
                 try:
-                    if body is None:
+                    if body is not None or self._active == 1:
+                        # Alone in flight, there is nothing to batch with: waiting for the next
+                        # round of the event loop would only cost one (a few thousand instructions).
+                        connection.transport.write(head)
+                    else:
                         # Heads are written together once this round of the event loop is done:
                         # the upstream then wakes once for a batch of requests instead of once per
                         # request, which costs it (and so the proxy's throughput) much less.
@@ -482,8 +486,6 @@ class UpstreamPool:
                         if not pending:
                             loop.call_soon(self._flush)
                         pending.append((connection, head))
-                    else:
-                        connection.transport.write(head)
                     if body is not None:
                         await connection.send_body(body, chunked)
                     while not connection.ready:
