@@ -91,12 +91,6 @@ class RequestHook:
         """Whether the response has started: too late for another cookie."""
         return self.scope.get(COOKIES_KEY) is SENT
 
-    @property
-    def cookies(self) -> list[str]:
-        """The ``Set-Cookie`` values this request's response will carry (a copy)."""
-        pending = self.scope.get(COOKIES_KEY)
-        return [value.decode("latin-1") for _, value in pending] if isinstance(pending, list) else []
-
     def visitor(self) -> Visitor:
         """The request's :class:`Visitor`, read once per request."""
         visitor = self.scope.get(_VISITOR_KEY)

@@ -60,7 +60,6 @@ _PLAIN_EPIK = re.compile(rb"[\x21\x23\x24\x27-\x2A\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1
 # exactly when every byte of ``raw`` is plain (what the usual landing's one value is).
 _PLAIN_EPIK_BYTES = bytes(byte for byte in range(256) if _PLAIN_EPIK.fullmatch(bytes([byte])))
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_FROM_URLSAFE = str.maketrans("-_", "+/")
 _HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 _DOMAIN_CACHE_LIMIT = 4096
 _SHA1_BLOCK = 64
@@ -233,36 +232,18 @@ class DeviceIds:
         current = time.time() if now is None else now
         return value.decode("ascii"), max(0.0, current - signed_at)
 
-    def fresh(self, raw: str, *, now: float | None = None) -> bool:
-        """Whether ``raw`` was signed less than a week ago, by its time stamp alone (not verified).
+    def renewal(self, raw: str | None) -> tuple[str, str | None]:
+        """The device id for a request carrying ``raw``, and the signed ``_psid`` value to set.
 
-        For page loads, which only need to know whether a renewal is due: a forged value passes
-        here and is replaced wherever the id is used, since :meth:`read` verifies it.
+        A missing or forged value gets a new id; a valid one keeps its id and is signed again when
+        its signature is over a week old. The value is ``None`` when the cookie can stay as it is.
         """
-        first = raw.find(".")
-        last = raw.rfind(".")
-        if first < 0 or last == first:
-            return False
-        stamp = raw[first + 1:last]
-        try:
-            padded = stamp.translate(_FROM_URLSAFE) + "=" * (-len(stamp) % 4)
-            signed_at = int.from_bytes(binascii.a2b_base64(padded))
-        except (binascii.Error, ValueError):
-            return False
-        current = time.time() if now is None else now
-        return current - signed_at <= DEVICE_RENEW_AFTER
-
-    def renewal(self, raw: str | None) -> str | None:
-        """The signed ``_psid`` value to set for a request carrying ``raw``: a new id for a missing or
-        forged one, the same id signed again when its signature is over a week old, else ``None``."""
-        if not raw:
-            return self.sign(os.urandom(16).hex())
         device_id, age = self.read(raw)
         if device_id is None:
-            return self.sign(os.urandom(16).hex())
+            return self.mint()
         if age > DEVICE_RENEW_AFTER:
-            return self.sign(device_id)
-        return None
+            return device_id, self.sign(device_id)
+        return device_id, None
 
     def mint(self) -> tuple[str, str]:
         """A fresh device id and its signed cookie value."""

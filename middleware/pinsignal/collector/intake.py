@@ -23,7 +23,6 @@ from pinsignal.config import Config
 from pinsignal.consent import ConsentPolicy
 from pinsignal.cookies import (
     DEVICE_COOKIE,
-    DEVICE_RENEW_AFTER,
     EPIK_COOKIE,
     IDENTITY_COOKIE,
     CookieDomain,
@@ -190,8 +189,8 @@ class Intake:
     def device_cookie(self, raw: str | None, *, secure: bool, host: bytes | None) -> str | None:
         """The ``_psid`` to set for a request carrying ``raw``: a new id for a missing or forged one,
         the same id signed again when its signature is over a week old, else ``None``."""
-        value = self.devices.renewal(raw)
-        return None if value is None else self.cookies.device(value, secure=secure, host=host)
+        _, signed = self.devices.renewal(raw)
+        return None if signed is None else self.cookies.device(signed, secure=secure, host=host)
 
     async def accept(self, raws: Sequence[object], visitor: Visitor, *, received_at: float) -> Outcome:
         """Process a batch of raw events from one request; raises whatever the sink raises."""
@@ -201,16 +200,16 @@ class Intake:
                 outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
             await self.sink.incr("dropped_bot", len(raws))
             return outcome
-        device_id, age = self.devices.read(visitor.cookies.get(DEVICE_COOKIE))
-        if (device_id is None or age > DEVICE_RENEW_AFTER) and \
-                self.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) == "granted":
+        raw_device = visitor.cookies.get(DEVICE_COOKIE)
+        device_id: str | None
+        if self.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) == "granted":
             # The visitor's first event mints the device id (page loads do not); a returning
             # visitor's is signed again once a week, so the cookie rolls for 400 days.
-            if device_id is None:
-                device_id, signed = self.devices.mint()
-            else:
-                signed = self.devices.sign(device_id)
-            outcome.cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
+            device_id, signed = self.devices.renewal(raw_device)
+            if signed is not None:
+                outcome.cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
+        else:
+            device_id, _ = self.devices.read(raw_device)
         remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
         pending: list[tuple[int, str, dict[str, Any]]] = []
