@@ -201,4 +201,4 @@ def test_the_short_request_head_path_writes_what_the_full_one_does(headers, inje
         for scheme in ("http", "https"):
             scope = {"type": "http", "method": "POST", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1",
                      "headers": headers, "client": client, "scheme": scheme}
-            assert forwarder._head(scope, "POST", inject) == forwarder._head_in_full(scope, "POST", inject)
+            assert forwarder.request_head(scope, "POST", inject) == forwarder._head_in_full(scope, "POST", inject)

@@ -37,7 +37,7 @@ from .pageviews import Handoff, PageviewPolicy, page_event
 from .settings import ProxySettings
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
-__all__ = ["ClientDisconnected", "Forwarder"]
+__all__ = ["IDEMPOTENT", "ClientDisconnected", "Forwarder", "error_answer"]
 
 logger = logging.getLogger("pinsignal.proxy")
 
@@ -45,7 +45,7 @@ logger = logging.getLogger("pinsignal.proxy")
 # this much upstream reading, and small pages skip the cost of a second task.
 _WATCH_ABOVE = 256 * 1024
 # Safe to send twice (RFC 9110 section 9.2.2): only these are retried on a pooled connection found dead.
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # Decided on, not passed on as they come: Content-Length is re-added after the others.
 _SPECIAL = REQUEST_SPECIAL | {b"content-length"}
 _SPECIAL_IDENTITY = _SPECIAL | {b"accept-encoding"}
@@ -55,6 +55,10 @@ _ERROR_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title></head>"
     "<body><h1>{status} {title}</h1><p>{text}</p></body></html>"
 )
+_ERROR_TEXT = {
+    502: ("Bad Gateway", "The site cannot be reached right now. Please try again."),
+    504: ("Gateway Timeout", "The site did not answer in time. Please try again."),
+}
 
 
 class ClientDisconnected(Exception):
@@ -95,25 +99,32 @@ class Forwarder:
         self._script_src = script_src or f"{settings.collector_prefix}/c.js"
         self._failures = _FailureLog(settings.upstream)
 
+    @property
+    def pool(self) -> UpstreamPool:
+        return self._pool
+
+    def failed(self, exc: UpstreamError) -> int:
+        """Log an upstream failure (rate-limited) and say which error page answers it: 504 or 502."""
+        if isinstance(exc, UpstreamTimeout):
+            self._failures.report("timed out", exc)
+            return 504
+        self._failures.report("failed", exc)
+        return 502
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         method: str = scope["method"]
         pageview = self._policy.pageview_id(scope) if self._policy is not None else None
         # A page that will be edited must come uncompressed (or at least in gzip/deflate).
         identity = self._inject and (pageview is not None or _looks_like_navigation(scope))
-        head, has_body, chunked = self._head(scope, method, identity)
+        head, has_body, chunked = self.request_head(scope, method, identity)
         try:
             response = await self._pool.request(head, _request_body(receive) if has_body else None,
-                                                chunked=chunked, retry=method in _IDEMPOTENT,
+                                                chunked=chunked, retry=method in IDEMPOTENT,
                                                 head_only=method == "HEAD")
         except ClientDisconnected:
             return
-        except UpstreamTimeout as exc:
-            self._failures.report("timed out", exc)
-            await _error_page(send, 504, "Gateway Timeout", "The site did not answer in time. Please try again.")
-            return
         except UpstreamError as exc:
-            self._failures.report("failed", exc)
-            await _error_page(send, 502, "Bad Gateway", "The site cannot be reached right now. Please try again.")
+            await _error_page(send, self.failed(exc))
             return
         if response.status in (204, 304):
             # Never a body, but a 304 may state the page's length: the server in front would then
@@ -131,7 +142,7 @@ class Forwarder:
         finally:
             response.close()
 
-    def _head(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
+    def request_head(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
         """The request head for the upstream, whether a body follows, and whether it goes chunked.
 
         This runs for every request, so the usual case (no forwarding headers, no hop-by-hop ones
@@ -377,9 +388,15 @@ async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def _error_page(send: Send, status: int, title: str, text: str) -> None:
+def error_answer(status: int) -> tuple[RawHeaders, bytes]:
+    """Headers and body of the proxy's own ``502``/``504`` page."""
+    title, text = _ERROR_TEXT[status]
     body = _ERROR_PAGE.format(status=status, title=title, text=text).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store")]})
+    return [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store")], body
+
+
+async def _error_page(send: Send, status: int) -> None:
+    headers, body = error_answer(status)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})

@@ -34,14 +34,14 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator
-from typing import cast
+from typing import Protocol, cast
 from urllib.parse import urlsplit
 
 import httptools
 
 __all__ = [
     "UpstreamClosed", "UpstreamConnectError", "UpstreamError", "UpstreamPool", "UpstreamProtocolError",
-    "UpstreamResponse", "UpstreamTimeout",
+    "Relay", "UpstreamResponse", "UpstreamTimeout",
 ]
 
 # Reading from the upstream stops while this much body waits to be sent on, and resumes below the
@@ -86,7 +86,7 @@ class _Connection(asyncio.Protocol):
         "_pool", "_loop", "transport", "closed", "idle_since", "_parser", "_waiter", "_drain_waiter",
         "_write_paused", "_read_paused", "deadline", "chunks", "status", "headers", "hop_by_hop", "head_done",
         "ready", "complete", "keep_alive", "answered", "error", "buffered", "reusable", "_head_only",
-        "_informational", "_framed", "_collect", "_head_size", "_spare",
+        "_informational", "_framed", "_collect", "_head_size", "_spare", "relay",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -105,6 +105,9 @@ class _Connection(asyncio.Protocol):
         # The parser of the last exchange when it ended at a message boundary, for the next one:
         # making a parser costs more than the rest of ``begin``.
         self._spare: httptools.HttpResponseParser | None = None
+        # The server-side fast lane's exchange while it relays this connection's answer itself
+        # (``fastlane.py``); ``None`` for answers read through ``UpstreamResponse``.
+        self.relay: Relay | None = None
         self.begin(False)
         self._parser = None
 
@@ -137,7 +140,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
-        if self._waiter is not None:
+        if self._waiter is not None or self.relay is not None:
             self.deadline = self._loop.time() + self._pool.timeout  # bytes came: the wait starts over
         parser = self._parser
         if parser is None or self.complete:
@@ -158,6 +161,10 @@ class _Connection(asyncio.Protocol):
             self._head_size += len(data)
             if self._head_size > _HEAD_LIMIT:
                 self._abort(UpstreamProtocolError("The upstream sent response headers over 64 KiB."))
+                return
+        relay = self.relay
+        if relay is not None:
+            relay.flush()  # once per segment: what it brought goes to the visitor in one write
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -175,6 +182,9 @@ class _Connection(asyncio.Protocol):
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
+        relay = self.relay
+        if relay is not None:
+            relay.flush()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -279,8 +289,15 @@ class _Connection(asyncio.Protocol):
             self.error = error
         self.close()
         self._wake()
+        relay = self.relay
+        if relay is not None:
+            relay.flush()
 
     def _time_out(self) -> None:
+        relay = self.relay
+        if relay is not None:
+            relay.timed_out()
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(UpstreamTimeout("The upstream did not send anything within the timeout."))
@@ -347,6 +364,16 @@ class _Connection(asyncio.Protocol):
                 transport.abort()  # unsent bytes (an upload nobody reads) would hold a closed transport open
             else:
                 transport.close()
+
+
+class Relay(Protocol):
+    """Takes over a connection's answer as it arrives, instead of ``UpstreamResponse`` (the fast lane)."""
+
+    def flush(self) -> None:
+        """New state on the connection: head, body bytes, the end, an error, or the close."""
+
+    def timed_out(self) -> None:
+        """The connection's deadline passed with nothing from the upstream."""
 
 
 class UpstreamResponse:
@@ -462,30 +489,13 @@ class UpstreamPool:
             while True:
                 connection = None
                 if not fresh:
-                    idle, now = self._idle, loop.time()
-                    while idle:
-                        connection = idle.pop()
-                        if not connection.closed and now - connection.idle_since < self._expiry:
-                            break
-                        connection.close()
-                        connection = None
+                    connection = self.pop_idle()
                 reused = connection is not None
                 if connection is None:
                     connection = await self._connect()
                 connection.begin(head_only)
                 try:
-                    if body is not None or self._active == 1:
-                        # Alone in flight, there is nothing to batch with: waiting for the next
-                        # round of the event loop would only cost one (a few thousand instructions).
-                        connection.transport.write(head)
-                    else:
-                        # Heads are written together once this round of the event loop is done:
-                        # the upstream then wakes once for a batch of requests instead of once per
-                        # request, which costs it (and so the proxy's throughput) much less.
-                        pending = self._pending
-                        if not pending:
-                            loop.call_soon(self._flush)
-                        pending.append((connection, head))
+                    self.write_head(connection, head, at_once=body is not None)
                     if body is not None:
                         await connection.send_body(body, chunked)
                     while not connection.ready:
@@ -520,6 +530,53 @@ class UpstreamPool:
         except BaseException:
             self._release_slot()
             raise
+
+    def try_slot(self) -> bool:
+        """Take a connection slot if one is free at once (no waiting in line); the fast lane's way in.
+
+        The holder gives it back with ``_release`` (with the connection) or ``_release_slot``.
+        """
+        if self._closed or self._active >= self._max_connections or self._waiters:
+            return False
+        self._active += 1
+        return True
+
+    def pop_idle(self) -> _Connection | None:
+        """The most recently used idle connection still open and within its expiry, or ``None``."""
+        idle, now = self._idle, self._loop.time()
+        while idle:
+            connection = idle.pop()
+            if not connection.closed and now - connection.idle_since < self._expiry:
+                return connection
+            connection.close()
+        return None
+
+    def write_head(self, connection: _Connection, head: bytes, *, at_once: bool = False) -> None:
+        """Write a request head now, or with the others of this event loop round."""
+        if at_once or self._active == 1:
+            # Alone in flight, there is nothing to batch with: waiting for the next
+            # round of the event loop would only cost one (a few thousand instructions).
+            connection.transport.write(head)
+        else:
+            # Heads are written together once this round of the event loop is done:
+            # the upstream then wakes once for a batch of requests instead of once per
+            # request, which costs it (and so the proxy's throughput) much less.
+            pending = self._pending
+            if not pending:
+                self._loop.call_soon(self._flush)
+            pending.append((connection, head))
+
+    def watch(self, connection: _Connection) -> None:
+        """Start the timeout clock on ``connection`` (the sweep ends it past ``timeout``)."""
+        connection.deadline = self._loop.time() + self.timeout
+        self._waiting.add(connection)
+        if self._sweeper is None:
+            self._start_sweeping()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use ``loop`` (the fast lane starts before any ``request`` has set it)."""
+        if not hasattr(self, "_loop"):
+            self._loop = loop
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop) -> None:
         waiter: asyncio.Future[None] = loop.create_future()

@@ -1,0 +1,121 @@
+"""``ProxyHttpProtocol``: uvicorn's httptools protocol, with the proxy's fast lane (``fastlane.py``).
+
+    uvicorn.run(create_app(settings), http=ProxyHttpProtocol, server_header=False, date_header=False,
+                proxy_headers=False)
+
+``pinsignal proxy`` serves with it. A request the middleware provably does nothing to is relayed
+to the upstream by the lane, straight from the parser's callbacks; every other request, and every
+request of a server running anything but the proxy, goes through uvicorn's own code unchanged.
+uvicorn's bookkeeping stays as it is: the keep-alive timer, pipelined requests waiting their turn,
+graceful shut-down, flow control.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, cast
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from .fastlane import FastLane, _Exchange, fast_lane_of
+
+__all__ = ["ProxyHttpProtocol"]
+
+# Request headers that send a request the ASGI way: a body, a 100-continue, an upgrade.
+_WATCHED = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+
+
+class ProxyHttpProtocol(HttpToolsProtocol):
+    """HTTP/1.1 for the visitors, with plain pass-through requests relayed without ASGI."""
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        # The access log and a root path are written by uvicorn's request cycle: no lane with them.
+        lane = None if self.access_log or self.root_path else fast_lane_of(self.app)
+        self._lane: FastLane | None = lane if lane is not None and lane.enabled else None
+        self._fast: _Exchange | None = None  # the fast lane's exchange in flight on this connection
+        self._asgi_only = False  # this request has a header that sends it the ASGI way
+
+    # Parser callbacks
+
+    def on_message_begin(self) -> None:
+        # The scope is built in on_headers_complete, and only for requests that need one.
+        self.url = b""
+        self.expect_100_continue = False
+        self.headers = []
+        self._asgi_only = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name in _WATCHED:
+            if name == b"expect" and value.lower() == b"100-continue":
+                self.expect_100_continue = True
+            if name != b"content-length" or value != b"0":
+                self._asgi_only = True
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        lane = self._lane
+        if lane is not None and not self._asgi_only and (self.cycle is None or self.cycle.response_complete):
+            parser = self.parser
+            if parser.get_http_version() == "1.1":
+                exchange = lane.exchange(self, parser.get_method(), self.url, self.headers,
+                                         parser.should_keep_alive())
+                if exchange is not None:
+                    self.cycle = cast(Any, exchange)  # stands in for uvicorn's cycle (shutdown, pipelining)
+                    self._fast = exchange
+                    exchange.start()
+                    return
+        self.scope = {  # type: ignore[typeddict-item]
+            "type": "http",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+            "http_version": "1.1",
+            "server": self.server,
+            "client": self.client,
+            "scheme": self.scheme,  # type: ignore[typeddict-item]
+            "root_path": self.root_path,
+            "headers": self.headers,
+            "state": self.app_state.copy(),
+        }
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not isinstance(self.cycle, _Exchange):  # a fast-lane request has no body
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not isinstance(self.cycle, _Exchange):
+            super().on_message_complete()
+
+    # The fast lane's exchange
+
+    def fast_done(self, exchange: _Exchange) -> None:
+        """The exchange's answer is written, or given up (its connection then closed)."""
+        if self._fast is exchange:
+            self._fast = None
+        if not exchange.keep_alive or not exchange.response_complete:
+            self.transport.close()
+        self.on_response_complete()
+
+    # Connection events
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        fast, self._fast = self._fast, None
+        if fast is not None:
+            fast.abandon()
+        if isinstance(self.cycle, _Exchange):
+            self.cycle = None  # type: ignore[assignment]  # uvicorn would mark it disconnected
+        super().connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._fast is not None:
+            self._fast.pause()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._fast is not None:
+            self._fast.resume()
