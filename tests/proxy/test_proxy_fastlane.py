@@ -207,6 +207,14 @@ def test_head_and_connection_close(proxies, lane_starts) -> None:
     assert len(lane_starts) == 2
 
 
+@pytest.mark.parametrize("extra", ["", "Connection: keep-alive\r\n", "Connection: close\r\n"])
+def test_http10_visitors_get_what_uvicorn_gives_them(proxies, lane_starts, extra: str) -> None:
+    pair = proxies()
+    answer = both(pair, b"GET /chunked HTTP/1.0\r\nHost: shop.example\r\n" + extra.encode() + b"\r\n")
+    assert b"connection: close\r\n" in answer  # uvicorn keeps no HTTP/1.0 connection open
+    assert lane_starts
+
+
 def test_pipelined_requests_mix_both_paths_in_order(proxies, raw_upstream, lane_starts) -> None:
     pair = proxies()
     upload = b"POST /length HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 3\r\n\r\nabc"

@@ -24,7 +24,7 @@ from .fastlane import FastLane, _Exchange, fast_lane_of
 __all__ = ["ProxyHttpProtocol"]
 
 # Request headers that send a request the ASGI way: a body, a 100-continue, an upgrade.
-_WATCHED = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
+_ASGI_ONLY = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
 
 
 class ProxyHttpProtocol(HttpToolsProtocol):
@@ -38,6 +38,7 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self._lane: FastLane | None = lane if lane is not None and lane.enabled else None
         self._fast: _Exchange | None = None  # the fast lane's exchange in flight on this connection
         self._asgi_only = False  # this request has a header that sends it the ASGI way
+        self._connection_header = False  # this request has a Connection header
 
     # Parser callbacks
 
@@ -47,28 +48,34 @@ class ProxyHttpProtocol(HttpToolsProtocol):
         self.expect_100_continue = False
         self.headers = []
         self._asgi_only = False
+        self._connection_header = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
-        if name in _WATCHED:
+        if name in _ASGI_ONLY:
             if name == b"expect" and value.lower() == b"100-continue":
                 self.expect_100_continue = True
             if name != b"content-length" or value != b"0":
                 self._asgi_only = True
+        elif name == b"connection":
+            self._connection_header = True
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         lane = self._lane
         if lane is not None and not self._asgi_only and (self.cycle is None or self.cycle.response_complete):
             parser = self.parser
-            if parser.get_http_version() == "1.1":
-                exchange = lane.exchange(self, parser.get_method(), self.url, self.headers,
-                                         parser.should_keep_alive())
-                if exchange is not None:
-                    self.cycle = cast(Any, exchange)  # stands in for uvicorn's cycle (shutdown, pipelining)
-                    self._fast = exchange
-                    exchange.start()
-                    return
+            keep_alive = parser.should_keep_alive()
+            if keep_alive and self._connection_header:
+                # uvicorn closes HTTP/1.0 connections even when asked to keep them; the version is
+                # only asked for then (``get_http_version`` formats a string each time).
+                keep_alive = parser.get_http_version() != "1.0"
+            exchange = lane.exchange(self, parser.get_method(), self.url, self.headers, keep_alive)
+            if exchange is not None:
+                self.cycle = cast(Any, exchange)  # stands in for uvicorn's cycle (shutdown, pipelining)
+                self._fast = exchange
+                exchange.start()
+                return
         self.scope = {  # type: ignore[typeddict-item]
             "type": "http",
             "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
