@@ -54,6 +54,7 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         buffer = b""
+        served = 0
         while True:
             while b"\r\n\r\n" not in buffer:
                 data = sock.recv(65536)
@@ -70,8 +71,11 @@ class Handler(socketserver.BaseRequestHandler):
                     head += b"\r\n\r\n" + buffer[:size]
                     buffer = buffer[size:]
             self.server.heads.append(head)  # type: ignore[attr-defined]
+            served += 1
             method, path = head.split(b" ")[:2]
             path = path.split(b"?")[0]
+            if path == b"/drop-next" and served > 1:
+                return  # a kept-alive connection the server drops just as the next request arrives
             if path == b"/hang":
                 time.sleep(2)
                 return
@@ -227,6 +231,17 @@ def test_pipelined_requests_mix_both_paths_in_order(proxies, raw_upstream, lane_
     assert raw_upstream.heads[:half] == raw_upstream.heads[half:]
     assert b"POST /length HTTP/1.1" in raw_upstream.heads[2] and raw_upstream.heads[2].endswith(b"abc")
     assert lane_starts  # the first request at least; those behind another one wait in uvicorn's line
+
+
+def test_a_pooled_connection_dropped_by_the_upstream_is_retried_once_when_safe(proxies, lane_starts) -> None:
+    pair = proxies()
+    for server in pair:  # a first answer leaves a pooled connection behind, in each proxy
+        assert raw_exchange(server.port, get("/length"), 1).endswith(b"hello world")
+    assert both(pair, get("/drop-next")).endswith(b"\r\n\r\nok")  # retried on a fresh connection
+    # Not safe to send twice: the upstream may have acted on it, so the visitor gets the 502.
+    answer = both(pair, b"POST /drop-next HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert len(lane_starts) == 3
 
 
 def test_keep_alive_requests_one_after_another_reuse_one_upstream_connection(proxies, lane_starts) -> None:
