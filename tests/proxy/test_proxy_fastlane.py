@@ -312,6 +312,23 @@ def test_the_lane_only_runs_the_proxy_and_leaves_edited_answers_to_asgi(upstream
     assert fast_lane_of(other) is None
 
 
+def test_behind_the_middleware_a_plain_request_gets_what_the_asgi_path_gives(raw_upstream, lane_starts) -> None:
+    """The lane assumes the middleware leaves plain requests alone; should it ever add something to
+    them (a header, a cookie), this fails and the lane must learn to do the same."""
+    url = f"http://127.0.0.1:{raw_upstream.server_address[1]}"
+
+    def fronted() -> Any:
+        return create_app(ProxySettings(upstream=url), config=Config(secret="proxy-test-secret-0123456789"),
+                          sink=MemorySink())
+
+    with ServerThread(fronted(), **PROXY_SERVER_OPTIONS) as fast, \
+            ServerThread(fronted(), **ASGI_SERVER_OPTIONS) as asgi:
+        for request in (get("/cookies"), get("/chunked", extra="Cookie: _epik=x; _psid=y\r\n"),
+                        get("/length?utm_source=pinterest")):
+            both((fast, asgi), request)
+    assert len(lane_starts) == 3
+
+
 EPIK = "dj0yJnU9NTZ6eVhBd0Q2aG4xNm5GX0dQN0Z3TkZ3cGx6OTNJdk8mcD0yJm09MSZ0PUFBQUFBR1l4b0lr"
 
 
