@@ -77,6 +77,7 @@ _TOP_LEVEL = {
     "sent_at": "sent_at", "sentAt": "sent_at",
     "properties": "properties", "traits": "traits", "context": "context",
 }
+_CANONICAL = frozenset(key for key, name in _TOP_LEVEL.items() if key == name)
 # Sent by Segment libraries; meaningless here, so dropped without a word.
 _IGNORED = frozenset({
     "integrations", "writeKey", "write_key", "_metadata", "version", "channel", "receivedAt", "received_at",
@@ -89,7 +90,6 @@ _PROPERTY_KINDS = {
     **dict.fromkeys(("revenue", "value", "total", "subtotal", "price", "tax", "shipping", "discount"), "a number"),
     **dict.fromkeys(("quantity", "position"), "an integer"),
 }
-_PRODUCT_KINDS = (("price", "a number"), ("quantity", "an integer"), ("position", "an integer"))
 _NUMERIC_TEXT = re.compile(r"\s*-?(\d+(\.\d*)?|\.\d+)\s*")
 _INTEGER_TEXT = re.compile(r"\s*-?\d+\s*")
 _SNAKE = re.compile(r"[a-z0-9_]+")
@@ -99,11 +99,15 @@ _EPOCH_MS = 10**11
 _YEAR_MIN, _YEAR_MAX = 1970, 9000
 
 
-def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] | None = None) -> dict[str, Any]:
+def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] | None = None,
+                   decoded: bool = False) -> dict[str, Any]:
     """Check untrusted ``raw`` and return the canonical envelope; raise :class:`EnvelopeError`.
 
     ``context`` replaces the event's own (the collector passes its copy with the server's fields),
-    so the event is not copied once more for it.
+    so the event is not copied once more for it. ``decoded=True`` says that ``raw`` and ``context``
+    hold only what JSON decoding gives (string keys; strings, finite numbers, booleans, null,
+    lists and dicts): the size bounds are then tested without the type tests JSON makes moot.
+    The limits and the reasons are the same either way.
 
     >>> parse_envelope({"type": "track", "event": "Order Completed", "messageId": "m1",
     ...                 "timestamp": "2026-11-29T12:00:00Z"}, received_at=0)["event"]
@@ -112,14 +116,20 @@ def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] |
     if type(raw) is not dict:
         raise EnvelopeError([f"the event must be a JSON object, got {_show(raw)}"])
     reasons: list[str] = []
-    out: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = _TOP_LEVEL.get(key) if type(key) is str else None
-        if name is None:
-            if key not in _IGNORED:
-                _unknown_key(key, reasons)
-        elif name not in out or key == name:
-            out[name] = value
+    out: dict[str, Any]
+    if raw.keys() <= _CANONICAL:
+        # Every key is already its canonical name (what the browser script sends): the loop below
+        # would copy each one as it is, in the same order.
+        out = dict(raw)
+    else:
+        out = {}
+        for key, value in raw.items():
+            name = _TOP_LEVEL.get(key) if type(key) is str else None
+            if name is None:
+                if key not in _IGNORED:
+                    _unknown_key(key, reasons)
+            elif name not in out or key == name:
+                out[name] = value
     if context is not None:
         out["context"] = context
     kind = out.get("type")
@@ -140,7 +150,7 @@ def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] |
             out[key] = {}
         elif type(value) is not dict:
             reasons.append(f"{key}: expected an object, got {_show(value)}")
-        elif not _fits(value, 2):
+        elif not (_fits_decoded(value, 2) if decoded else _fits(value, 2)):
             _walk(value, key, 2, reasons)
     context = out.get("context")
     if not out["traits"] and type(context) is dict and type(context.get("traits")) is dict:
@@ -243,7 +253,13 @@ def _check_names(out: dict[str, Any], kind: object, reasons: list[str]) -> None:
         elif len(event) > MAX_ID:
             reasons.append(f"event: longer than {MAX_ID} characters ({len(event)})")
         else:
-            out["event"] = snake_event_name(event)
+            snake = _SNAKE_NAMES.get(event)
+            if snake is None:
+                snake = snake_event_name(event)
+                if len(_SNAKE_NAMES) >= 1024:
+                    _SNAKE_NAMES.clear()
+                _SNAKE_NAMES[event] = snake
+            out["event"] = snake
     else:
         out.pop("event", None)
     if kind == "page":
@@ -254,6 +270,10 @@ def _check_names(out: dict[str, Any], kind: object, reasons: list[str]) -> None:
     else:
         out.pop("name", None)
         out.pop("category", None)
+
+
+# A shop sends a handful of event names, over and over: each is put in snake_case once.
+_SNAKE_NAMES: dict[str, str] = {}
 
 
 def _check_id(out: dict[str, Any], key: str, reasons: list[str]) -> None:
@@ -305,6 +325,42 @@ def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
             if not _fits(item, depth + 1):
                 return False
         elif kind is not float or not _isfinite(item):
+            return False
+    return True
+
+
+def _fits_decoded(value: dict[str, Any] | list[Any], depth: int) -> bool:
+    """:func:`_fits` for data decoded from JSON, where only sizes and depth can be out of bounds.
+
+    JSON gives string keys, and orjson refuses ``NaN``, ``Infinity`` and numbers that overflow a
+    double, so what is left to test is depth, key and item counts and the lengths of keys and
+    strings. ``tests/middleware/test_events_fast_paths.py`` proves it agrees with :func:`_fits` on
+    decoded data.
+    """
+    if depth > MAX_DEPTH:
+        return False
+    item: Any
+    if type(value) is dict:
+        if len(value) > MAX_KEYS:
+            return False
+        for key, item in value.items():
+            if len(key) > MAX_ID:
+                return False
+            kind = type(item)
+            if kind is str:
+                if len(item) > MAX_STRING:
+                    return False
+            elif (kind is dict or kind is list) and not _fits_decoded(item, depth + 1):
+                return False
+        return True
+    if len(value) > MAX_ITEMS:
+        return False
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            if len(item) > MAX_STRING:
+                return False
+        elif (kind is dict or kind is list) and not _fits_decoded(item, depth + 1):
             return False
     return True
 
@@ -368,10 +424,17 @@ def _check_properties(properties: dict[str, Any], reasons: list[str]) -> None:
         if type(product) is not dict:
             reasons.append(f"properties.products[{index}]: expected a product object, got {_show(product)}")
             continue
-        for key, wanted in _PRODUCT_KINDS:
-            value = product.get(key)
-            if value is not None and type(value) is not int and not _KIND_TESTS[wanted](value):
-                reasons.append(f"properties.products[{index}].{key}: expected {wanted}, got {_show(product[key])}")
+        # Written out for the three fields (price, quantity, position, in that order): a JSON
+        # int, or a float price, needs no call.
+        value = product.get("price")
+        if value is not None and type(value) is not int and type(value) is not float and not _is_number(value):
+            reasons.append(f"properties.products[{index}].price: expected a number, got {_show(value)}")
+        value = product.get("quantity")
+        if value is not None and type(value) is not int and not _is_integer(value):
+            reasons.append(f"properties.products[{index}].quantity: expected an integer, got {_show(value)}")
+        value = product.get("position")
+        if value is not None and type(value) is not int and not _is_integer(value):
+            reasons.append(f"properties.products[{index}].position: expected an integer, got {_show(value)}")
 
 
 def _is_number(value: Any) -> bool:

@@ -192,8 +192,13 @@ class Intake:
         _, signed = self.devices.renewal(raw)
         return None if signed is None else self.cookies.device(signed, secure=secure, host=host)
 
-    async def accept(self, raws: Sequence[object], visitor: Visitor, *, received_at: float) -> Outcome:
-        """Process a batch of raw events from one request; raises whatever the sink raises."""
+    async def accept(self, raws: Sequence[object], visitor: Visitor, *, received_at: float,
+                     decoded: bool = False) -> Outcome:
+        """Process a batch of raw events from one request; raises whatever the sink raises.
+
+        ``decoded=True``: the events come straight from JSON decoding (the collector's bodies), so
+        the envelope's size walk can leave out the type tests (see ``parse_envelope``).
+        """
         outcome = Outcome()
         if visitor.user_agent is not None and self.bots.is_bot(visitor.user_agent):
             for index, raw in enumerate(raws):
@@ -228,7 +233,8 @@ class Intake:
                 refused += 1
                 continue
             try:
-                envelope = parse_envelope(raw, received_at=received_at, context=_server_context(raw, visitor))
+                envelope = parse_envelope(raw, received_at=received_at, context=_server_context(raw, visitor),
+                                          decoded=decoded)
             except EnvelopeError as exc:
                 outcome.rejected.append(_rejection(index, raw, exc.reasons))
                 invalid += 1

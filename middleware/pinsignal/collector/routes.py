@@ -104,7 +104,7 @@ class Collector:
         raws = _unbatch(payload, default_type)
         await self._intake.open()
         try:
-            outcome = await self._intake.accept(raws, visitor, received_at=time.time())
+            outcome = await self._intake.accept(raws, visitor, received_at=time.time(), decoded=True)
         except Exception:
             logger.exception("could not queue %d event(s); answering 503", len(raws))
             raise _Refusal(503, "the event queue is unavailable; send the events again later",

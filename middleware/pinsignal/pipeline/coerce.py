@@ -113,7 +113,9 @@ def _currency(value: Any) -> Any:
 
 def _strings(value: Any) -> Any:
     if type(value) is list or type(value) is tuple:
-        return [text for text in (to_text(item) for item in value if item is not None) if text != ""]
+        # to_text keeps strings as they are: no call for them (product ids are strings).
+        return [text for item in value
+                if item is not None and (text := item if type(item) is str else to_text(item)) != ""]
     if value is None or value == "":
         return value
     return [to_text(value)]

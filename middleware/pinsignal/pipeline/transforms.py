@@ -176,6 +176,15 @@ def _sha256(ctx: BuildContext) -> Fn:
           params={"field": Param("string", "the (dotted) field to take from each item", required=True)})
 def _pluck(ctx: BuildContext) -> Fn:
     path = tuple(str(ctx.params["field"]).split("."))
+    if len(path) == 1:  # the usual "field: product_id": one lookup per item, no call
+        key = path[0]
+
+        def one(value: Any) -> Any:
+            items = value if type(value) is list else _as_list(value)
+            return [found for item in items
+                    if type(item) is dict and (found := item.get(key)) is not None and found != ""]
+
+        return one
 
     def fn(value: Any) -> Any:
         found = [_get(item, path) for item in _as_list(value)]
@@ -195,8 +204,15 @@ def _sum(ctx: BuildContext) -> Fn:
             numbers = [item.get(key) if type(item) is dict else None for item in _as_list(value)]
         else:
             numbers = [_get(item, path) if path else item for item in _as_list(value)]
-        if numbers and all(type(number) is int for number in numbers):
-            return sum(numbers)  # quantities: the common case, exact and quick
+        # Quantities, all integers: the common case, exact and quick (one loop, no generator).
+        count = 0
+        for number in numbers:
+            if type(number) is not int:
+                break
+            count += number
+        else:
+            if numbers:
+                return count
         # Decimal from each number's shortest repr: 14.99 + 10 is 24.99, not 24.990000000000002.
         total = Decimal(0)
         seen = False
@@ -260,33 +276,30 @@ def _contents(ctx: BuildContext) -> Fn:
     fields = dict(_PRODUCT_FIELDS)
     for key, sources in dict(ctx.params.get("fields") or {}).items():
         fields[str(key)] = tuple(str(source) for source in _as_list(sources))
-    convert: dict[str, Fn] = {"item_price": money_string, "quantity": _quantity}
-    # A field with one source (most of them) is one lookup, without the inner loop.
-    plan = [(name, sources[0] if len(sources) == 1 else sources, convert.get(name, to_text))
-            for name, sources in fields.items() if sources]
-
-    def fn(value: Any) -> Any:
-        items = []
-        for product in _as_list(value):
-            if type(product) is not dict:
-                continue
-            item = {}
-            get = product.get
-            for name, sources, to_type in plan:
-                if type(sources) is str:
-                    found = get(sources)
-                    if found is not None and found != "":
-                        item[name] = to_type(found)
-                    continue
-                for source in sources:
-                    found = get(source)
-                    if found is not None and found != "":
-                        item[name] = to_type(found)
-                        break
-            if item:
-                items.append(item)
-        return items
-
+    # Generated straight-line code per field, as codegen.py does for steps: names and keys enter
+    # it only through repr() of plain strings. Strings (to_text) and integers (_quantity) are
+    # kept as they are without a call, which is what those conversions do with them.
+    convert: dict[str, tuple[str, Fn]] = {"item_price": ("", money_string), "quantity": ("int", _quantity)}
+    namespace: dict[str, Any] = {"_as_list": _as_list}
+    lines = ["def contents(value):", "    items = []",
+             "    for product in (value if type(value) is list else _as_list(value)):",
+             "        if type(product) is not dict:", "            continue",
+             "        item = {}", "        get = product.get"]
+    for index, (name, sources) in enumerate(fields.items()):
+        if not sources:
+            continue
+        kept, to_type = convert.get(name, ("str", to_text))
+        namespace[f"c{index}"] = to_type
+        lines.append(f"        found = get({sources[0]!r})")
+        for depth, source in enumerate(sources[1:]):
+            lines.append("    " * (depth + 2) + "if not (found is not None and found != ''):")
+            lines.append("    " * (depth + 3) + f"found = get({source!r})")
+        lines.append("        if found is not None and found != '':")
+        value = f"found if type(found) is {kept} else c{index}(found)" if kept else f"c{index}(found)"
+        lines.append(f"            item[{name!r}] = {value}")
+    lines += ["        if item:", "            items.append(item)", "    return items"]
+    exec(compile("\n".join(lines) + "\n", "<contents transform>", "exec"), namespace)  # fixed templates only
+    fn: Fn = namespace["contents"]
     return fn
 
 
