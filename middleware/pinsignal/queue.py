@@ -46,6 +46,7 @@ __all__ = [
     "EnqueueResult",
     "EventQueue",
     "account_of",
+    "encode_records",
     "entry_meta",
     "stream_key",
 ]
@@ -114,6 +115,35 @@ def entry_meta(event: dict[str, Any]) -> str:
     """What the worker needs without parsing the event: ``event_name|event_time|match-key mask``."""
     event_time = event.get("event_time")
     return f"{event['event_name']}|{event_time if type(event_time) is int else ''}|{match_key_mask(event)}"
+
+
+def encode_records(events: Sequence[dict[str, Any]], encode: Callable[[Any], bytes]) -> bytes:
+    """ARGV[3] of the enqueue script: per event ``<n>:<i>:<m>:<p>:`` then event_name, event_id,
+    :func:`entry_meta` and the JSON payload, in bytes; ``encode`` is what redis-py does to a value.
+
+    One call per round trip, with :func:`entry_meta` and ``match_key_mask`` written out in the
+    loop: they were most of the Python work per event (``tests/delivery/test_queue_records.py``
+    proves the records are those of the two functions).
+    """
+    dumps = orjson.dumps
+    parts: list[bytes] = []
+    for event in events:
+        # Pipelines write the name and id as strings: encoded inline, without a call for each.
+        name, event_id = event["event_name"], event["event_id"]
+        name_bytes = name.encode() if type(name) is str else encode(name)
+        id_bytes = event_id.encode() if type(event_id) is str else encode(event_id)
+        event_time = event.get("event_time")
+        user = event.get("user_data")
+        mask = 0
+        if isinstance(user, dict):
+            get = user.get
+            mask = (1 if get("em") else 0) | (2 if get("ph") else 0) | (4 if get("external_id") else 0) \
+                | (8 if get("click_id") else 0) | (16 if get("client_ip_address") and get("client_user_agent") else 0)
+        meta = f"{name}|{event_time if type(event_time) is int else ''}|{mask}".encode()
+        payload = dumps(event)
+        parts += (b"%d:%d:%d:%d:" % (len(name_bytes), len(id_bytes), len(meta), len(payload)),
+                  name_bytes, id_bytes, meta, payload)
+    return b"".join(parts)
 
 
 def stream_key(account: str) -> str:
@@ -204,19 +234,8 @@ class EventQueue:
                 item = self._pending.popleft()
                 chunk.append(item)
                 size += len(item.events)
-            encode = self._encode
-            dumps = orjson.dumps
-            parts: list[bytes] = []
-            for item in chunk:
-                for event in item.events:
-                    # Pipelines write both as strings: encoded inline, without a call for each.
-                    name, event_id = event["event_name"], event["event_id"]
-                    name = name.encode() if type(name) is str else encode(name)
-                    event_id = event_id.encode() if type(event_id) is str else encode(event_id)
-                    meta, payload = entry_meta(event).encode(), dumps(event)
-                    parts += (b"%d:%d:%d:%d:" % (len(name), len(event_id), len(meta), len(payload)),
-                              name, event_id, meta, payload)
-            args: list[Any] = [DEDUP_SECONDS, self._prefix, b"".join(parts)]
+            records = encode_records([event for item in chunk for event in item.events], self._encode)
+            args: list[Any] = [DEDUP_SECONDS, self._prefix, records]
             try:
                 flags = await self._script(keys=[self._stream, COUNTERS_KEY, STREAMS_KEY], args=args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
@@ -230,7 +249,9 @@ class EventQueue:
             for item in chunk:
                 result = EnqueueResult()
                 for event in item.events:
-                    (result.queued if flags[position] else result.duplicates).append(str(event["event_id"]))
+                    event_id = event["event_id"]
+                    (result.queued if flags[position] else result.duplicates).append(
+                        event_id if type(event_id) is str else str(event_id))
                     position += 1
                 if not item.future.done():
                     item.future.set_result(result)

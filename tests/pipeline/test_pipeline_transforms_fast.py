@@ -124,3 +124,40 @@ def test_contents_keys_are_data_not_code() -> None:
 @given(value=st.one_of(values, st.tuples(scalars, scalars)))
 def test_strings_coercion(value: Any) -> None:
     assert same(COERCERS["strings"](value), former_strings(value))
+
+
+@given(value=st.one_of(st.text(), st.integers(), st.booleans()))
+def test_kept_types_pass_their_coercion_unchanged(value: Any) -> None:
+    # Generated builds call a coercion in KEEPS only for values not of its kept type.
+    from pinsignal.pipeline.coerce import KEEPS
+
+    for coercer, kept in KEEPS.items():
+        if type(value) is kept:
+            assert coercer(value) is value
+
+
+def test_an_identity_enrichment_with_a_null_source_builds_without_it() -> None:
+    # Found by test_mutated_pipelines_agree: "source: null" gave the generator no source to read.
+    import textwrap
+
+    from pinsignal.pipeline import Engine, load_pipeline_text
+
+    text = textwrap.dedent("""\
+        name: t
+        trigger:
+          event: track
+        transform:
+          static:
+            - {target: event_name, value: lead}
+            - {target: action_source, value: web}
+          mapping:
+            - {source: timestamp, target: event_time, transform: unix_seconds}
+          dedup:
+            - {source: message_id, target: event_id}
+          enrichments:
+            - {type: identity, source: null, default: u-1}
+        """)
+    [produced] = Engine([load_pipeline_text(text)]).process({"type": "track", "user_id": "u-2"})
+    # No source: the user id is not read, and the default is written as for any step whose sources
+    # are all missing (as given: a default replaces the transforms' result).
+    assert produced.event["user_data"]["external_id"] == "u-1"

@@ -18,7 +18,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from pinsignal.pipeline.coerce import COERCERS
+from pinsignal.pipeline.coerce import COERCERS, KEEPS
 from pinsignal.pipeline.paths import getter
 from pinsignal.pipeline.produced import RequestContext
 from pinsignal.pipeline.spec import TARGETS, Enrichment, Pipeline, Step
@@ -111,12 +111,17 @@ class _Source:
 
     def mapped(self, step: Step | Enrichment) -> None:
         sources = step.sources
-        self.emit(1, f"v = {self.expression(sources[0])}")
+        # An identity enrichment given "source: null" has no source at all: nothing to read.
+        self.emit(1, f"v = {self.expression(sources[0])}" if sources else "v = None")
         for depth, path in enumerate(sources[1:], start=1):
             self.emit(depth, "if v is None or (not v and type(v) in C):")
             self.emit(depth + 1, f"v = {self.expression(path)}")
         typed = bool(step.transforms) and REGISTRY[step.transforms[-1].name].typed
-        coerce = None if typed else self.name("K", COERCERS[TARGETS[step.target]])
+        coercer = COERCERS[TARGETS[step.target]]
+        coerce = None if typed else self.name("K", coercer)
+        # A value already of the type its coercion keeps as it is (a string for a text field) is not
+        # passed to it: most values are, and a call is most of what a coercion costs.
+        kept = None if typed else KEEPS.get(coercer)
         fns = [self.name("F", build(call.name, BuildContext(call.params, step.target, self.default_country)))
                for call in step.transforms]
         if not step.has_default:
@@ -127,7 +132,12 @@ class _Source:
                 self.emit(indent + 1, f"v = {fn}(v)")
                 indent += 1
             self.emit(indent, f"if {_NONEMPTY}:")
-            if coerce is not None:
+            if kept is not None:
+                # v is not empty here; the coerced value is tested as before.
+                self.emit(indent + 1, f"if type(v) is {kept.__name__} or ((v := {coerce}(v)) is not None "
+                                      "and (v or type(v) not in C)):")
+                indent += 1
+            elif coerce is not None:
                 self.emit(indent + 1, f"v = {coerce}(v)")
                 indent += 1
                 self.emit(indent, f"if {_NONEMPTY}:")
@@ -140,7 +150,10 @@ class _Source:
         default = self.name("D", step.default)
         mutable = type(step.default) is list or type(step.default) is dict
         self.emit(2, f"v = deepcopy({default})" if mutable else f"v = {default}")
-        if coerce is not None:
+        if kept is not None:
+            self.emit(1, f"if type(v) is not {kept.__name__}:")
+            self.emit(2, f"v = {coerce}(v)")
+        elif coerce is not None:
             self.emit(1, f"v = {coerce}(v)")
         self.emit(1, f"if {_NONEMPTY}:")
         self.write(2, step.target)

@@ -16,7 +16,7 @@ from typing import Any
 
 from pinsignal.pipeline.spec import TargetKind
 
-__all__ = ["COERCERS", "money_string", "to_bool", "to_float", "to_int", "to_text"]
+__all__ = ["COERCERS", "KEEPS", "money_string", "to_bool", "to_float", "to_int", "to_text"]
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
@@ -155,3 +155,7 @@ COERCERS: dict[TargetKind, Callable[[Any], Any]] = {
     "contents": _contents,
 }
 """The coercion applied to every value written to a target of that kind."""
+
+KEEPS: dict[Callable[[Any], Any], type] = {to_text: str, to_int: int, to_bool: bool}
+"""Coercions that return a value of this exact type as it is: generated code calls them only for
+other values (``tests/pipeline/test_pipeline_transforms_fast.py`` proves it)."""
