@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, Visitor
 from pinsignal.config import Config
-from pinsignal.cookies import epik_from_query, plain_epik
+from pinsignal.cookies import EPIK_MAX_LENGTH, epik_from_query, plain_epik
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
@@ -49,6 +49,8 @@ SCOPE_KEY = "pinsignal"  # the middleware, for track() and identify()
 COOKIES_KEY = "pinsignal.cookies"  # Set-Cookie headers for the response, then SENT once it started
 _VISITOR_KEY = "pinsignal.visitor"
 _LANDING_HEADERS = frozenset((b"cookie", b"host", b"sec-gpc", b"x-forwarded-proto"))
+# What makes a landing more than a first visit: consent or earlier cookies, Global Privacy Control.
+_FIRST_VISIT_BREAKERS = frozenset((b"cookie", b"sec-gpc"))
 
 
 class _Sent:
@@ -117,13 +119,6 @@ class RequestHook:
         return True
 
 
-def _with_cookies(message: Message, cookies: list[tuple[bytes, bytes]]) -> Message:
-    # A new message and a new list: the app may send the same Response object again.
-    message = dict(message)
-    message["headers"] = [*message.get("headers", ()), *cookies]
-    return message
-
-
 class PinSignalMiddleware:
     """Server-side Pinterest conversions for the wrapped app: cookies, collector routes, ``track()``.
 
@@ -142,6 +137,10 @@ class PinSignalMiddleware:
         # A first visit carries no cookie at all: the consent mode alone decides (GPC aside).
         self._granted_without_cookies = self.intake.consent.verdict(gpc=False, cookies={}) == "granted"
         self._proxies = self.intake.proxies if self.config.trusted_proxies else None
+        # The usual landing, kept as cheap as it can be (see _landing): consent granted without
+        # asking, and cookie attributes that depend on the scheme alone.
+        self._quick_epik = self.intake.cookies.epik_parts() if self._granted_without_cookies else None
+        self._first_visit_breakers = _FIRST_VISIT_BREAKERS | ({b"x-forwarded-proto"} if self._proxies else set())
 
     @property
     def script_url(self) -> str:
@@ -173,14 +172,29 @@ class PinSignalMiddleware:
                 cookies = scope.setdefault(COOKIES_KEY, SENT)
                 if cookies is not SENT:
                     scope[COOKIES_KEY] = SENT
-                    if cookies:
-                        message = _with_cookies(message, cookies)
+                    if cookies:  # a new message and list: the app may send the same one again
+                        message = {**message, "headers": [*message.get("headers", ()), *cookies]}
             return send(message)
 
         await self.app(scope, receive, send_with_cookies)
 
     def _landing(self, scope: Scope, at: int) -> None:
         """``_epik`` for an ad landing (any method; a redirect too)."""
+        quick = self._quick_epik
+        if quick is not None:
+            # A first visit (no cookie, no Sec-GPC) whose click id is the query's last parameter
+            # and plain base64 (alphanumeric: cookie-safe as it is), as Pinterest appends it.
+            # Same cookie as the general path below, without its calls.
+            breakers = self._first_visit_breakers
+            for name, _ in scope["headers"]:
+                if name in breakers:
+                    break
+            else:
+                query = scope["query_string"]
+                raw = query[at + 5:]
+                if raw.isalnum() and len(raw) <= EPIK_MAX_LENGTH and (at == 0 or query[at - 1] == 0x26):
+                    scope[COOKIES_KEY] = [(b"set-cookie", quick[0] + raw + quick[1][scope["scheme"] == "https"])]
+                    return
         # Only what the cookie needs is read here (a landing must stay cheap); track() and the
         # collector read the full Visitor.
         cookie = forwarded_proto = host = None

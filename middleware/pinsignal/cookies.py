@@ -324,6 +324,13 @@ class CookieWriter:
         return set_cookie(EPIK_COOKIE, value, secure=secure, httponly=self._epik_httponly,
                           domain=self._domain.for_host(host))
 
+    def epik_parts(self) -> tuple[bytes, tuple[bytes, bytes]] | None:
+        """The ``_epik`` header as ``(name=, (attributes over http, over https))``, for a value
+        already checked to be cookie-safe; ``None`` when the attributes depend on the host."""
+        if self._epik_attributes is None:
+            return None
+        return b"_epik=", (self._epik_attributes[0].encode("latin-1"), self._epik_attributes[1].encode("latin-1"))
+
     def epik_header(self, raw: bytes, *, secure: bool, host: bytes | None) -> bytes:
         """:meth:`epik` as header bytes, for a value already checked to be cookie-safe."""
         if self._epik_header is not None:

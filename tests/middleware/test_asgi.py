@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings, strategies as st
 from mw_support import HTML, SECRET, client, cookies_named, wrap
 from starlette.applications import Starlette
 from starlette.responses import StreamingResponse
@@ -294,3 +295,48 @@ async def test_user_agent_header_is_irrelevant_to_cookies() -> None:
     async with client(wrap()) as http:
         response = await http.get(f"/?epik={EPIK}", headers={"user-agent": "Googlebot/2.1"})
     assert len(cookies_named(response, "_epik")) == 1
+
+
+def _landing_cookies(middleware: Any, query: bytes, headers: list[tuple[bytes, bytes]], scheme: str) -> object:
+    from pinsignal.asgi import COOKIES_KEY
+
+    scope = {"type": "http", "scheme": scheme, "path": "/", "query_string": query, "headers": headers}
+    at = query.find(b"epik=")
+    if at >= 0:
+        middleware._landing(scope, at)
+    return scope.get(COOKIES_KEY)
+
+
+_QUERIES = [b"epik=" + EPIK.encode(), b"utm_source=pinterest&epik=" + EPIK.encode(), b"epik=a", b"epik=" + b"A" * 1024,
+            b"epik=" + b"A" * 1025, b"epik=", b"xepik=abc", b"q=epik=abc", b"epik=a&epik=b", b"epik=a-b_c",
+            b"epik=abc%3D", b"epik=abc&x=1", b"x=1&epik=abc&", b"epik=ab=", b"a=1&&epik=Zz9"]
+_HEADER_SETS = [[], [(b"host", b"shop.example")], [(b"sec-gpc", b"1")], [(b"sec-gpc", b"0")],
+                [(b"cookie", b"_epik=old")], [(b"cookie", b"ps_consent=0")], [(b"x-forwarded-proto", b"https")]]
+
+
+@pytest.mark.parametrize("changes", [{}, {"epik_httponly": True}, {"cookie_domain": "example.com"},
+                                     {"cookie_domain": "auto"}, {"trusted_proxies": ()},
+                                     {"consent_cookie": "ps_consent"}, {"consent": "opt-in"}])
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_first_visit_quick_landing_sets_the_same_cookie_as_the_general_path(changes: dict[str, Any], scheme: str
+                                                                            ) -> None:
+    """A first visit with a plain click id skips the general landing's calls; the cookie is the same."""
+    middleware = wrap(**changes)
+    general = wrap(**changes)
+    general._quick_epik = None
+    assert (middleware._quick_epik is None) == (changes.get("cookie_domain") == "auto" or "consent" in changes)
+    for query in _QUERIES:
+        for headers in _HEADER_SETS:
+            quick_cookies = _landing_cookies(middleware, query, list(headers), scheme)
+            assert quick_cookies == _landing_cookies(general, query, list(headers), scheme), (query, headers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(query=st.binary(max_size=60).map(lambda raw: raw.replace(b"\x00", b"")) | st.builds(
+    lambda head, value, tail: head + b"epik=" + value + tail,
+    st.sampled_from([b"", b"a=1&", b"xa=1&", b"=&"]), st.binary(max_size=40), st.sampled_from([b"", b"&", b"&b=2"])))
+def test_quick_landing_agrees_with_the_general_path_on_any_query(query: bytes) -> None:
+    middleware = wrap()
+    general = wrap()
+    general._quick_epik = None
+    assert _landing_cookies(middleware, query, [], "https") == _landing_cookies(general, query, [], "https")
