@@ -170,6 +170,24 @@ def raw_exchange(port: int, data: bytes, answers: int, *, head: bool = False) ->
     return received
 
 
+def read_answer(sock: socket.socket) -> bytes:
+    """One whole answer from ``sock`` (not a HEAD's)."""
+    done: list[int] = []
+
+    class Done:
+        def on_message_complete(self) -> None:
+            done.append(1)
+
+    parser = httptools.HttpResponseParser(Done())
+    received = b""
+    while not done:
+        chunk = sock.recv(65536)
+        assert chunk, "the proxy closed the connection mid-answer"
+        received += chunk
+        parser.feed_data(chunk)
+    return received
+
+
 def both(pair: tuple[ServerThread, ServerThread], data: bytes, answers: int = 1, **options: bool) -> bytes:
     fast, asgi = (raw_exchange(server.port, data, answers, **options) for server in pair)
     assert fast == asgi
@@ -351,3 +369,20 @@ def test_the_middleware_still_answers_what_it_handles(upstream, lane_starts) -> 
         assert len(sink.events) == 1  # the page view
         asset = client.get("/", headers={"sec-fetch-dest": "image", "user-agent": "Mozilla/5.0 Firefox/128.0"})
         assert asset.status_code == 200 and len(lane_starts) == 1
+
+
+@pytest.mark.parametrize("path", ["/length", "/_ps/c.js"])  # the fast lane's answers, and the ASGI path's
+def test_idle_connections_close_after_the_keep_alive_timeout_and_busy_ones_stay(raw_upstream, path: str) -> None:
+    url = f"http://127.0.0.1:{raw_upstream.server_address[1]}"
+    app = create_app(ProxySettings(upstream=url), config=Config(secret="proxy-test-secret-0123456789"),
+                     sink=MemorySink())
+    with ServerThread(app, timeout_keep_alive=1, **PROXY_SERVER_OPTIONS) as server, \
+            socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        for _ in range(4):  # a request every 0.6 s: never idle for the whole second
+            sock.sendall(get(path))
+            assert read_answer(sock).startswith(b"HTTP/1.1 200 OK\r\n")
+            time.sleep(0.6)
+        started = time.monotonic()
+        sock.settimeout(5)
+        assert sock.recv(65536) == b""  # closed by the proxy
+        assert 0.2 < time.monotonic() - started < 1.5  # a second after the last answer (0.6 s of it slept)
