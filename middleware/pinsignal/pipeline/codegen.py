@@ -27,7 +27,8 @@ from pinsignal.pipeline.transforms import REGISTRY, BuildContext, build
 __all__ = ["Builder", "generate"]
 
 Builder = Callable[[dict[str, Any], RequestContext], dict[str, Any]]
-ClickId = Callable[[dict[str, Any], RequestContext], Any]
+ClickId = Callable[[Any, RequestContext], Any]
+"""A click id from the value of its enrichment's sources (the page URL) and the request."""
 _CONTAINERS = (str, list, dict)
 _NONEMPTY = "v is not None and (v or type(v) not in C)"
 
@@ -109,13 +110,16 @@ class _Source:
         self.emit(1, f"v = deepcopy({constant})" if mutable else f"v = {constant}")
         self.write(1, step.target)
 
-    def mapped(self, step: Step | Enrichment) -> None:
-        sources = step.sources
-        # An identity enrichment given "source: null" has no source at all: nothing to read.
+    def read(self, sources: tuple[str, ...]) -> None:
+        """``v`` = the first source that is not empty (the last one read when all are)."""
+        # An enrichment given "source: null" has no source at all: nothing to read.
         self.emit(1, f"v = {self.expression(sources[0])}" if sources else "v = None")
         for depth, path in enumerate(sources[1:], start=1):
             self.emit(depth, "if v is None or (not v and type(v) in C):")
             self.emit(depth + 1, f"v = {self.expression(path)}")
+
+    def mapped(self, step: Step | Enrichment) -> None:
+        self.read(step.sources)
         typed = bool(step.transforms) and REGISTRY[step.transforms[-1].name].typed
         coercer = COERCERS[TARGETS[step.target]]
         coerce = None if typed else self.name("K", coercer)
@@ -159,7 +163,9 @@ class _Source:
         self.write(2, step.target)
 
     def enrichment_click_id(self, step: Enrichment) -> None:
-        self.emit(1, f"v = {self.name('E', self.click_id(step))}(env, request)")
+        # The page URL is read inline like any source (an empty one is no URL to the click id).
+        self.read(step.sources)
+        self.emit(1, f"v = {self.name('E', self.click_id(step))}(v, request)")
         self.emit(1, "if v is not None:")
         self.write(2, step.target)
 

@@ -113,9 +113,15 @@ def _currency(value: Any) -> Any:
 
 def _strings(value: Any) -> Any:
     if type(value) is list or type(value) is tuple:
-        # to_text keeps strings as they are: no call for them (product ids are strings).
-        return [text for item in value
-                if item is not None and (text := item if type(item) is str else to_text(item)) != ""]
+        # to_text keeps strings as they are: no call for them (product ids are strings). A loop, not
+        # a comprehension: in Python 3.11 each comprehension is a call of its own.
+        texts = []
+        for item in value:
+            if item is not None:
+                text = item if type(item) is str else to_text(item)
+                if text != "":
+                    texts.append(text)
+        return texts
     if value is None or value == "":
         return value
     return [to_text(value)]

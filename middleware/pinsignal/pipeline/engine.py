@@ -24,7 +24,6 @@ from pinsignal.pinterest.contract import validate_event
 from pinsignal.pipeline.checks import Check, generate_check
 from pinsignal.pipeline.codegen import Builder, generate
 from pinsignal.pipeline.conditions import Predicate, compile_conditions
-from pinsignal.pipeline.paths import first_of
 from pinsignal.pipeline.produced import Produced, RequestContext
 from pinsignal.pipeline.spec import Condition, Enrichment, Pipeline
 
@@ -136,9 +135,11 @@ def _event_names(pipeline: Pipeline) -> tuple[frozenset[str] | None, Condition |
     return None, None
 
 
-def _click_id(step: Enrichment) -> Callable[[dict[str, Any], RequestContext], str | None]:
-    """The click id for an event: ``param`` in the page URL, then the request's epik, then cookies."""
-    get_url = first_of(step.sources) if step.sources else None
+def _click_id(step: Enrichment) -> Callable[[Any, RequestContext], str | None]:
+    """The click id for an event: ``param`` in the page URL, then the request's epik, then cookies.
+
+    The generated build reads the URL from the step's sources and passes it in.
+    """
     param = step.param or "epik"
     marker = param + "="
     use_request_epik = param == "epik"
@@ -154,8 +155,7 @@ def _click_id(step: Enrichment) -> Callable[[dict[str, Any], RequestContext], st
                 return candidate
         return None
 
-    def click_id(envelope: dict[str, Any], request: RequestContext) -> str | None:
-        url = get_url(envelope) if get_url is not None else None
+    def click_id(url: Any, request: RequestContext) -> str | None:
         if type(url) is str and marker in url:
             value = _query_value(url, param)
             if value is not None and _PLAUSIBLE_EPIK.fullmatch(value):

@@ -180,9 +180,14 @@ def _pluck(ctx: BuildContext) -> Fn:
         key = path[0]
 
         def one(value: Any) -> Any:
-            items = value if type(value) is list else _as_list(value)
-            return [found for item in items
-                    if type(item) is dict and (found := item.get(key)) is not None and found != ""]
+            # A loop, not a comprehension: in Python 3.11 each comprehension is a call of its own.
+            found = []
+            for item in value if type(value) is list else _as_list(value):
+                if type(item) is dict:
+                    item = item.get(key)
+                    if item is not None and item != "":
+                        found.append(item)
+            return found
 
         return one
 
@@ -199,20 +204,24 @@ def _sum(ctx: BuildContext) -> Fn:
     path = tuple(str(ctx.params["field"]).split(".")) if "field" in ctx.params else ()
 
     def fn(value: Any) -> Any:
+        items = value if type(value) is list else _as_list(value)
         if len(path) == 1:  # the usual "field: quantity": one lookup per item
             key = path[0]
-            numbers = [item.get(key) if type(item) is dict else None for item in _as_list(value)]
+            # Quantities, all integers: the common case, exact and quick (one loop, no list).
+            count = 0
+            for item in items:
+                number = item.get(key) if type(item) is dict else None
+                if type(number) is not int:
+                    break
+                count += number
+            else:
+                if items:
+                    return count
+            numbers = [item.get(key) if type(item) is dict else None for item in items]
         else:
-            numbers = [_get(item, path) if path else item for item in _as_list(value)]
-        # Quantities, all integers: the common case, exact and quick (one loop, no generator).
-        count = 0
-        for number in numbers:
-            if type(number) is not int:
-                break
-            count += number
-        else:
-            if numbers:
-                return count
+            numbers = [_get(item, path) if path else item for item in items]
+            if numbers and all(type(number) is int for number in numbers):
+                return sum(numbers)
         # Decimal from each number's shortest repr: 14.99 + 10 is 24.99, not 24.990000000000002.
         total = Decimal(0)
         seen = False
