@@ -7,14 +7,17 @@ processes) runs in another. Variants, measured interleaved, medians reported:
 
 * ``bare``: a Starlette app, no middleware;
 * ``wrapped``: the same app inside PinSignalMiddleware;
-* ``basehttp``: the same app inside a BaseHTTPMiddleware doing the same epik check (for scale).
+* ``basehttp``: the same app inside a BaseHTTPMiddleware doing the same epik check (for scale);
+* ``floor``: the same app inside the least a cookie-setting middleware can be (pure ASGI, the
+  same ``Set-Cookie`` appended as a constant, no check of value, consent or scheme; for scale).
 
 Requests: a pass-through ``GET /products?page=2`` and an ad landing ``GET /?epik=...`` as a browser
 navigation (sets ``_epik``; the device id comes later, with the first event). Targets: wrapped/bare
 >= 0.95 pass-through, >= 0.9 landing. ``--callgrind`` adds the user-space instructions per request
 of the whole uvicorn server under valgrind (start-up and idle subtracted), which a shared noisy
 machine cannot blur. ``bare+cookies`` is the bare app sending the same ``Set-Cookie`` itself: the
-cost of the header on the wire (uvicorn checks every header), which no middleware can avoid.
+cost of the header on the wire (uvicorn checks every header), which no middleware can avoid;
+it is served by a later route than ``/``, so Starlette's routing adds to it too.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ def build_app(variant: str) -> Any:
         return app
     if variant == "wrapped":
         return PinSignalMiddleware(app, config=Config(secret=SECRET), sink=MemorySink(), engine=_NoPipelines())
+    if variant == "floor":
+        return _floor(app)
 
     class EpikCookie(BaseHTTPMiddleware):
         async def dispatch(self, request: Request, call_next: Any) -> Response:
@@ -88,6 +93,27 @@ def build_app(variant: str) -> Any:
     return app
 
 
+def _floor(app: Any) -> Any:
+    """The least a cookie-setting middleware can cost here: pure ASGI, an ``epik=`` search, and the
+    same ``Set-Cookie`` appended as it is, with no check of the value, consent or scheme at all.
+    A yardstick for the landing's target, not something to ship."""
+    cookie = (b"set-cookie", SAME_COOKIES[0])
+
+    async def floor(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["query_string"].find(b"epik=") < 0:
+            await app(scope, receive, send)
+            return
+
+        def send_with_cookie(message: Any) -> Any:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], cookie]}
+            return send(message)
+
+        await app(scope, receive, send_with_cookie)
+
+    return floor
+
+
 def callgrind(requests: int) -> dict[str, dict[str, float]]:
     """User-space instructions per request of the whole uvicorn server, for each variant and request.
 
@@ -97,7 +123,7 @@ def callgrind(requests: int) -> dict[str, dict[str, float]]:
     and the server's idle ticks while valgrind runs slowly (uvicorn wakes every 0.1 s) are measured
     separately and subtracted. A machine shared with other work cannot blur these counts.
     """
-    return {variant: _server_instructions(variant, requests) for variant in ("bare", "wrapped")}
+    return {variant: _server_instructions(variant, requests) for variant in ("bare", "wrapped", "floor")}
 
 
 def _server_instructions(variant: str, requests: int) -> dict[str, float]:
@@ -163,22 +189,26 @@ def main() -> int:
     if args.callgrind:
         counts = callgrind(args.callgrind_requests)
         print("\ncallgrind: user-space instructions per request of the uvicorn server (start-up and idle subtracted)")
-        print(f"{'request':<10} {'bare':>10} {'wrapped':>10} {'added':>8} {'bare/wrapped':>13}")
+        print(f"{'request':<10} {'variant':<10} {'bare':>10} {'variant':>10} {'added':>8} {'bare/variant':>13}")
         for kind in ("pass", "landing"):
-            bare_count, wrapped_count = counts["bare"][kind], counts["wrapped"][kind]
-            print(f"{kind:<10} {bare_count:>10.0f} {wrapped_count:>10.0f} {wrapped_count - bare_count:>8.0f} "
-                  f"{bare_count / wrapped_count:>13.3f}")
+            bare_count = counts["bare"][kind]
+            for variant in ("wrapped", "floor"):
+                count = counts[variant][kind]
+                print(f"{kind:<10} {variant:<10} {bare_count:>10.0f} {count:>10.0f} {count - bare_count:>8.0f} "
+                      f"{bare_count / count:>13.3f}  {_notes.get(variant, '')}")
     return 0
 
 
 _notes = {"basehttp": "(scale: ~0.2 in the reference)",
+          "floor": "(scale: only appends the same constant cookie, no checks)",
           "bare+cookies": "(the bare app sending the same Set-Cookie header itself)"}
 
 
 def wall_clock(args: argparse.Namespace) -> None:
-    variants = ("bare", "wrapped", "basehttp")
-    with server(HERE, "bare") as bare, server(HERE, "wrapped") as wrapped, server(HERE, "basehttp") as basehttp:
-        ports = dict(zip(variants, (bare, wrapped, basehttp), strict=True))
+    variants = ("bare", "wrapped", "basehttp", "floor")
+    with server(HERE, "bare") as bare, server(HERE, "wrapped") as wrapped, server(HERE, "basehttp") as basehttp, \
+            server(HERE, "floor") as floor:
+        ports = dict(zip(variants, (bare, wrapped, basehttp, floor), strict=True))
         for port in ports.values():  # warm each server up
             load(port, path=PASS, seconds=1)
         measures: dict[str, Any] = {}
@@ -195,7 +225,7 @@ def wall_clock(args: argparse.Namespace) -> None:
     print(f"{'request':<10} {'variant':<10} {'req/s':>10} {'bare req/s':>11} {'ratio':>7}  target")
     for kind, target in (("pass", ">= 0.95"), ("landing", ">= 0.9")):
         base = rates[f"{kind} bare"]
-        for variant in ("wrapped", "basehttp", "bare+cookies"):
+        for variant in ("wrapped", "basehttp", "floor", "bare+cookies"):
             if f"{kind} {variant}" not in rates:
                 continue
             rate = rates[f"{kind} {variant}"]
