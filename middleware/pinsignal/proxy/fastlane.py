@@ -115,12 +115,12 @@ class FastLane:
         if pool is not self._bound:
             pool.bind(asyncio.get_running_loop())  # once per pool: the loop is asked with a system call
             self._bound = pool
-        if not pool.try_slot():
-            return None
         text_method = method.decode("ascii")
         scope = {"headers": headers, "client": visitor.client, "scheme": visitor.scheme, "raw_path": path,
                  "query_string": query}
         head = forwarder.request_head(scope, text_method, False)[0]
+        if not pool.try_slot():  # last: nothing after it may fail and leave the slot taken
+            return None
         # Positional: keywords to a class call cost a dict per request.
         return _Exchange(visitor, forwarder, pool, head, method == b"HEAD", text_method in IDEMPOTENT, keep_alive)
 
