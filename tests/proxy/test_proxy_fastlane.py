@@ -220,6 +220,14 @@ def test_the_answers_look_as_intended(proxies) -> None:
     assert both(pair, get("/early-hints")).startswith(b"HTTP/1.1 201 Created\r\n")
 
 
+def test_a_status_uvicorn_cannot_write_drops_the_connection_on_both_paths(proxies, raw_upstream) -> None:
+    ANSWERS[b"/odd-status"] = b"HTTP/1.1 799 Odd\r\nContent-Length: 2\r\n\r\nok"
+    try:
+        assert both(proxies(), get("/odd-status")) == b""
+    finally:
+        del ANSWERS[b"/odd-status"]
+
+
 def test_head_and_connection_close(proxies, lane_starts) -> None:
     pair = proxies()
     head = both(pair, get("/length", "HEAD"), head=True)

@@ -29,7 +29,7 @@ from pinsignal.asgi import PinSignalMiddleware
 
 from .forward import IDEMPOTENT, Forwarder, error_answer
 from .headers import RawHeaders
-from .upstream import UpstreamClosed, UpstreamError, UpstreamPool, UpstreamTimeout, _Connection
+from .upstream import UpstreamClosed, UpstreamError, UpstreamPool, UpstreamProtocolError, UpstreamTimeout, _Connection
 
 if TYPE_CHECKING:
     from .app import ProxyApp
@@ -210,6 +210,10 @@ class _Exchange:
         out: list[bytes] = []
         if not self._head_sent:
             self._head_sent = True
+            if connection.status not in STATUS_LINE:
+                # uvicorn has no status line for it and drops the connection: so does the lane.
+                self._fail(UpstreamProtocolError(f"The upstream answered with status {connection.status}."))
+                return
             out.append(self._response_head(connection))
         chunks = connection.chunks
         if chunks:

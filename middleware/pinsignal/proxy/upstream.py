@@ -24,6 +24,10 @@ answer byte arrived is retried once on a fresh connection (when the caller allow
 with a body). Flow control both ways: reading from the upstream pauses while ``_HIGH_WATER`` bytes
 wait for a slow visitor, and request bodies wait for the socket to drain.
 
+The server-side fast lane (``fastlane.py``) reads no answer through ``UpstreamResponse``: it sets
+itself as the connection's ``relay``, which is told of each segment, the close, an error or the
+timeout, and writes the answer to the visitor as it comes.
+
 Errors are ``UpstreamError`` subclasses: ``UpstreamTimeout`` (connecting, or a wait for bytes, took
 longer than ``timeout``: the proxy answers 504), the others mean the upstream cannot be used (502).
 """
