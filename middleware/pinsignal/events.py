@@ -150,6 +150,8 @@ def parse_envelope(raw: object, *, received_at: float, context: dict[str, Any] |
             out[key] = {}
         elif type(value) is not dict:
             reasons.append(f"{key}: expected an object, got {_show(value)}")
+        elif decoded and key != "context" and _short_json(value, 2):
+            continue  # the context carries the user agent and URLs: rarely short, so walked at once
         elif not (_fits_decoded(value, 2) if decoded else _fits(value, 2)):
             _walk(value, key, 2, reasons)
     context = out.get("context")
@@ -329,6 +331,22 @@ def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
     return True
 
 
+def _short_json(value: dict[str, Any], depth: int) -> bool:
+    """True when decoded ``value`` is so small as JSON that no bound of :func:`_fits` can fail.
+
+    Its JSON text (orjson, in C) is at most :data:`_SHORT` bytes, so each key and string is at
+    most that many characters (a character is at least one byte, escapes only add), and an object
+    of it has fewer than ``_SHORT / 4`` keys (``"":0,``), an array fewer than ``_SHORT / 2`` items.
+    Each object or array writes one ``{`` or ``[``, so their count bounds the nesting (brackets in
+    strings only add to it). ``False`` says only "walk it".
+    """
+    try:
+        text = _dumps(value)
+    except TypeError:  # e.g. nested deeper than orjson writes
+        return False
+    return len(text) <= _SHORT and text.count(b"{") + text.count(b"[") <= MAX_DEPTH - depth + 1
+
+
 def _fits_decoded(value: dict[str, Any] | list[Any], depth: int) -> bool:
     """:func:`_fits` for data decoded from JSON, where only sizes and depth can be out of bounds.
 
@@ -366,6 +384,8 @@ def _fits_decoded(value: dict[str, Any] | list[Any], depth: int) -> bool:
 
 
 _isfinite = math.isfinite
+_dumps = orjson.dumps
+_SHORT = min(MAX_ID, MAX_STRING, 4 * MAX_KEYS, 2 * MAX_ITEMS)
 _SCALAR_TYPES = frozenset({int, bool, type(None)})
 
 

@@ -166,3 +166,27 @@ async def test_the_collector_refuses_oversized_events_with_the_general_reasons()
         general = _outcome(raw, context=context)  # the general walk, with the context the server builds
         assert rejected["reasons"] == general and any("longer" in r or "more than" in r or "deeper" in r
                                                       for r in general)
+
+
+long_text = st.one_of(st.text(max_size=6), st.text(min_size=190, max_size=260), st.just("{[" * 5))
+wide = st.recursive(
+    st.one_of(st.none(), st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False, allow_infinity=False),
+              long_text),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(long_text, inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=800)
+@given(value=st.dictionaries(long_text, wide, max_size=4), depth=st.integers(min_value=1, max_value=9))
+def test_short_json_is_within_every_bound(value: dict[str, Any], depth: int) -> None:
+    value = orjson.loads(orjson.dumps(value))
+    if events._short_json(value, depth):
+        assert events._fits(value, depth)
+
+
+def test_short_json_refuses_what_it_cannot_vouch_for() -> None:
+    nested: Any = {}
+    for _ in range(events.MAX_DEPTH):
+        nested = {"a": nested}
+    assert not events._short_json(nested, 2) and not events._fits(nested, 2)
+    assert not events._short_json({"k" * (events.MAX_ID + 1): 1}, 2)
+    assert events._short_json({"email": "a@b.co", "phone": "+1 415 555 0123"}, 2)
