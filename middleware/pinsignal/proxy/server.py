@@ -33,8 +33,10 @@ class ProxyHttpProtocol(HttpToolsProtocol):
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                  _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        # The access log and a root path are written by uvicorn's request cycle: no lane with them.
-        lane = None if self.access_log or self.root_path else fast_lane_of(self.app)
+        # The access log, a root path and the concurrency limit's 503 are uvicorn's request
+        # cycle's business: no lane with them.
+        uvicorn_only = self.access_log or self.root_path or self.limit_concurrency is not None
+        lane = None if uvicorn_only else fast_lane_of(self.app)
         self._lane: FastLane | None = lane if lane is not None and lane.enabled else None
         self._fast: _Exchange | None = None  # the fast lane's exchange in flight on this connection
         self._asgi_only = False  # this request has a header that sends it the ASGI way
