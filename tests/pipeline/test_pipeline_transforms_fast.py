@@ -161,3 +161,21 @@ def test_an_identity_enrichment_with_a_null_source_builds_without_it() -> None:
     # No source: the user id is not read, and the default is written as for any step whose sources
     # are all missing (as given: a default replaces the transforms' result).
     assert produced.event["user_data"]["external_id"] == "u-1"
+
+
+def former_money_float(value: float) -> Any:
+    if not math.isfinite(value):
+        return value
+    text = repr(value)
+    if "e" in text:
+        from pinsignal.pipeline.coerce import _plain
+
+        return _plain(Decimal(text))
+    return text[:-2] if text.endswith(".0") else text
+
+
+@settings(max_examples=500)
+@given(values=st.lists(st.one_of(st.floats(), st.sampled_from([0.0, -0.0, 14.99, 10.0, 1e-7, 1e22])), max_size=6))
+def test_remembered_money_texts_are_the_computed_ones(values: list[float]) -> None:
+    for value in values + values:  # each twice: the second one is remembered
+        assert same(money_string(value), former_money_float(value))

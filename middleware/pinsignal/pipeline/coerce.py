@@ -36,13 +36,27 @@ def money_string(value: Any) -> Any:
     if kind is int:
         return str(value)
     if kind is float:
+        known = _MONEY_TEXTS.get(value)
+        if known is not None:
+            return known
         if not math.isfinite(value):
             return value
         text = repr(value)
         if "e" in text:
-            return _plain(Decimal(text))
-        return text[:-2] if text.endswith(".0") else text
+            text = _plain(Decimal(text))
+        elif text.endswith(".0"):
+            text = text[:-2]
+        if value:  # 0.0 and -0.0 are one key but two texts: neither is remembered
+            if len(_MONEY_TEXTS) >= 4096:
+                _MONEY_TEXTS.clear()
+            _MONEY_TEXTS[value] = text
+        return text
     return value
+
+
+# A shop's prices recur (its catalogue), and repr() of a float is most of this function's cost:
+# the texts made recently are remembered by value.
+_MONEY_TEXTS: dict[float, str] = {}
 
 
 def _plain(number: Decimal) -> str:
