@@ -10,7 +10,7 @@ every valid Pinterest event in one call. Identify events also refresh the ``_psu
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -221,13 +221,14 @@ class Intake:
         refused = invalid = 0
         identity = dict(remembered)  # an identify early in a batch already counts for the events after it
         consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
+        request_verdict = consent({})  # what an event that says nothing itself gets
         process = self.engine.process
         for index, raw in enumerate(raws):
             if type(raw) is not dict:
                 outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
                 invalid += 1
                 continue
-            verdict = consent(raw)
+            verdict = _event_verdict(consent, raw, request_verdict)
             if verdict != "granted":
                 outcome.rejected.append(_rejection(index, raw, [_CONSENT_REASONS[verdict]]))
                 refused += 1
@@ -281,6 +282,18 @@ class Intake:
             cookies[name] = value
         return cookies
 
+
+
+def _event_verdict(consent: Callable[[Mapping[str, object]], str], raw: dict[str, Any], request_verdict: str) -> str:
+    """``consent(raw)``, without the call for an event with no ``context.consent`` (most of them).
+
+    An event speaks for itself only through ``context.consent.advertising``
+    (``ConsentPolicy.event_consent``); any other event gets what ``consent({})`` gave.
+    """
+    context = raw.get("context")
+    if context is None or (type(context) is dict and "consent" not in context):
+        return request_verdict
+    return consent(raw)
 
 
 def _server_context(raw: dict[str, Any], visitor: Visitor) -> dict[str, Any]:
