@@ -394,3 +394,14 @@ def test_idle_connections_close_after_the_keep_alive_timeout_and_busy_ones_stay(
         sock.settimeout(5)
         assert sock.recv(65536) == b""  # closed by the proxy
         assert 0.2 < time.monotonic() - started < 1.5  # a second after the last answer (0.6 s of it slept)
+
+
+def test_the_lane_is_served_only_on_a_uvicorn_it_was_tested_with(caplog: pytest.LogCaptureFixture) -> None:
+    import uvicorn
+
+    from pinsignal.proxy.server import ProxyHttpProtocol, http_protocol
+
+    assert http_protocol() is ProxyHttpProtocol, f"the lane is untested on uvicorn {uvicorn.__version__}"
+    with caplog.at_level("INFO", logger="pinsignal.proxy"):
+        assert http_protocol("0.99.0") == "httptools"
+    assert "uvicorn 0.99.0" in caplog.text

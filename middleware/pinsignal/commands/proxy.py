@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from pinsignal.config import Config
     from pinsignal.proxy import ProxySettings, create_app
     from pinsignal.proxy.app import quiet_httpx
-    from pinsignal.proxy.server import ProxyHttpProtocol
+    from pinsignal.proxy.server import http_protocol
 
     overrides = {name: value for name, value in (
         ("upstream", args.upstream), ("timeout", args.timeout), ("host_header", args.host_header),
@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                "proxy_headers": False, "log_level": args.log_level, "access_log": args.access_log,
                "ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile,
                # uvicorn's own HTTP/1.1 protocol, plus the fast lane for plain pass-through requests.
-               "http": ProxyHttpProtocol}
+               "http": http_protocol()}
     quiet_httpx()
     if workers == 1:
         uvicorn.run(create_app(settings, config=config), **options)

@@ -13,15 +13,33 @@ graceful shut-down, flow control.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any, cast
 
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
 from .fastlane import FastLane, _Exchange, fast_lane_of
 
-__all__ = ["ProxyHttpProtocol"]
+__all__ = ["VERIFIED_UVICORN", "ProxyHttpProtocol", "http_protocol"]
+
+logger = logging.getLogger("pinsignal.proxy")
+
+# The uvicorn releases whose protocol internals the lane overrides were read and tested against
+# (the parser callbacks, on_response_complete, the keep-alive handling). On any other release the
+# proxy serves with uvicorn's own protocol: every request the ASGI way, correct and slower.
+VERIFIED_UVICORN = ("0.54.",)
+
+
+def http_protocol(version: str = uvicorn.__version__) -> type[HttpToolsProtocol] | str:
+    """What ``pinsignal proxy`` gives uvicorn as ``http=``: the lane's protocol when ``version`` is verified."""
+    if version.startswith(VERIFIED_UVICORN):
+        return ProxyHttpProtocol
+    logger.info("uvicorn %s is not one the proxy's fast lane was tested with (%s); serving every request "
+                "through ASGI", version, ", ".join(release + "x" for release in VERIFIED_UVICORN))
+    return "httptools"
 
 # Request headers that send a request the ASGI way: a body, a 100-continue, an upgrade.
 _ASGI_ONLY = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
