@@ -1,6 +1,6 @@
 """Benchmark: the collector, from HTTP post to events in Redis.
 
-    .venv/bin/python tests/bench/bench_collector.py [--rounds 3] [--seconds 3]
+    .venv/bin/python tests/bench/bench_collector.py [--rounds 3] [--seconds 3] [--callgrind [--no-wall-clock]]
 
 One uvicorn process serves the app wrapped by PinSignalMiddleware with the real pipelines and the
 real Redis queue (the embedded redis-server); the load generator (wrk, else several Python
@@ -13,6 +13,13 @@ batches of 20 (target >= 20,000), and, as the baseline measured in the same run,
 answering the same posts from a bare endpoint that reads the body and answers 202. The script's
 gzipped size is printed too (target <= 1,000 bytes). After the run the events counted in Redis
 must match the events accepted.
+
+``--callgrind`` adds the user-space instructions of the whole collector server (uvicorn, the
+middleware, the pipelines, the Redis client) per single-event post and per event in batches of 20,
+under valgrind: counters zeroed after warm-up, idle ticks subtracted, the same posts with unique
+ids. Once over one keep-alive connection (every post has its own Redis round trip) and once over
+eight at a time (round trips carry several posts, as under load). A machine shared with other
+work cannot blur these counts; ``--no-wall-clock`` prints only them.
 """
 
 from __future__ import annotations
@@ -97,11 +104,93 @@ def build_app(variant: str, redis_url: str) -> Any:
     return bare
 
 
+def callgrind(posts: int) -> dict[str, float]:
+    """Instructions per single post and per batched event of the collector server (see the docstring)."""
+    import http.client
+    import itertools
+    import re
+    import subprocess
+    import threading
+    import time
+
+    from pinsignal.embedded import EmbeddedRedis
+    from support import free_port, stop_process, wait_for_port
+
+    counter = itertools.count()
+    with tempfile.TemporaryDirectory() as folder:
+        embedded = EmbeddedRedis(Path(folder) / "redis")
+        embedded.ensure_running()
+        port = free_port()
+        out = Path(folder) / "callgrind.out"
+        process = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                                    str(HERE), "serve", "collector", str(port), embedded.url],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env={**os.environ, "PYTHONHASHSEED": "0"}, start_new_session=True)
+        try:
+            wait_for_port(port, timeout=300, process=process)
+
+            def post(connection: http.client.HTTPConnection, template: str, count: int) -> None:
+                for _ in range(count):
+                    connection.request("POST", "/_ps/e", body=template.replace("@N@", str(next(counter))),
+                                       headers=HEADERS)
+                    response = connection.getresponse()
+                    answer = response.read()
+                    assert response.status == 202 and b'"rejected":[]' in answer, (response.status, answer)
+
+            def run(template: str, count: int, connections: int) -> None:
+                clients = [http.client.HTTPConnection("127.0.0.1", port, timeout=300) for _ in range(connections)]
+                threads = [threading.Thread(target=post, args=(client, template, count // connections))
+                           for client in clients]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                for client in clients:
+                    client.close()
+
+            def counted(action: Any) -> tuple[int, float]:
+                subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
+                started = time.monotonic()
+                action()
+                elapsed = time.monotonic() - started
+                before = set(Path(folder).iterdir())
+                subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
+                [dump] = set(Path(folder).iterdir()) - before
+                found = re.search(r"^totals:\s+(\d+)", dump.read_text(), re.MULTILINE)
+                assert found is not None
+                return int(found.group(1)), elapsed
+
+            single, batch = single_body(), batch_body()
+            run(single, 200, 1)  # warm: the caches, the allocator, the Redis connection
+            run(batch, 200, 8)
+            idle, idle_seconds = counted(lambda: time.sleep(3))
+            counts: dict[str, float] = {}
+            for connections in (1, 8):
+                for name, template, events in (("single", single, 1), ("batch", batch, 20)):
+                    total, elapsed = counted(lambda t=template, c=connections: run(t, posts, c))
+                    counts[f"{name} x{connections}"] = (total - idle / idle_seconds * elapsed) / posts / events
+            return counts
+        finally:
+            stop_process(process)
+            embedded.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)
+    parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind (slow)")
+    parser.add_argument("--callgrind-posts", type=int, default=320)
+    parser.add_argument("--no-wall-clock", action="store_true", help="callgrind figures only")
     args = parser.parse_args()
+    if args.callgrind:
+        counts = callgrind(args.callgrind_posts)
+        print("\ncallgrind: user-space instructions of the collector server (start-up and idle subtracted)")
+        for connections in (1, 8):
+            print(f"  {connections} connection(s): {counts[f'single x{connections}']:>9,.0f} per single-event post, "
+                  f"{counts[f'batch x{connections}']:>9,.0f} per event in batches of 20")
+        if args.no_wall_clock:
+            return 0
     import redis
 
     from pinsignal import Config
