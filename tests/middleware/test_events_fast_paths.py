@@ -130,6 +130,12 @@ def test_event_names_are_remembered_and_stay_the_same() -> None:
         envelope = parse_envelope({"type": "track", "event": "Order Completed"}, received_at=0)
         assert envelope["event"] == "order_completed"
     assert events._SNAKE_NAMES["Order Completed"] == "order_completed"
+    for _ in range(2):  # names refused are never remembered
+        assert _outcome({"type": "track", "event": " "}) == ["event: a track call needs an event name, got ' '"]
+        assert _outcome({"type": "track", "event": "x" * 201}) == ["event: longer than 200 characters (201)"]
+    assert " " not in events._SNAKE_NAMES
+    assert "event" not in parse_envelope({"type": "page", "event": "Order Completed", "name": "n"}, received_at=0)
+    assert "name" not in parse_envelope({"type": "track", "event": "e", "name": "n", "category": "c"}, received_at=0)
 
 
 @pytest.mark.anyio
