@@ -43,14 +43,14 @@ async def test_enqueue_dedups_by_event_name_and_id_for_48_hours(redis_url: str) 
 async def test_concurrent_calls_are_coalesced_and_two_processes_never_both_queue(redis_url: str) -> None:
     one, two = await _queue(redis_url), await _queue(redis_url)
     calls = 0
-    original = one._script.__call__
+    original = one._run_script
 
     async def counting(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
         return await original(*args, **kwargs)  # type: ignore[arg-type]
 
-    one._script = counting  # type: ignore[assignment]
+    one._run_script = counting  # type: ignore[method-assign]
     try:
         results = await asyncio.gather(*[q.enqueue([make_event(n)]) for n in range(600) for q in (one, two)])
         queued = [event_id for result in results for event_id in result.queued]
@@ -84,3 +84,18 @@ async def test_enqueue_raises_when_redis_is_unreachable(tmp_path: object) -> Non
     with pytest.raises(RedisConnectionError):
         await queue.enqueue([make_event(1)])
     await queue.close()
+
+
+@pytest.mark.anyio
+async def test_enqueue_survives_a_flushed_script_cache_and_a_dropped_connection(redis_url: str) -> None:
+    """A Redis restart empties the script cache and drops connections: the next enqueue still queues."""
+    queue = await _queue(redis_url)
+    try:
+        assert (await queue.enqueue([make_event(1)])).queued == ["ev-1"]
+        await queue.redis.script_flush()
+        assert (await queue.enqueue([make_event(2)])).queued == ["ev-2"]
+        await queue.redis.client_kill_filter(_type="normal", skipme=True)  # every connection but this one
+        assert (await queue.enqueue([make_event(3)])).queued == ["ev-3"]
+        assert await queue.redis.xlen(stream_key(ACCOUNT)) == 3
+    finally:
+        await queue.close()
