@@ -274,7 +274,7 @@ class EventQueue:
         """
         connection = self._connection
         if connection is None:
-            connection = self._connection = cast(aioredis.Connection, self.redis.connection_pool.make_connection())
+            connection = self._connection = cast(Any, self.redis.connection_pool).make_connection()
 
         async def evalsha() -> list[int]:
             try:
