@@ -62,6 +62,7 @@ _PLAIN_EPIK_BYTES = bytes(byte for byte in range(256) if _PLAIN_EPIK.fullmatch(b
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
 _HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 _DOMAIN_CACHE_LIMIT = 4096
+_VERIFIED_CACHE_LIMIT = 4096
 _SHA1_BLOCK = 64
 _IPAD = bytes(byte ^ 0x36 for byte in range(256))
 _OPAD = bytes(byte ^ 0x5C for byte in range(256))
@@ -213,24 +214,42 @@ class DeviceIds:
         self._inner = hashlib.sha1(key.translate(_IPAD))
         self._outer = hashlib.sha1(key.translate(_OPAD))
         self._stamp: tuple[int, bytes] = (-1, b"")
+        # Recent valid cookie values and what they say: a returning browser posts the same _psid
+        # with every event, and checking it costs more than the rest of the cookie work. A value
+        # that fails the check is never kept, so only signed values can fill this.
+        self._verified: dict[str, tuple[str, int]] = {}
 
     def read(self, raw: str | None, *, now: float | None = None) -> tuple[str | None, float]:
         """The device id in a cookie value and the age of its signature in seconds.
 
         A missing, forged or tampered value gives ``(None, 0.0)``.
         """
-        if not raw or raw.count(".") != 2 or not raw.isascii():
+        if not raw:
             return None, 0.0
+        known = self._verified.get(raw)
+        if known is None:
+            known = self._verify(raw)
+            if known is None:
+                return None, 0.0
+            if len(self._verified) >= _VERIFIED_CACHE_LIMIT:
+                self._verified.clear()
+            self._verified[raw] = known
+        current = time.time() if now is None else now
+        return known[0], max(0.0, current - known[1])
+
+    def _verify(self, raw: str) -> tuple[str, int] | None:
+        """``(device id, signed at)`` of a value whose signature holds; ``None`` otherwise."""
+        if raw.count(".") != 2 or not raw.isascii():
+            return None
         payload, _, signature = raw.encode("ascii").rpartition(b".")
         if not hmac.compare_digest(signature, self._signature(payload)):
-            return None, 0.0
+            return None
         value, _, stamp = payload.partition(b".")
         try:
             signed_at = bytes_to_int(base64_decode(stamp))
         except (BadData, ValueError):
-            return None, 0.0
-        current = time.time() if now is None else now
-        return value.decode("ascii"), max(0.0, current - signed_at)
+            return None
+        return value.decode("ascii"), signed_at
 
     def renewal(self, raw: str | None) -> tuple[str, str | None]:
         """The device id for a request carrying ``raw``, and the signed ``_psid`` value to set.

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from pinsignal.cookies import (
@@ -75,6 +77,20 @@ def test_device_ids_round_trip_and_reject_tampering() -> None:
     assert devices.read(None) == (None, 0.0)
     assert devices.read("garbage") == (None, 0.0)
     assert devices.mint()[0] != device_id
+
+
+def test_device_ids_remembered_reads_agree_with_a_fresh_check() -> None:
+    devices = DeviceIds(SECRET)
+    device_id, signed = devices.mint()
+    first = devices.read(signed, now=time.time())
+    again = devices.read(signed, now=time.time() + 8 * 24 * 3600)  # from the cache: the age still moves
+    assert first[0] == again[0] == device_id and again[1] - first[1] > 8 * 24 * 3600 - 5
+    assert DeviceIds(SECRET).read(signed, now=time.time() + 8 * 24 * 3600)[0] == device_id
+    tampered = signed[:-1] + ("A" if signed[-1] != "A" else "B")
+    assert devices.read(tampered) == (None, 0.0) and tampered not in devices._verified  # never kept
+    for _ in range(5000):
+        devices.read(devices.mint()[1])
+    assert len(devices._verified) <= 4096
 
 
 def test_identity_cookie_keeps_only_what_it_signed() -> None:
