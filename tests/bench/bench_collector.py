@@ -34,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import ROOT, WRK, interleaved, load, median, run_uvicorn, server
+from loadgen import ROOT, WRK, instructions, interleaved, load, median, run_uvicorn, server
 
 from pinsignal.cookies import DeviceIds
 
@@ -108,7 +108,6 @@ def callgrind(posts: int) -> dict[str, float]:
     """Instructions per single post and per batched event of the collector server (see the docstring)."""
     import http.client
     import itertools
-    import re
     import subprocess
     import threading
     import time
@@ -149,16 +148,7 @@ def callgrind(posts: int) -> dict[str, float]:
                     client.close()
 
             def counted(action: Any) -> tuple[int, float]:
-                subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
-                started = time.monotonic()
-                action()
-                elapsed = time.monotonic() - started
-                before = set(Path(folder).iterdir())
-                subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
-                [dump] = set(Path(folder).iterdir()) - before
-                found = re.search(r"^totals:\s+(\d+)", dump.read_text(), re.MULTILINE)
-                assert found is not None
-                return int(found.group(1)), elapsed
+                return instructions(process.pid, Path(folder), action)
 
             single, batch = single_body(), batch_body()
             run(single, 200, 1)  # warm: the caches, the allocator, the Redis connection

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import interleaved, load, median, run_uvicorn, server
+from loadgen import instructions, interleaved, load, median, run_uvicorn, server
 
 HERE = Path(__file__).resolve()
 SECRET = "bench-secret-0123456789abcdef"
@@ -152,16 +151,7 @@ def _server_instructions(variant: str, requests: int) -> dict[str, float]:
                     assert response.status == 200, response.status
 
             def counted(action: Any) -> tuple[int, float]:
-                subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
-                started = time.monotonic()
-                action()
-                elapsed = time.monotonic() - started
-                before = set(Path(folder).iterdir())
-                subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
-                [dump] = set(Path(folder).iterdir()) - before
-                found = re.search(r"^(?:summary|totals):\s+(\d+)", dump.read_text(), re.MULTILINE)
-                assert found is not None
-                return int(found.group(1)), elapsed
+                return instructions(process.pid, Path(folder), action)
 
             for path, headers in kinds.values():
                 run(path, headers, 300)  # warm: Starlette's stack, the caches, the allocator

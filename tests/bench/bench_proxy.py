@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import WRK, interleaved, load, median
+from loadgen import WRK, instructions, interleaved, load, median
 
 from support import free_port, pinsignal_cmd, run_process, wait_for_port
 
@@ -145,16 +144,7 @@ def callgrind(requests: int) -> float:
                     assert response.status == 200, response.status
 
             def counted(action: Any) -> tuple[int, float]:
-                subprocess.run(["callgrind_control", "--zero", str(process.pid)], check=True, capture_output=True)
-                started = time.monotonic()
-                action()
-                elapsed = time.monotonic() - started
-                before = set(Path(folder).iterdir())
-                subprocess.run(["callgrind_control", "--dump", str(process.pid)], check=True, capture_output=True)
-                [dump] = set(Path(folder).iterdir()) - before
-                found = re.search(r"^(?:summary|totals):\s+(\d+)", dump.read_text(), re.MULTILINE)
-                assert found is not None
-                return int(found.group(1)), elapsed
+                return instructions(process.pid, Path(folder), action)
 
             run(500)  # warm: the pool, the caches, the allocator
             idle, idle_seconds = counted(lambda: time.sleep(2))

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,22 @@ def server(script: Path, variant: str, *extra: str) -> Any:
         yield port
     finally:
         stop_process(process)
+
+
+def instructions(pid: int, folder: Path, action: Callable[[], object]) -> tuple[int, float]:
+    """User-space instructions a process under ``valgrind --tool=callgrind`` spends while ``action``
+    runs, and the seconds that took: its counters are zeroed before and dumped after (into
+    ``folder``, where its ``--callgrind-out-file`` is), so start-up never counts."""
+    subprocess.run(["callgrind_control", "--zero", str(pid)], check=True, capture_output=True)
+    started = time.monotonic()
+    action()
+    elapsed = time.monotonic() - started
+    before = set(folder.iterdir())
+    subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+    [dump] = set(folder.iterdir()) - before
+    found = re.search(r"^(?:summary|totals):\s+(\d+)", dump.read_text(), re.MULTILINE)
+    assert found is not None, dump
+    return int(found.group(1)), elapsed
 
 
 def run_uvicorn(app: Any, port: int) -> None:
