@@ -91,7 +91,7 @@ def _plain_decimal(value: str) -> bool:
 
 
 def _money_positive(value: str) -> bool:
-    if value.isascii() and value.replace(".", "", 1).isdigit():  # _plain_decimal, without the call
+    if _plain_decimal(value):
         return value.strip("0.") != ""  # a plain decimal is positive unless it has no other digit
     return contract._money(value, positive=True) is None
 
