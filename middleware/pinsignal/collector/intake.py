@@ -205,9 +205,11 @@ class Intake:
                 outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
             await self.sink.incr("dropped_bot", len(raws))
             return outcome
+        consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
+        request_verdict = consent({})  # the request's own signals; what an event that says nothing gets
         raw_device = visitor.cookies.get(DEVICE_COOKIE)
         device_id: str | None
-        if self.consent.verdict(gpc=visitor.gpc, cookies=visitor.cookies) == "granted":
+        if request_verdict == "granted":
             # The visitor's first event mints the device id (page loads do not); a returning
             # visitor's is signed again once a week, so the cookie rolls for 400 days.
             device_id, signed = self.devices.renewal(raw_device)
@@ -220,8 +222,6 @@ class Intake:
         pending: list[tuple[int, str, dict[str, Any]]] = []
         refused = invalid = 0
         identity = dict(remembered)  # an identify early in a batch already counts for the events after it
-        consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
-        request_verdict = consent({})  # what an event that says nothing itself gets
         process = self.engine.process
         for index, raw in enumerate(raws):
             if type(raw) is not dict:
