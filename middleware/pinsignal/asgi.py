@@ -133,7 +133,10 @@ class PinSignalMiddleware:
         self.intake = Intake(self.config, sink=sink if sink is not None else QueueSink(self.config), engine=engine)
         self.script = Script(self.config)
         self.collector = Collector(self.config, self.intake, self.script)
+        # `prefix <= path < past_prefix` is `path.startswith(prefix)` (the prefix ends in "/", and
+        # "0" follows "/"), at half the cost: str.startswith parses its arguments slowly on 3.11.
         self._prefix = self.config.collector_prefix + "/"
+        self._past_prefix = self.config.collector_prefix + "0"
         # A first visit carries no cookie at all: the consent mode alone decides (GPC aside).
         self._granted_without_cookies = self.intake.consent.verdict(gpc=False, cookies={}) == "granted"
         self._proxies = self.intake.proxies if self.config.trusted_proxies else None
@@ -154,7 +157,7 @@ class PinSignalMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        if scope["path"].startswith(self._prefix):
+        if self._prefix <= scope["path"] < self._past_prefix:
             await self.collector(scope, receive, send)
             return
         # Every pass-through request pays for what follows, so it is kept to a dict store, one
@@ -162,9 +165,11 @@ class PinSignalMiddleware:
         # server's send is a bound method of an object holding the scope, and a cycle would leave
         # every request to the garbage collector (measured: 9k more instructions per request).
         scope[SCOPE_KEY] = self
-        at = scope["query_string"].find(b"epik=")  # find(), not `in`: half the cost on bytes
-        if at >= 0:
-            self._landing(scope, at)
+        # partition(), not find() or `in`: on 3.11 it is the cheapest bytes search (one argument,
+        # no parsing), and a landing gets the click id without another slice.
+        before, epik, after = scope["query_string"].partition(b"epik=")
+        if epik:
+            self._landing(scope, before, after)
 
         def send_with_cookies(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
@@ -173,13 +178,14 @@ class PinSignalMiddleware:
                 if cookies is not SENT:
                     scope[COOKIES_KEY] = SENT
                     if cookies:  # a new message and list: the app may send the same one again
-                        message = {**message, "headers": [*message.get("headers", ()), *cookies]}
+                        message = dict(message, headers=[*message.get("headers", ()), *cookies])
             return send(message)
 
         await self.app(scope, receive, send_with_cookies)
 
-    def _landing(self, scope: Scope, at: int) -> None:
-        """``_epik`` for an ad landing (any method; a redirect too)."""
+    def _landing(self, scope: Scope, before: bytes, after: bytes) -> None:
+        """``_epik`` for an ad landing (any method; a redirect too): the query is ``before``,
+        ``epik=`` (its first occurrence), then ``after``."""
         quick = self._quick_epik
         if quick is not None:
             # A first visit (no cookie, no Sec-GPC) whose click id is the query's last parameter
@@ -190,10 +196,8 @@ class PinSignalMiddleware:
                 if name in breakers:
                     break
             else:
-                query = scope["query_string"]
-                raw = query[at + 5:]
-                if raw.isalnum() and len(raw) <= EPIK_MAX_LENGTH and (at == 0 or query[at - 1] == 0x26):
-                    scope[COOKIES_KEY] = [(b"set-cookie", quick[0] + raw + quick[1][scope["scheme"] == "https"])]
+                if after.isalnum() and len(after) <= EPIK_MAX_LENGTH and (not before or before[-1] == 0x26):
+                    scope[COOKIES_KEY] = [(b"set-cookie", quick[0] + after + quick[1][scope["scheme"] == "https"])]
                     return
         # Only what the cookie needs is read here (a landing must stay cheap); track() and the
         # collector read the full Visitor.
@@ -215,7 +219,7 @@ class PinSignalMiddleware:
         elif self.intake.consent.verdict(gpc=gpc, cookies=cookie_parser(cookie.decode("latin-1"))) != "granted":
             return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
         query = scope["query_string"]
-        raw = plain_epik(query, at)
+        raw = plain_epik(query, len(before))
         if raw is None:  # not the usual landing: escapes, several epik parameters, a bad value
             epik = epik_from_query(query)
             if epik is None:

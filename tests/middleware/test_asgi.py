@@ -301,9 +301,9 @@ def _landing_cookies(middleware: Any, query: bytes, headers: list[tuple[bytes, b
     from pinsignal.asgi import COOKIES_KEY
 
     scope = {"type": "http", "scheme": scheme, "path": "/", "query_string": query, "headers": headers}
-    at = query.find(b"epik=")
-    if at >= 0:
-        middleware._landing(scope, at)
+    before, epik, after = query.partition(b"epik=")
+    if epik:
+        middleware._landing(scope, before, after)
     return scope.get(COOKIES_KEY)
 
 
