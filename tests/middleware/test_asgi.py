@@ -340,3 +340,16 @@ def test_quick_landing_agrees_with_the_general_path_on_any_query(query: bytes) -
     general = wrap()
     general._quick_epik = None
     assert _landing_cookies(middleware, query, [], "https") == _landing_cookies(general, query, [], "https")
+
+
+_PREFIXES = st.from_regex(r"(/[A-Za-z0-9._~-]{1,8}){1,3}", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(prefix=_PREFIXES, path=st.text(max_size=30) | st.builds(lambda head, tail: head + tail,
+                                                               _PREFIXES, st.text(max_size=12)))
+def test_collector_prefix_comparison_is_startswith(prefix: str, path: str) -> None:
+    """The middleware tests ``prefix/ <= path < prefix0`` instead of calling str.startswith."""
+    middleware = wrap(collector_prefix=prefix)
+    assert (middleware._prefix <= path < middleware._past_prefix) is path.startswith(prefix + "/")
+    assert (middleware._prefix <= prefix + "/" + path < middleware._past_prefix) is True
