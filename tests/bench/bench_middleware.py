@@ -1,11 +1,11 @@
 """Benchmark: the middleware's cost on the wrapped app's own requests.
 
-    .venv/bin/python tests/bench/bench_middleware.py [--rounds 5] [--seconds 3] [--callgrind]
+    .venv/bin/python tests/bench/bench_middleware.py [--rounds 5] [--seconds 3] [--callgrind] [--app fastapi]
 
 uvicorn serves each variant in its own process; the load generator (wrk, else several Python
 processes) runs in another. Variants, measured interleaved, medians reported:
 
-* ``bare``: a Starlette app, no middleware;
+* ``bare``: a Starlette app (``--app fastapi``: the same routes as a FastAPI app), no middleware;
 * ``wrapped``: the same app inside PinSignalMiddleware;
 * ``basehttp``: the same app inside a BaseHTTPMiddleware doing the same epik check (for scale);
 * ``floor``: the same app inside the least a cookie-setting middleware can be (pure ASGI, the
@@ -54,7 +54,7 @@ class _NoPipelines:
         return []
 
 
-def build_app(variant: str) -> Any:
+def build_app(variant: str, kind: str = "starlette") -> Any:
     from starlette.applications import Starlette
     from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.requests import Request
@@ -72,7 +72,20 @@ def build_app(variant: str) -> Any:
         response.raw_headers.extend((b"set-cookie", cookie) for cookie in SAME_COOKIES)
         return response
 
-    app = Starlette(routes=[Route("/", home), Route("/products", home), Route("/cookies", cookies)])
+    if kind == "fastapi":
+        from fastapi import FastAPI
+
+        async def fastapi_home() -> Any:  # FastAPI endpoints take what they declare: nothing here
+            return await home(None)  # type: ignore[arg-type]
+
+        async def fastapi_cookies() -> Any:
+            return await cookies(None)  # type: ignore[arg-type]
+
+        app: Any = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        for path, endpoint in (("/", fastapi_home), ("/products", fastapi_home), ("/cookies", fastapi_cookies)):
+            app.add_api_route(path, endpoint, response_model=None)
+    else:
+        app = Starlette(routes=[Route("/", home), Route("/products", home), Route("/cookies", cookies)])
     if variant == "bare":
         return app
     if variant == "wrapped":
@@ -113,7 +126,7 @@ def _floor(app: Any) -> Any:
     return floor
 
 
-def callgrind(requests: int) -> dict[str, dict[str, float]]:
+def callgrind(requests: int, kind: str) -> dict[str, dict[str, float]]:
     """User-space instructions per request of the whole uvicorn server, for each variant and request.
 
     Each server runs under ``valgrind --tool=callgrind`` and is warmed up; then, per request kind,
@@ -122,10 +135,10 @@ def callgrind(requests: int) -> dict[str, dict[str, float]]:
     and the server's idle ticks while valgrind runs slowly (uvicorn wakes every 0.1 s) are measured
     separately and subtracted. A machine shared with other work cannot blur these counts.
     """
-    return {variant: _server_instructions(variant, requests) for variant in ("bare", "wrapped", "floor")}
+    return {variant: _server_instructions(variant, requests, kind) for variant in ("bare", "wrapped", "floor")}
 
 
-def _server_instructions(variant: str, requests: int) -> dict[str, float]:
+def _server_instructions(variant: str, requests: int, kind: str) -> dict[str, float]:
     import http.client
     import time
 
@@ -135,7 +148,7 @@ def _server_instructions(variant: str, requests: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "callgrind.out"
         process = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
-                                    str(HERE), "serve", variant, str(port)], stdout=subprocess.DEVNULL,
+                                    str(HERE), "serve", variant, str(port), kind], stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONHASHSEED": "0"},
                                    start_new_session=True)
         try:
@@ -173,12 +186,15 @@ def main() -> int:
     parser.add_argument("--callgrind", action="store_true")
     parser.add_argument("--callgrind-requests", type=int, default=1500)
     parser.add_argument("--no-wall-clock", action="store_true", help="callgrind figures only")
+    parser.add_argument("--app", choices=("starlette", "fastapi"), default="starlette",
+                        help="the wrapped app: Starlette routes, or the same routes in FastAPI")
     args = parser.parse_args()
     if not args.no_wall_clock:
         wall_clock(args)
     if args.callgrind:
-        counts = callgrind(args.callgrind_requests)
-        print("\ncallgrind: user-space instructions per request of the uvicorn server (start-up and idle subtracted)")
+        counts = callgrind(args.callgrind_requests, args.app)
+        print(f"\ncallgrind ({args.app} app): user-space instructions per request of the uvicorn server "
+              "(start-up and idle subtracted)")
         print(f"{'request':<10} {'variant':<10} {'bare':>10} {'variant':>10} {'added':>8} {'bare/variant':>13}")
         for kind in ("pass", "landing"):
             bare_count = counts["bare"][kind]
@@ -196,8 +212,8 @@ _notes = {"basehttp": "(scale: ~0.2 in the reference)",
 
 def wall_clock(args: argparse.Namespace) -> None:
     variants = ("bare", "wrapped", "basehttp", "floor")
-    with server(HERE, "bare") as bare, server(HERE, "wrapped") as wrapped, server(HERE, "basehttp") as basehttp, \
-            server(HERE, "floor") as floor:
+    with server(HERE, "bare", args.app) as bare, server(HERE, "wrapped", args.app) as wrapped, \
+            server(HERE, "basehttp", args.app) as basehttp, server(HERE, "floor", args.app) as floor:
         ports = dict(zip(variants, (bare, wrapped, basehttp, floor), strict=True))
         for port in ports.values():  # warm each server up
             load(port, path=PASS, seconds=1)
@@ -210,7 +226,7 @@ def wall_clock(args: argparse.Namespace) -> None:
                                                         headers=NAVIGATION, seconds=args.seconds)
         results = interleaved(measures, args.rounds)
     rates = {name: median(values) for name, values in results.items()}
-    print(f"\nmiddleware benchmark: {args.rounds} interleaved rounds of {args.seconds:g} s, medians, "
+    print(f"\nmiddleware benchmark ({args.app} app): {args.rounds} interleaved rounds of {args.seconds:g} s, medians, "
           f"load generator: {'wrk' if load.__globals__['WRK'] else 'python'} (cpus: {os.cpu_count()})")
     print(f"{'request':<10} {'variant':<10} {'req/s':>10} {'bare req/s':>11} {'ratio':>7}  target")
     for kind, target in (("pass", ">= 0.95"), ("landing", ">= 0.9")):
@@ -225,6 +241,6 @@ def wall_clock(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
-        run_uvicorn(build_app(sys.argv[2]), int(sys.argv[3]))
+        run_uvicorn(build_app(sys.argv[2], *sys.argv[4:5]), int(sys.argv[3]))
     else:
         raise SystemExit(main())
