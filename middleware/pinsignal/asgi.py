@@ -28,7 +28,8 @@ raises gets a 500 without the cookies of that request (the app's own 500 respons
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+import os
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Final
 
 from starlette.requests import cookie_parser
@@ -41,7 +42,7 @@ from pinsignal.cookies import EPIK_MAX_LENGTH, epik_from_query, plain_epik
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
 
-__all__ = ["COOKIES_KEY", "SCOPE_KEY", "SENT", "PinSignalMiddleware", "RequestHook"]
+__all__ = ["COOKIES_KEY", "SCOPE_KEY", "SENT", "SPEEDUPS", "PinSignalMiddleware", "RequestHook"]
 
 logger = logging.getLogger("pinsignal.asgi")
 
@@ -63,6 +64,58 @@ class _Sent:
 
 
 SENT: Final = _Sent()
+
+# The usual landing's cookie without the general path's work: (header names that make a visit
+# more than a first one, b"_epik=", the attributes after the value by scheme).
+QuickEpik = tuple[frozenset[bytes], bytes, dict[str, bytes]]
+
+
+def _cookie_send_py(send: Send, scope: Scope, key: str, sent: object) -> Send:
+    """The ``send`` the app gets: the first ``http.response.start`` carries ``scope[key]``'s
+    cookies, and ``scope[key]`` becomes ``sent`` (too late for more)."""
+
+    def send_with_cookies(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            # One C call on a pass-through request: marks the response as started.
+            cookies = scope.setdefault(key, sent)
+            if cookies is not sent:
+                scope[key] = sent
+                if cookies:  # a new message and list: the app may send the same one again
+                    message = dict(message, headers=[*message.get("headers", ()), *cookies])
+        return send(message)
+
+    return send_with_cookies
+
+
+def _first_visit_epik_py(quick: QuickEpik, scope: Scope, before: bytes, after: bytes, key: str) -> bool:
+    """Sets ``scope[key]`` to the ``_epik`` cookie of a first visit (no header in ``quick[0]``: no
+    cookie, no Sec-GPC) whose click id is the query's last parameter and plain base64
+    (alphanumeric: cookie-safe as it is), as Pinterest appends it; False for anything else,
+    which the general path then handles. The same cookie as the general path, without its calls."""
+    breakers, prefix, suffixes = quick
+    if after.isalnum() and len(after) <= EPIK_MAX_LENGTH and (not before or before[-1] == 0x26):
+        for name, _ in scope["headers"]:
+            if name in breakers:
+                return False
+        suffix = suffixes.get(scope["scheme"])
+        if suffix is not None:
+            scope[key] = [(b"set-cookie", prefix + after + suffix)]
+            return True
+    return False
+
+
+# The C versions (pinsignal/_speedups.c) when they were built at install: the same behaviour, held
+# to it by tests, at a fraction of the instructions. PINSIGNAL_PURE_PYTHON=1 keeps the Python ones.
+_cookie_send: Callable[[Send, Scope, str, object], Send] = _cookie_send_py
+_first_visit_epik: Callable[[QuickEpik, Scope, bytes, bytes, str], bool] = _first_visit_epik_py
+SPEEDUPS = False
+if not os.environ.get("PINSIGNAL_PURE_PYTHON"):
+    try:
+        from pinsignal._speedups import cookie_send as _cookie_send, first_visit_epik as _first_visit_epik
+    except ImportError:  # built without a C compiler
+        pass
+    else:
+        SPEEDUPS = True
 
 
 class RequestHook:
@@ -142,8 +195,10 @@ class PinSignalMiddleware:
         self._proxies = self.intake.proxies if self.config.trusted_proxies else None
         # The usual landing, kept as cheap as it can be (see _landing): consent granted without
         # asking, and cookie attributes that depend on the scheme alone.
-        self._quick_epik = self.intake.cookies.epik_parts() if self._granted_without_cookies else None
-        self._first_visit_breakers = _FIRST_VISIT_BREAKERS | ({b"x-forwarded-proto"} if self._proxies else set())
+        parts = self.intake.cookies.epik_parts() if self._granted_without_cookies else None
+        self._quick_epik: QuickEpik | None = None if parts is None else (
+            _FIRST_VISIT_BREAKERS | ({b"x-forwarded-proto"} if self._proxies else set()),
+            parts[0], {"http": parts[1][0], "https": parts[1][1]})
 
     @property
     def script_url(self) -> str:
@@ -170,35 +225,14 @@ class PinSignalMiddleware:
         before, epik, after = scope["query_string"].partition(b"epik=")
         if epik:
             self._landing(scope, before, after)
-
-        def send_with_cookies(message: Message) -> Awaitable[None]:
-            if message["type"] == "http.response.start":
-                # One C call on a pass-through request: marks the response as started.
-                cookies = scope.setdefault(COOKIES_KEY, SENT)
-                if cookies is not SENT:
-                    scope[COOKIES_KEY] = SENT
-                    if cookies:  # a new message and list: the app may send the same one again
-                        message = dict(message, headers=[*message.get("headers", ()), *cookies])
-            return send(message)
-
-        await self.app(scope, receive, send_with_cookies)
+        await self.app(scope, receive, _cookie_send(send, scope, COOKIES_KEY, SENT))
 
     def _landing(self, scope: Scope, before: bytes, after: bytes) -> None:
         """``_epik`` for an ad landing (any method; a redirect too): the query is ``before``,
         ``epik=`` (its first occurrence), then ``after``."""
         quick = self._quick_epik
-        if quick is not None:
-            # A first visit (no cookie, no Sec-GPC) whose click id is the query's last parameter
-            # and plain base64 (alphanumeric: cookie-safe as it is), as Pinterest appends it.
-            # Same cookie as the general path below, without its calls.
-            breakers = self._first_visit_breakers
-            for name, _ in scope["headers"]:
-                if name in breakers:
-                    break
-            else:
-                if after.isalnum() and len(after) <= EPIK_MAX_LENGTH and (not before or before[-1] == 0x26):
-                    scope[COOKIES_KEY] = [(b"set-cookie", quick[0] + after + quick[1][scope["scheme"] == "https"])]
-                    return
+        if quick is not None and _first_visit_epik(quick, scope, before, after, COOKIES_KEY):
+            return
         # Only what the cookie needs is read here (a landing must stay cheap); track() and the
         # collector read the full Visitor.
         cookie = forwarded_proto = host = None
