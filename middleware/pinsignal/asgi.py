@@ -216,7 +216,7 @@ class PinSignalMiddleware:
             await self.collector(scope, receive, send)
             return
         # Every pass-through request pays for what follows, so it is kept to a dict store, one
-        # bytes search and a closure. Nothing stored in the scope may lead back to it: the
+        # bytes search and the send wrapper. Nothing stored in the scope may lead back to it: the
         # server's send is a bound method of an object holding the scope, and a cycle would leave
         # every request to the garbage collector (measured: 9k more instructions per request).
         scope[SCOPE_KEY] = self
