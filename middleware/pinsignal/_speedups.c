@@ -218,7 +218,9 @@ any_header_in(PyObject *scope, PyObject *breakers)
             found = 2;
             break;
         }
+        Py_INCREF(item); /* a name's own __eq__ could change the list while it is compared */
         found = PySet_Contains(breakers, PyTuple_GET_ITEM(item, 0));
+        Py_DECREF(item);
     }
     Py_DECREF(headers);
     return found;
