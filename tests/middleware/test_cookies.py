@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
+from itsdangerous import TimestampSigner
 
 from pinsignal.cookies import (
     CookieDomain,
@@ -102,3 +104,43 @@ def test_identity_cookie_keeps_only_what_it_signed() -> None:
     assert cookie.loads(signed + "x") == {}
     assert cookie.loads(IdentityCookie("other-secret-0123456789").dumps(hashed)) == {}
     assert cookie.loads(IdentityCookie(SECRET).dumps(["not", "a", "map"])) == {}  # type: ignore[arg-type]
+
+
+# Signed with the hand-written HMAC that pinsignal used until December 2026 (commit dd3d783), at
+# the time given: browsers hold such cookies for 400 days, so every later signer must verify them
+# and sign the same id at the same second to the same bytes.
+_LONG_SECRET = "another-secret-with-more-than-sixty-four-characters-0123456789abcdefghijklmnop"
+GOLDEN_DEVICE_COOKIES = [
+    (SECRET, "0123456789abcdef0123456789abcdef", 1764547200,
+     "0123456789abcdef0123456789abcdef.aSzagA.gA2HWIg59dHOJssSHO0k4chi5Zs"),
+    (SECRET, "ffffffffffffffffffffffffffffffff", 1800000000,
+     "ffffffffffffffffffffffffffffffff.a0nSAA.muVT9TzeH9WOzcOurI7mu7UqEVM"),
+    (_LONG_SECRET, "d" * 32, 1764547201,  # a secret longer than SHA-1's block
+     "dddddddddddddddddddddddddddddddd.aSzagQ.ChpIxw_sS1E6V1RmcW7rqb43Zq0"),
+]
+GOLDEN_IDENTITY_COOKIES = [
+    (SECRET, {"email": "a" * 64, "user_id": "b" * 64}, 1764547200,
+     ".eJyrVkrNTczMUbJSSqQQKOkolRanFsVnpgANS6IQKNUCAMwBOFw.aSzagA._ccKO-S8nTj9ij91TNBPUhNpEFU"),
+    (SECRET, {"phone": "c" * 64}, 1800000000, ".eJyrVirIyM9LVbJSSqYQKNUCAD57HJU.a0nSAA.wB8DH6ulo9_g-EPpbwjU_9eV0h0"),
+]
+
+
+@pytest.mark.parametrize(("secret", "device_id", "signed_at", "value"), GOLDEN_DEVICE_COOKIES)
+def test_device_cookies_signed_by_earlier_releases_still_verify_and_are_reproduced(
+        secret: str, device_id: str, signed_at: int, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert DeviceIds(secret).read(value, now=signed_at + 60) == (device_id, 60.0)
+    assert DeviceIds("other-secret-0123456789").read(value) == (None, 0.0)
+    # The format is itsdangerous's TimestampSigner's, which reads them too.
+    signer = TimestampSigner(secret, salt="pinsignal.device-id")
+    assert signer.unsign(value, return_timestamp=True) == (device_id.encode(), datetime.fromtimestamp(signed_at, UTC))
+    monkeypatch.setattr(time, "time", lambda: signed_at + 0.25)
+    assert DeviceIds(secret).sign(device_id) == value
+
+
+@pytest.mark.parametrize(("secret", "hashed", "signed_at", "value"), GOLDEN_IDENTITY_COOKIES)
+def test_identity_cookies_signed_by_earlier_releases_still_load_and_are_reproduced(
+        secret: str, hashed: dict[str, str], signed_at: int, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert IdentityCookie(secret).loads(value) == hashed
+    assert IdentityCookie("other-secret-0123456789").loads(value) == {}
+    monkeypatch.setattr(time, "time", lambda: signed_at + 0.25)
+    assert IdentityCookie(secret).dumps(hashed) == value
