@@ -11,7 +11,6 @@ Safari from capping them to 7 days (``reference/perf-reliability.md`` section 6)
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -59,13 +58,9 @@ _PLAIN_EPIK = re.compile(rb"[\x21\x23\x24\x27-\x2A\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1
 # The same set as bytes, for a C-speed check: ``raw.translate(None, _PLAIN_EPIK_BYTES)`` is empty
 # exactly when every byte of ``raw`` is plain (what the usual landing's one value is).
 _PLAIN_EPIK_BYTES = bytes(byte for byte in range(256) if _PLAIN_EPIK.fullmatch(bytes([byte])))
-_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 _DOMAIN_CACHE_LIMIT = 4096
 _VERIFIED_CACHE_LIMIT = 4096
-_SHA1_BLOCK = 64
-_IPAD = bytes(byte ^ 0x36 for byte in range(256))
-_OPAD = bytes(byte ^ 0x5C for byte in range(256))
 
 
 def valid_epik(value: str) -> bool:
@@ -200,19 +195,14 @@ class CookieDomain:
 class DeviceIds:
     """Signed random device ids for ``_psid``, in itsdangerous ``TimestampSigner`` format (``id.time.signature``).
 
-    The key is itsdangerous's own derivation, computed once; every ad landing mints an id, so the
-    HMAC's keyed inner and outer SHA-1 states are computed once too and copied per signature (a
-    third of ``hmac.digest``'s cost, which sets up the key on every call). Values stay
-    interchangeable with ``TimestampSigner(secret, salt="pinsignal.device-id")``.
+    Values are interchangeable with ``TimestampSigner(secret, salt="pinsignal.device-id")``: the
+    same derived key, HMAC-SHA1 and URL-safe unpadded base64. The keyed HMAC is built once and
+    copied per signature.
     """
 
     def __init__(self, secret: str) -> None:
         key: bytes = TimestampSigner(secret, salt="pinsignal.device-id").derive_key()
-        if len(key) > _SHA1_BLOCK:
-            key = hashlib.sha1(key).digest()
-        key = key.ljust(_SHA1_BLOCK, b"\0")
-        self._inner = hashlib.sha1(key.translate(_IPAD))
-        self._outer = hashlib.sha1(key.translate(_OPAD))
+        self._hmac = hmac.new(key, digestmod=hashlib.sha1)
         self._stamp: tuple[int, bytes] = (-1, b"")
         # Recent valid cookie values and what they say: a returning browser posts the same _psid
         # with every event, and checking it costs more than the rest of the cookie work. A value
@@ -274,22 +264,12 @@ class DeviceIds:
         if self._stamp[0] != now:
             self._stamp = (now, b"." + base64_encode(int_to_bytes(now)))
         payload = device_id.encode("ascii") + self._stamp[1]
-        # _signature() inline: every landing signs.
-        inner = self._inner.copy()
-        inner.update(payload)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        signature = binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
-        return (payload + b"." + signature).decode("ascii")
+        return (payload + b"." + self._signature(payload)).decode("ascii")
 
     def _signature(self, payload: bytes) -> bytes:
-        # HMAC-SHA1 (RFC 2104) from the precomputed keyed states; itsdangerous's base64_encode
-        # (URL-safe, unpadded), in C calls only.
-        inner = self._inner.copy()
-        inner.update(payload)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+        signer = self._hmac.copy()
+        signer.update(payload)
+        return base64_encode(signer.digest())
 
 
 class IdentityCookie:
