@@ -28,21 +28,20 @@ raises gets a 500 without the cookies of that request (the app's own 500 respons
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, Visitor
+from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, VisitorRequest
 from pinsignal.config import Config
 from pinsignal.cookies import EPIK_MAX_LENGTH, epik_from_query, plain_epik
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
 
-__all__ = ["COOKIES_KEY", "SCOPE_KEY", "SENT", "SPEEDUPS", "PinSignalMiddleware", "RequestHook"]
+__all__ = ["COOKIES_KEY", "SCOPE_KEY", "SENT", "PinSignalMiddleware", "RequestHook"]
 
 logger = logging.getLogger("pinsignal.asgi")
 
@@ -70,7 +69,7 @@ SENT: Final = _Sent()
 QuickEpik = tuple[frozenset[bytes], bytes, dict[str, bytes]]
 
 
-def _cookie_send_py(send: Send, scope: Scope, key: str, sent: object) -> Send:
+def _cookie_send(send: Send, scope: Scope, key: str, sent: object) -> Send:
     """The ``send`` the app gets: the first ``http.response.start`` carries ``scope[key]``'s
     cookies, and ``scope[key]`` becomes ``sent`` (too late for more)."""
 
@@ -87,7 +86,7 @@ def _cookie_send_py(send: Send, scope: Scope, key: str, sent: object) -> Send:
     return send_with_cookies
 
 
-def _first_visit_epik_py(quick: QuickEpik, scope: Scope, before: bytes, after: bytes, key: str) -> bool:
+def _first_visit_epik(quick: QuickEpik, scope: Scope, before: bytes, after: bytes, key: str) -> bool:
     """Sets ``scope[key]`` to the ``_epik`` cookie of a first visit (no header in ``quick[0]``: no
     cookie, no Sec-GPC) whose click id is the query's last parameter and plain base64
     (alphanumeric: cookie-safe as it is), as Pinterest appends it; False for anything else,
@@ -102,20 +101,6 @@ def _first_visit_epik_py(quick: QuickEpik, scope: Scope, before: bytes, after: b
             scope[key] = [(b"set-cookie", prefix + after + suffix)]
             return True
     return False
-
-
-# The C versions (pinsignal/_speedups.c) when they were built at install: the same behaviour, held
-# to it by tests, at a fraction of the instructions. PINSIGNAL_PURE_PYTHON=1 keeps the Python ones.
-_cookie_send: Callable[[Send, Scope, str, object], Send] = _cookie_send_py
-_first_visit_epik: Callable[[QuickEpik, Scope, bytes, bytes, str], bool] = _first_visit_epik_py
-SPEEDUPS = False
-if not os.environ.get("PINSIGNAL_PURE_PYTHON"):
-    try:
-        from pinsignal._speedups import cookie_send as _cookie_send, first_visit_epik as _first_visit_epik
-    except ImportError:  # built without a C compiler
-        pass
-    else:
-        SPEEDUPS = True
 
 
 class RequestHook:
@@ -146,12 +131,12 @@ class RequestHook:
         """Whether the response has started: too late for another cookie."""
         return self.scope.get(COOKIES_KEY) is SENT
 
-    def visitor(self) -> Visitor:
-        """The request's :class:`Visitor`, read once per request."""
+    def visitor(self) -> VisitorRequest:
+        """The request's :class:`VisitorRequest`, read once per request."""
         visitor = self.scope.get(_VISITOR_KEY)
         if visitor is None:
             visitor = self.scope[_VISITOR_KEY] = self.owner.intake.visitor(self.scope)
-        assert isinstance(visitor, Visitor)
+        assert isinstance(visitor, VisitorRequest)
         return visitor
 
     def set_cookies(self, cookies: list[str]) -> bool:
@@ -234,7 +219,7 @@ class PinSignalMiddleware:
         if quick is not None and _first_visit_epik(quick, scope, before, after, COOKIES_KEY):
             return
         # Only what the cookie needs is read here (a landing must stay cheap); track() and the
-        # collector read the full Visitor.
+        # collector read the full VisitorRequest.
         cookie = forwarded_proto = host = None
         gpc = False
         for name, value in scope["headers"]:

@@ -5,10 +5,10 @@ See :mod:`pinsignal.collector.routes` for the routes and their answers.
 
 from __future__ import annotations
 
-from .intake import Intake, Outcome, Visitor
+from .intake import Intake, IntakeResult, VisitorRequest
 from .routes import MAX_BODY, MAX_EVENTS, Collector
 from .script import Script
 from .sink import MemorySink, QueueSink, Sink
 
-__all__ = ["MAX_BODY", "MAX_EVENTS", "Collector", "Intake", "MemorySink", "Outcome", "QueueSink", "Script", "Sink",
-           "Visitor"]
+__all__ = ["MAX_BODY", "MAX_EVENTS", "Collector", "Intake", "IntakeResult", "MemorySink", "QueueSink", "Script",
+           "Sink", "VisitorRequest"]

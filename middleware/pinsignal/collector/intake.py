@@ -41,7 +41,7 @@ from .sink import Sink
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
 
-__all__ = ["Intake", "Outcome", "Visitor", "identity_keys"]
+__all__ = ["Intake", "IntakeResult", "VisitorRequest", "identity_keys"]
 
 logger = logging.getLogger("pinsignal.collector")
 
@@ -60,8 +60,8 @@ _ADDRESS_KEYS = {"city": "city", "state": "state", "postal_code": "zip", "postal
 
 
 @dataclass(slots=True)
-class Visitor:
-    """What one HTTP request says about the visitor, read once from the ASGI scope."""
+class VisitorRequest:
+    """The visitor's request as the intake reads it, once, from the ASGI scope: address, headers, cookies."""
 
     ip: str | None
     scheme: str
@@ -81,7 +81,7 @@ class Visitor:
         return self.scheme == "https"
 
     @classmethod
-    def from_scope(cls, scope: Scope, proxies: TrustedProxies) -> Visitor:
+    def from_scope(cls, scope: Scope, proxies: TrustedProxies) -> VisitorRequest:
         ip, scheme = proxies.resolve(scope)
         visitor = cls(ip=ip, scheme=scheme)
         cookie_header: list[str] = []
@@ -113,7 +113,7 @@ class Visitor:
 
 
 @dataclass
-class Outcome:
+class IntakeResult:
     """The answer to a batch: ids accepted, ``{"index", "id", "reasons"}`` per rejected event, cookies to set."""
 
     accepted: list[str] = field(default_factory=list)
@@ -183,8 +183,8 @@ class Intake:
             self._opened = False
             await self.sink.close()
 
-    def visitor(self, scope: Scope) -> Visitor:
-        return Visitor.from_scope(scope, self.proxies)
+    def visitor(self, scope: Scope) -> VisitorRequest:
+        return VisitorRequest.from_scope(scope, self.proxies)
 
     def device_cookie(self, raw: str | None, *, secure: bool, host: bytes | None) -> str | None:
         """The ``_psid`` to set for a request carrying ``raw``: a new id for a missing or forged one,
@@ -192,14 +192,14 @@ class Intake:
         _, signed = self.devices.renewal(raw)
         return None if signed is None else self.cookies.device(signed, secure=secure, host=host)
 
-    async def accept(self, raws: Sequence[object], visitor: Visitor, *, received_at: float,
-                     decoded: bool = False) -> Outcome:
+    async def accept(self, raws: Sequence[object], visitor: VisitorRequest, *, received_at: float,
+                     decoded: bool = False) -> IntakeResult:
         """Process a batch of raw events from one request; raises whatever the sink raises.
 
         ``decoded=True``: the events come straight from JSON decoding (the collector's bodies), so
         the envelope's size walk can leave out the type tests (see ``parse_envelope``).
         """
-        outcome = Outcome()
+        outcome = IntakeResult()
         if visitor.user_agent is not None and self.bots.is_bot(visitor.user_agent):
             for index, raw in enumerate(raws):
                 outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
@@ -267,7 +267,7 @@ class Intake:
             await self.sink.incr("rejected_invalid", invalid)
         return outcome
 
-    def _pipeline_cookies(self, visitor: Visitor, device_id: str | None) -> dict[str, str]:
+    def _pipeline_cookies(self, visitor: VisitorRequest, device_id: str | None) -> dict[str, str]:
         cookies: dict[str, str] = {}
         for name in self.pipeline_cookies:
             value = visitor.cookies.get(name)
@@ -296,7 +296,7 @@ def _event_verdict(consent: Callable[[Mapping[str, object]], str], raw: dict[str
     return consent(raw)
 
 
-def _server_context(raw: dict[str, Any], visitor: Visitor) -> dict[str, Any]:
+def _server_context(raw: dict[str, Any], visitor: VisitorRequest) -> dict[str, Any]:
     """The event's ``context`` (a copy) with what the server knows: IP, user agent, page URL from ``Referer``."""
     context = raw.get("context")
     context = {**context, "ip": visitor.ip, "userAgent": visitor.user_agent} if type(context) is dict else {

@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from pinsignal.config import Config
 from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
 
-from .intake import Intake, Visitor
+from .intake import Intake, VisitorRequest
 from .script import Script
 
 __all__ = ["MAX_BODY", "MAX_EVENTS", "Collector"]
@@ -99,7 +99,7 @@ class Collector:
 
     # ------------------------------------------------------------------ events
 
-    async def _events(self, send: Send, payload: object, default_type: str | None, visitor: Visitor,
+    async def _events(self, send: Send, payload: object, default_type: str | None, visitor: VisitorRequest,
                       cors: list[tuple[bytes, bytes]]) -> None:
         raws = _unbatch(payload, default_type)
         await self._intake.open()
@@ -112,7 +112,8 @@ class Collector:
         headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in outcome.cookies]
         await _json(send, 202, outcome.body(), headers)
 
-    async def _consent(self, send: Send, payload: object, visitor: Visitor, cors: list[tuple[bytes, bytes]]) -> None:
+    async def _consent(self, send: Send, payload: object, visitor: VisitorRequest,
+                       cors: list[tuple[bytes, bytes]]) -> None:
         if type(payload) is not dict or type(payload.get("advertising")) is not bool:
             raise _Refusal(400, "a consent body must be {\"advertising\": true or false}, "
                                 f"got {_short(payload)}")
@@ -138,7 +139,7 @@ class Collector:
 
     # ------------------------------------------------------------------ request checks
 
-    def _cors_headers(self, visitor: Visitor) -> list[tuple[bytes, bytes]]:
+    def _cors_headers(self, visitor: VisitorRequest) -> list[tuple[bytes, bytes]]:
         """Refuse cross-site posts; CORS headers for an allowed other origin, else none."""
         origin = visitor.origin
         site = visitor.fetch_site
@@ -149,14 +150,15 @@ class Collector:
                     (b"access-control-allow-credentials", b"true"), (b"vary", b"Origin")]
         raise _Refusal(403, f"cross-site posts are refused; origin {origin!r} is not in PINSIGNAL_ALLOWED_ORIGINS")
 
-    async def _preflight(self, send: Send, visitor: Visitor, cors: list[tuple[bytes, bytes]]) -> None:
+    async def _preflight(self, send: Send, visitor: VisitorRequest, cors: list[tuple[bytes, bytes]]) -> None:
         headers = cors + [(b"access-control-allow-methods", b"POST"),
                           (b"access-control-allow-headers", b"content-type"),
                           (b"access-control-max-age", b"86400")]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
-    async def _read_json(self, receive: Receive, visitor: Visitor, cors: list[tuple[bytes, bytes]]) -> object:
+    async def _read_json(self, receive: Receive, visitor: VisitorRequest,
+                         cors: list[tuple[bytes, bytes]]) -> object:
         content_type = (visitor.content_type or b"").split(b";", 1)[0].strip().lower()
         if content_type not in _JSON_TYPES:
             raise _Refusal(415, "events must be sent as application/json or text/plain, "
@@ -183,7 +185,7 @@ def _require(method: str, allowed: bytes) -> None:
         raise _Refusal(405, f"method {method} is not allowed here; use {allowed.decode()}", [(b"allow", allowed)])
 
 
-def _same_origin(origin: str, visitor: Visitor) -> bool:
+def _same_origin(origin: str, visitor: VisitorRequest) -> bool:
     if visitor.host is None or "://" not in origin:
         return False
     return origin.split("://", 1)[1].lower() == visitor.host.decode("latin-1").lower()
