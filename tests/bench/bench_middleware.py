@@ -193,7 +193,7 @@ def main() -> int:
         wall_clock(args)
     if args.callgrind:
         counts = callgrind(args.callgrind_requests, args.app)
-        print(f"\ncallgrind ({args.app} app, {_speedups()}): user-space instructions per request of the uvicorn "
+        print(f"\ncallgrind ({args.app} app): user-space instructions per request of the uvicorn "
               "server (start-up and idle subtracted)")
         print(f"{'request':<10} {'variant':<10} {'bare':>10} {'variant':>10} {'added':>8} {'bare/variant':>13}")
         for kind in ("pass", "landing"):
@@ -203,13 +203,6 @@ def main() -> int:
                 print(f"{kind:<10} {variant:<10} {bare_count:>10.0f} {count:>10.0f} {count - bare_count:>8.0f} "
                       f"{bare_count / count:>13.3f}  {_notes.get(variant, '')}")
     return 0
-
-
-def _speedups() -> str:
-    """Which middleware the servers run: the C speedups or the pure-Python code."""
-    from pinsignal import asgi
-
-    return "C speedups" if asgi.SPEEDUPS else "pure Python"
 
 
 _notes = {"basehttp": "(scale: ~0.2 in the reference)",
@@ -233,7 +226,7 @@ def wall_clock(args: argparse.Namespace) -> None:
                                                         headers=NAVIGATION, seconds=args.seconds)
         results = interleaved(measures, args.rounds)
     rates = {name: median(values) for name, values in results.items()}
-    print(f"\nmiddleware benchmark ({args.app} app, {_speedups()}): {args.rounds} interleaved rounds of "
+    print(f"\nmiddleware benchmark ({args.app} app): {args.rounds} interleaved rounds of "
           f"{args.seconds:g} s, medians, load generator: {'wrk' if load.__globals__['WRK'] else 'python'} "
           f"(cpus: {os.cpu_count()})")
     print(f"{'request':<10} {'variant':<10} {'req/s':>10} {'bare req/s':>11} {'ratio':>7}  target")

@@ -1,6 +1,0 @@
-# Types of the optional C module built from _speedups.c; pinsignal/asgi.py has the Python reference.
-from starlette.types import Scope, Send
-
-def cookie_send(send: Send, scope: Scope, key: str, sent: object, /) -> Send: ...
-def first_visit_epik(quick: tuple[frozenset[bytes], bytes, dict[str, bytes]], scope: Scope, before: bytes,
-                     after: bytes, key: str, /) -> bool: ...
