@@ -12,16 +12,16 @@ names the variable and the value, so start-up fails before the first request.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from pinsignal.envsettings import env_bool, env_list, from_env
 from pinsignal.errors import ConfigError
 
-__all__ = ["Config", "ConsentMode", "env_bool", "env_list", "shipped_pipelines_dir"]
+__all__ = ["ENVIRONMENT", "Config", "ConsentMode", "env_bool", "env_list", "shipped_pipelines_dir"]
 
 ConsentMode = Literal["opt-out", "opt-in"]
 
@@ -29,8 +29,6 @@ DEFAULT_API_URL = "https://api.pinterest.com"
 _AD_ACCOUNT_RE = re.compile(r"^\d{1,18}$")
 _PREFIX_RE = re.compile(r"^(/[A-Za-z0-9._~-]+)+$")
 _COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 def shipped_pipelines_dir() -> Path:
@@ -154,23 +152,12 @@ class Config:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Config:
         """Read DESIGN 2.3's variables; keywords override them."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, (variable, parse) in _ENV.items():
-            raw = env.get(variable)
-            if raw is None or (raw.strip() == "" and name not in ("cookie_domain",)):
-                continue
-            try:
-                values[name] = parse(raw.strip())
-            except ValueError as exc:
-                raise ConfigError(f"{variable} has a malformed value {raw!r}: {exc}.") from None
-        values.update(overrides)
-        return cls(**values)
+        return from_env(cls, ENVIRONMENT, environ, parsers=_PARSERS, overrides=overrides)
 
     @classmethod
     def env_variables(cls) -> dict[str, str]:
         """Map of ``Config`` field name to its environment variable (for docs and tests)."""
-        return {name: variable for name, (variable, _) in _ENV.items()}
+        return dict(ENVIRONMENT)
 
 
 def _check_proxy(value: str) -> None:
@@ -183,53 +170,29 @@ def _check_proxy(value: str) -> None:
             ) from None
 
 
-def env_bool(raw: str) -> bool:
-    """An environment flag: 1/true/yes/on or 0/false/no/off (any case); ``ValueError`` otherwise."""
-    lowered = raw.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ValueError("expected true or false")
-
-
-def env_list(raw: str) -> tuple[str, ...]:
-    """A comma-separated environment value, items stripped, empty items dropped."""
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _paths(raw: str) -> tuple[Path, ...]:
-    return tuple(Path(part) for part in env_list(raw.replace(os.pathsep, ",")))
-
-
-def _optional_domain(raw: str) -> str | None:
-    return raw or None
-
-
-def _port(raw: str) -> int:
-    return int(raw)
-
-
-_ENV: dict[str, tuple[str, Any]] = {
-    "ad_account_id": ("PINTEREST_AD_ACCOUNT_ID", str),
-    "access_token": ("PINTEREST_ACCESS_TOKEN", str),
-    "api_url": ("PINTEREST_API_URL", str),
-    "test_mode": ("PINTEREST_TEST_MODE", env_bool),
-    "redis_url": ("REDIS_URL", str),
-    "data_dir": ("PINSIGNAL_DATA_DIR", Path),
-    "secret": ("PINSIGNAL_SECRET", str),
-    "pipelines": ("PINSIGNAL_PIPELINES", _paths),
-    "cookie_domain": ("PINSIGNAL_COOKIE_DOMAIN", _optional_domain),
-    "collector_prefix": ("PINSIGNAL_COLLECTOR_PREFIX", str),
-    "consent": ("PINSIGNAL_CONSENT", str),
-    "consent_cookie": ("PINSIGNAL_CONSENT_COOKIE", str),
-    "trusted_proxies": ("PINSIGNAL_TRUSTED_PROXIES", env_list),
-    "allowed_origins": ("PINSIGNAL_ALLOWED_ORIGINS", env_list),
-    "epik_httponly": ("PINSIGNAL_EPIK_HTTPONLY", env_bool),
-    "default_country": ("PINSIGNAL_DEFAULT_COUNTRY", str.upper),
-    "http_timeout": ("PINSIGNAL_HTTP_TIMEOUT", float),
-    "batch_max_wait": ("PINSIGNAL_BATCH_MAX_WAIT", float),
-    "metrics_port": ("PINSIGNAL_METRICS_PORT", _port),
+# Config field -> environment variable
+ENVIRONMENT: dict[str, str] = {
+    "ad_account_id": "PINTEREST_AD_ACCOUNT_ID",
+    "access_token": "PINTEREST_ACCESS_TOKEN",
+    "api_url": "PINTEREST_API_URL",
+    "test_mode": "PINTEREST_TEST_MODE",
+    "redis_url": "REDIS_URL",
+    "data_dir": "PINSIGNAL_DATA_DIR",
+    "secret": "PINSIGNAL_SECRET",
+    "pipelines": "PINSIGNAL_PIPELINES",
+    "cookie_domain": "PINSIGNAL_COOKIE_DOMAIN",
+    "collector_prefix": "PINSIGNAL_COLLECTOR_PREFIX",
+    "consent": "PINSIGNAL_CONSENT",
+    "consent_cookie": "PINSIGNAL_CONSENT_COOKIE",
+    "trusted_proxies": "PINSIGNAL_TRUSTED_PROXIES",
+    "allowed_origins": "PINSIGNAL_ALLOWED_ORIGINS",
+    "epik_httponly": "PINSIGNAL_EPIK_HTTPONLY",
+    "default_country": "PINSIGNAL_DEFAULT_COUNTRY",
+    "http_timeout": "PINSIGNAL_HTTP_TIMEOUT",
+    "batch_max_wait": "PINSIGNAL_BATCH_MAX_WAIT",
+    "metrics_port": "PINSIGNAL_METRICS_PORT",
 }
 
-assert set(_ENV) == {f.name for f in fields(Config)}, "every Config field needs an environment variable"
+_PARSERS = {"default_country": str.upper}
+
+assert set(ENVIRONMENT) == {f.name for f in fields(Config)}, "every Config field needs an environment variable"

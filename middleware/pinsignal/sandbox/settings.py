@@ -9,13 +9,12 @@ with one sentence that names the option and the value.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from pinsignal.config import env_bool, env_list
+from pinsignal.envsettings import from_env, prefixed
 from pinsignal.errors import ConfigError
 
 __all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "PartialFailure", "SandboxSettings", "UnknownEventNames"]
@@ -30,7 +29,6 @@ PartialFailure = Literal[422, 200]
 UnknownEventNames = Literal["warn", "fail"]
 
 ACCOUNT_RE = re.compile(r"^\d{1,18}$")
-_ENV_PREFIX = "PINSIGNAL_SANDBOX_"
 
 
 @dataclass(frozen=True)
@@ -90,38 +88,10 @@ class SandboxSettings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> SandboxSettings:
         """Settings from ``PINSIGNAL_SANDBOX_*`` variables; keyword ``overrides`` win over them."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for item in fields(cls):
-            raw = env.get(_ENV_PREFIX + item.name.upper())
-            if raw is None:
-                continue
-            values[item.name] = _parse(item.name, raw, cls.__dataclass_fields__[item.name].default)
-        values.update({key: value for key, value in overrides.items() if value is not None})
-        return cls(**values)
+        given = {key: value for key, value in overrides.items() if value is not None}
+        return from_env(cls, prefixed(cls, "PINSIGNAL_SANDBOX_"), environ, overrides=given)
 
     def with_(self, **changes: Any) -> SandboxSettings:
         """A copy with some values changed (validated again)."""
         return replace(self, **changes)
 
-
-def _parse(name: str, raw: str, default: object) -> object:
-    variable = _ENV_PREFIX + name.upper()
-    if isinstance(default, tuple):
-        return env_list(raw)
-    if isinstance(default, bool):
-        try:
-            return env_bool(raw)
-        except ValueError:
-            raise ConfigError(f"{variable} must be true or false, got {raw!r}.") from None
-    if isinstance(default, int):
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{variable} must be a whole number, got {raw!r}.") from None
-    if isinstance(default, float):
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{variable} must be a number, got {raw!r}.") from None
-    return raw
