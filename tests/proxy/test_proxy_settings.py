@@ -32,3 +32,26 @@ def test_from_env_reads_every_variable_and_round_trips() -> None:
 def test_bad_values_fail_with_a_sentence_naming_them(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
         ProxySettings.from_env(env)
+
+
+def test_the_server_options_are_settings_too() -> None:
+    env = {"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_HOST": "0.0.0.0", "PINSIGNAL_PROXY_PORT": "8443",
+           "PINSIGNAL_PROXY_WORKERS": "3", "PINSIGNAL_PROXY_SSL_CERTFILE": "/etc/tls/chain.pem",
+           "PINSIGNAL_PROXY_SSL_KEYFILE": "/etc/tls/key.pem", "PINSIGNAL_PROXY_ACCESS_LOG": "true"}
+    settings = ProxySettings.from_env(env)
+    assert (settings.host, settings.port, settings.workers, settings.access_log) == ("0.0.0.0", 8443, 3, True)
+    assert (settings.ssl_certfile, settings.ssl_keyfile) == ("/etc/tls/chain.pem", "/etc/tls/key.pem")
+    assert ProxySettings.from_env(settings.to_env()) == settings  # what --workers processes rebuild
+    assert ProxySettings.from_env(env, port=9000).port == 9000
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PINSIGNAL_PROXY_PORT": "http"}, "PINSIGNAL_PROXY_PORT must be a whole number, got 'http'."),
+    ({"PINSIGNAL_PROXY_PORT": "70000"}, "PINSIGNAL_PROXY_PORT must be a port number, got 70000."),
+    ({"PINSIGNAL_PROXY_WORKERS": "0"}, "PINSIGNAL_PROXY_WORKERS must be at least 1, got 0."),
+    ({"PINSIGNAL_PROXY_SSL_CERTFILE": "/c.pem"}, "go together"),
+])
+def test_bad_server_options_fail_with_a_sentence(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        ProxySettings.from_env({"PINSIGNAL_UPSTREAM": "http://a", **env})
+    assert message in str(info.value)

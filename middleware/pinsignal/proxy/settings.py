@@ -3,7 +3,10 @@
     settings = ProxySettings(upstream="http://127.0.0.1:8080", inject=True)
     settings = ProxySettings.from_env()     # PINSIGNAL_UPSTREAM, PINSIGNAL_PROXY_TIMEOUT, ...
 
-Everything else (collector prefix, trusted proxies, secret, consent) is the middleware's ``Config``.
+The server's own options (address, port, worker processes, TLS, access log) are here too, so the
+command line only parses and a process started by ``--workers`` rebuilds the same object from the
+environment. Everything else (collector prefix, trusted proxies, secret, consent) is the
+middleware's ``Config``.
 """
 
 from __future__ import annotations
@@ -14,23 +17,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pinsignal.config import env_bool
+from pinsignal.envsettings import from_env, prefixed, to_env
 from pinsignal.errors import ConfigError
 
 __all__ = ["ENVIRONMENT", "HostHeader", "ProxySettings"]
 
 HostHeader = Literal["keep", "upstream"]
 _UPSTREAM_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
-
-# ProxySettings field -> environment variable (the command line's options read these as defaults)
-ENVIRONMENT = {
-    "upstream": "PINSIGNAL_UPSTREAM",
-    "timeout": "PINSIGNAL_PROXY_TIMEOUT",
-    "host_header": "PINSIGNAL_PROXY_HOST_HEADER",
-    "inject": "PINSIGNAL_PROXY_INJECT",
-    "server_pageviews": "PINSIGNAL_PROXY_SERVER_PAGEVIEWS",
-    "max_connections": "PINSIGNAL_PROXY_MAX_CONNECTIONS",
-}
 
 
 @dataclass(frozen=True)
@@ -43,7 +36,14 @@ class ProxySettings:
     inject: bool = False
     server_pageviews: bool = False
     max_connections: int = 256
-    collector_prefix: str = "/_ps"
+    collector_prefix: str = "/_ps"  # the middleware's, from Config; no variable of its own
+    # the server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         if not _UPSTREAM_RE.match(self.upstream):
@@ -59,48 +59,29 @@ class ProxySettings:
             raise ConfigError(
                 f"PINSIGNAL_PROXY_MAX_CONNECTIONS must be at least 1, got {self.max_connections!r}."
             )
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"PINSIGNAL_PROXY_PORT must be a port number, got {self.port!r}.")
+        if self.workers < 1:
+            raise ConfigError(f"PINSIGNAL_PROXY_WORKERS must be at least 1, got {self.workers!r}.")
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError(
+                "PINSIGNAL_PROXY_SSL_CERTFILE and PINSIGNAL_PROXY_SSL_KEYFILE go together; give both to serve "
+                "HTTPS, or neither."
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ProxySettings:
         """Read the ``PINSIGNAL_UPSTREAM``/``PINSIGNAL_PROXY_*`` variables; keywords override them."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, variable in ENVIRONMENT.items():
-            raw = env.get(variable)
-            if raw is None or not raw.strip():
-                continue
-            values[name] = _parse(name, variable, raw.strip())
-        values.update(overrides)
-        if "upstream" not in values:
+        source = os.environ if environ is None else environ
+        if overrides.get("upstream") is None and not source.get(ENVIRONMENT["upstream"], "").strip():
             raise ConfigError("PINSIGNAL_UPSTREAM is not set; give the site to proxy, e.g. --upstream http://127.0.0.1:8080.")
-        return cls(**values)
+        return from_env(cls, ENVIRONMENT, source, overrides=overrides)
 
     def to_env(self) -> dict[str, str]:
         """The same settings as environment variables (how ``--workers`` processes receive them)."""
-        return {
-            ENVIRONMENT["upstream"]: self.upstream,
-            ENVIRONMENT["timeout"]: repr(self.timeout),
-            ENVIRONMENT["host_header"]: self.host_header,
-            ENVIRONMENT["inject"]: "true" if self.inject else "false",
-            ENVIRONMENT["server_pageviews"]: "true" if self.server_pageviews else "false",
-            ENVIRONMENT["max_connections"]: str(self.max_connections),
-        }
+        return to_env(self, ENVIRONMENT)
 
 
-def _parse(name: str, variable: str, raw: str) -> Any:
-    if name in ("inject", "server_pageviews"):
-        try:
-            return env_bool(raw)
-        except ValueError:
-            raise ConfigError(f"{variable} must be true or false, got {raw!r}.") from None
-    if name == "timeout":
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{variable} must be a number of seconds, got {raw!r}.") from None
-    if name == "max_connections":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(f"{variable} must be a whole number, got {raw!r}.") from None
-    return raw
+# ProxySettings field -> environment variable (collector_prefix is the middleware's setting)
+ENVIRONMENT = {name: variable for name, variable in prefixed(ProxySettings, "PINSIGNAL_PROXY_").items()
+               if name != "collector_prefix"} | {"upstream": "PINSIGNAL_UPSTREAM"}
