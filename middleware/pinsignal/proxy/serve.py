@@ -25,9 +25,11 @@ def serve(settings: ProxySettings, config: Config, *, log_level: str = "info") -
     config.require_secret()
     # The server in front must add nothing of its own: the upstream's Server and Date headers pass
     # through, and X-Forwarded-For is judged by the proxy against PINSIGNAL_TRUSTED_PROXIES.
-    options: dict[str, Any] = {"host": settings.host, "port": settings.port, "server_header": False, "date_header": False,
-               "proxy_headers": False, "log_level": log_level, "access_log": settings.access_log,
-               "ssl_certfile": settings.ssl_certfile, "ssl_keyfile": settings.ssl_keyfile}
+    options: dict[str, Any] = {
+        "host": settings.host, "port": settings.port, "server_header": False, "date_header": False,
+        "proxy_headers": False, "log_level": log_level, "access_log": settings.access_log,
+        "ssl_certfile": settings.ssl_certfile, "ssl_keyfile": settings.ssl_keyfile,
+    }
     quiet_httpx()
     if settings.workers == 1:
         uvicorn.run(create_app(settings, config=config), **options)
