@@ -217,6 +217,11 @@ class Intake:
                 outcome.cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
         else:
             device_id, _ = self.devices.read(raw_device)
+        # _epik is written again from the server on every request that carries one (DESIGN 5): a
+        # Tag's script-set copy (7 days in Safari) must not be the last write the browser keeps. The
+        # server cannot see a cookie's expiry, so there is no "renewed lately" shortcut.
+        renew = request_verdict == "granted"
+        newest_epik = visitor.epik
         remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
         pending: list[tuple[int, str, dict[str, Any]]] = []
@@ -244,6 +249,8 @@ class Intake:
                 identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
                                               default_country=self.config.default_country))
             _remember(envelope, identity, device_id)
+            if renew:
+                newest_epik = _page_epik(envelope) or newest_epik
             reasons: list[str] = []
             for produced in process(envelope, request):
                 if produced.valid:
@@ -258,6 +265,12 @@ class Intake:
         if pending:
             result = await self.sink.enqueue([event for _, _, event in pending])
             outcome.queued, outcome.duplicates = result.queued, result.duplicates
+        if renew:
+            if newest_epik is None:
+                cookie = visitor.cookies.get(EPIK_COOKIE)
+                newest_epik = cookie if cookie is not None and valid_epik(cookie) else None
+            if newest_epik is not None:
+                outcome.cookies.insert(0, self.cookies.epik(newest_epik, secure=visitor.secure, host=visitor.host))
         if identity != remembered:
             outcome.cookies.append(self.cookies.identity(self.identity.dumps(identity), secure=visitor.secure,
                                                          host=visitor.host))
@@ -321,6 +334,16 @@ def _rejection(index: int, raw: object, reasons: list[str]) -> dict[str, Any]:
     if type(raw) is dict:
         event_id = raw.get("message_id", raw.get("messageId"))
     return {"index": index, "id": event_id if isinstance(event_id, str) else None, "reasons": reasons}
+
+
+def _page_epik(envelope: dict[str, Any]) -> str | None:
+    """The click id in the event's page URL (a landing page's own events), if there is a valid one."""
+    page = envelope.get("context", {}).get("page")
+    url = page.get("url") if type(page) is dict else None
+    if type(url) is not str or "epik=" not in url:
+        return None
+    query = url.partition("?")[2].partition("#")[0]
+    return epik_from_query(query.encode("utf-8", "replace"))
 
 
 def _remember(envelope: dict[str, Any], remembered: Mapping[str, str], device_id: str | None) -> None:
