@@ -8,6 +8,9 @@ from pathlib import Path
 
 from docsupport import OWN_DOCS, code_blocks, known_variables
 
+from pinsignal.envsettings import prefixed
+from pinsignal.proxy.settings import ENVIRONMENT as PROXY_ENVIRONMENT
+from pinsignal.sandbox.settings import SandboxSettings
 from support import ROOT
 
 README = ROOT / "README.md"
@@ -31,14 +34,15 @@ def test_quick_start_is_exactly_the_two_commands_on_the_first_screen() -> None:
 
 def test_quick_start_scripts_set_themselves_up_and_run_what_the_readme_says() -> None:
     setup = (ROOT / "scripts" / "_setup").read_text()
-    assert "python3.11" in setup and "-m venv .venv" in setup and "pip install" in setup
+    assert "python3.11" in setup and 'VENV="${PINSIGNAL_VENV:-.venv}"' in setup and '-m venv "$VENV"' in setup
+    assert "pip install" in setup
     for command in QUICK_START:
         script = ROOT / command
         assert script.stat().st_mode & 0o111, f"{command} must be executable"
         text = script.read_text()
         assert text.startswith("#!/bin/sh"), f"{command} must run with a plain POSIX shell (macOS and Linux)"
         assert '. "$(dirname "$0")/_setup"' in text, f"{command} must set up .venv itself"
-    assert "exec .venv/bin/pinsignal demo" in (ROOT / "scripts" / "demo").read_text()
+    assert 'exec "$VENV/bin/pinsignal" demo' in (ROOT / "scripts" / "demo").read_text()
     assert "-m pytest" in (ROOT / "scripts" / "test").read_text()
 
 
@@ -70,11 +74,13 @@ def test_every_configuration_variable_is_documented_in_readme_and_docs() -> None
 
 def test_docs_mention_no_variable_that_does_not_exist() -> None:
     source = "\n".join(p.read_text() for p in (ROOT / "middleware" / "pinsignal").rglob("*.py"))
+    sandbox = prefixed(SandboxSettings, "PINSIGNAL_SANDBOX_")
+    settings = {*known_variables(), *PROXY_ENVIRONMENT.values(), *sandbox.values()}
     for path in OWN_DOCS:
         for name in set(re.findall(r"\b((?:PINSIGNAL|PINTEREST)_[A-Z_]*[A-Z])\b", path.read_text())):
             if name == "PINSIGNAL_SANDBOX_":
                 continue
-            assert name in known_variables() or f'"{name}"' in source, f"{path.name}: {name} exists nowhere"
+            assert name in settings or f'"{name}"' in source, f"{path.name}: {name} exists nowhere"
 
 
 def test_relative_links_resolve() -> None:
