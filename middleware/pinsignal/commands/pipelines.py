@@ -10,24 +10,18 @@
         Exit 0 when all are valid, 1 otherwise, 2 when EVENT.json is malformed (one-line reason).
 
 EVENT.json holds one incoming event, a list of them, or ``{"batch": [...]}`` ("-" reads stdin).
-Preview replays each event as received when it says it was sent (``sent_at``, else its
-timestamp), so clock-skew correction does not move it. ``--now`` is the moment validation treats
-as the present: ``event`` (the default) is the event's own time, so an example file written months
-ago still previews as valid; ``clock`` is the real clock (and shows events that are too old);
-``2026-11-29T12:00:00Z`` or epoch seconds pick a moment.
+``--now`` is ``event`` (the default: each event's own time), ``clock``, an ISO-8601 time or epoch
+seconds; how events are replayed is :mod:`pinsignal.pipeline.preview`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-import orjson
-
-from pinsignal.errors import EnvelopeError, PipelineLoadError
+from pinsignal.errors import PipelineLoadError
 
 __all__ = ["configure", "run"]
 
@@ -85,26 +79,10 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from pinsignal.events import parse_envelope, parse_time
+    from pinsignal.events import parse_time
     from pinsignal.pipeline import Engine, RequestContext, load_pipelines
+    from pinsignal.pipeline.preview import PreviewError, preview, read_events
 
-    name = args.event_file
-    try:
-        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-    except OSError as exc:
-        print(f"{name}: cannot read it: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        print(f"{name}: not valid JSON: {exc}", file=sys.stderr)
-        return 2
-    if isinstance(document, dict) and isinstance(document.get("batch"), list):
-        document = document["batch"]
-    events = document if isinstance(document, list) else [document]
-    if not events:
-        print(f"{name}: no events in the file", file=sys.stderr)
-        return 2
     cookies = {}
     for item in args.cookie:
         cookie_name, sep, value = item.partition("=")
@@ -112,48 +90,32 @@ def _preview(args: argparse.Namespace) -> int:
             print(f"--cookie expects NAME=VALUE, got {item!r}", file=sys.stderr)
             return 2
         cookies[cookie_name] = value
-    now_fixed: float | None = None
-    if args.now not in ("event", "clock"):
-        now_fixed = parse_time(args.now)
-        if now_fixed is None:
-            print(f"--now expects 'event', 'clock', an ISO-8601 time or epoch seconds, got {args.now!r}",
-                  file=sys.stderr)
-            return 2
+    now: Literal["event", "clock"] | float | None = args.now if args.now in ("event", "clock") else parse_time(args.now)
+    if now is None:
+        print(f"--now expects 'event', 'clock', an ISO-8601 time or epoch seconds, got {args.now!r}", file=sys.stderr)
+        return 2
+    name = args.event_file
+    try:
+        raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        print(f"{name}: cannot read it: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     paths, country = _configured_paths(args.pipelines)
     try:
         engine = Engine(load_pipelines(paths), default_country=(args.country or country).upper())
+        produced = preview(engine, read_events(raw, name=name), RequestContext(epik=args.epik, cookies=cookies),
+                           now=now, name=name)
     except PipelineLoadError as exc:
-        for error in exc.errors:
-            print(error, file=sys.stderr)
+        print("\n".join(exc.errors), file=sys.stderr)
         return 2
-    request = RequestContext(epik=args.epik, cookies=cookies)
-    results: list[dict[str, Any]] = []
-    for index, raw_event in enumerate(events):
-        where = name if len(events) == 1 else f"{name}[{index}]"
-        clock = time.time() if args.now == "clock" else now_fixed
-        received_at = _event_moment(raw_event)
-        try:
-            envelope = parse_envelope(raw_event, received_at=received_at)
-        except EnvelopeError as exc:
-            print(f"{where}: not a valid event: {'; '.join(exc.reasons)}", file=sys.stderr)
-            return 2
-        now = clock if clock is not None else parse_time(envelope["timestamp"])
-        for produced in engine.process(envelope, request, now=now):
-            results.append({"pipeline": produced.pipeline, "event": produced.event, "valid": produced.valid,
-                            "errors": produced.errors})
+    except PreviewError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    results = [{"pipeline": each.pipeline, "event": each.event, "valid": each.valid, "errors": each.errors}
+               for each in produced]
+    import orjson
+
     sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")
     if not results:
         print("no pipeline matched the event(s)", file=sys.stderr)
-    return 0 if all(result["valid"] for result in results) else 1
-
-
-def _event_moment(raw: object) -> float:
-    """When the event says it was sent (or happened), so that preview replays it at that moment."""
-    from pinsignal.events import parse_time
-
-    if isinstance(raw, dict):
-        for key in ("sent_at", "sentAt", "timestamp", "original_timestamp", "originalTimestamp"):
-            moment = parse_time(raw.get(key))
-            if moment is not None:
-                return moment
-    return time.time()
+    return 0 if all(each.valid for each in produced) else 1
