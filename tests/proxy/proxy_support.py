@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pinsignal.proxy.server import ProxyHttpProtocol
-
 # The server in front of the proxy must add no Server/Date of its own and leave X-Forwarded-For to
-# the proxy, exactly as ``pinsignal proxy`` runs it, with the fast lane's protocol.
+# the proxy, exactly as ``pinsignal proxy`` runs it.
 PROXY_SERVER_OPTIONS: dict[str, Any] = {"server_header": False, "date_header": False, "proxy_headers": False,
-                                        "access_log": False,
-                                        "http": ProxyHttpProtocol}
-# The same without the fast lane: every request through ASGI (the lane's tests compare both).
-ASGI_SERVER_OPTIONS: dict[str, Any] = {**PROXY_SERVER_OPTIONS, "http": "httptools"}
+                                        "access_log": False}

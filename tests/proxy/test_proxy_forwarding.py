@@ -99,10 +99,10 @@ def test_redirects_are_passed_back_not_followed(make_proxy) -> None:
 
 
 def test_location_pointing_at_the_upstream_is_mapped_to_the_public_origin(upstream) -> None:
-    from pinsignal.proxy.headers import response_headers
+    from pinsignal.proxy.headers import map_location
 
-    mapped = response_headers([(b"Location", upstream.url.encode() + b"/cart?x=1"), (b"location", b"https://other/")],
-                              upstream_origin=upstream.url.encode(), public_origin=b"https://shop.example")
+    mapped = map_location([(b"Location", upstream.url.encode() + b"/cart?x=1"), (b"location", b"https://other/")],
+                          upstream_origin=upstream.url.encode(), public_origin=b"https://shop.example")
     assert mapped == [(b"Location", b"https://shop.example/cart?x=1"), (b"location", b"https://other/")]
 
 
@@ -171,34 +171,48 @@ def test_raw_socket_head_request_gets_headers_and_no_body(make_proxy) -> None:
     assert body == b""
 
 
-HEADER_SETS = [
-    [(b"host", b"shop.example")],
-    [],
-    [(b"host", b"shop.example"), (b"connection", b"keep-alive"), (b"user-agent", b"Mozilla/5.0"),
-     (b"accept", b"text/html"), (b"accept-encoding", b"gzip, br"), (b"cookie", b"a=1"), (b"cookie", b"b=2")],
-    [(b"host", b"shop.example"), (b"content-length", b"5"), (b"content-type", b"text/plain")],
-    [(b"host", b"shop.example"), (b"transfer-encoding", b"chunked")],
-    [(b"host", b"shop.example"), (b"content-length", b"0"), (b"connection", b"close")],
-    [(b"host", b"shop.example"), (b"pragma", b"no-cache"), (b"proxy-authorization", b"Basic x")],
-    [(b"host", b"shop.example"), (b"connection", b"keep-alive, x-secret"), (b"x-secret", b"1"), (b"x-other", b"2")],
-    [(b"host", b"shop.example"), (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"https"),
-     (b"forwarded", b"for=10.0.0.1"), (b"te", b"trailers"), (b"expect", b"100-continue")],
+FORWARDED = [(b"x-forwarded-for", b"203.0.113.9"), (b"x-forwarded-proto", b"http")]
+HEADS = [  # the visitor's headers (from an untrusted peer, 203.0.113.9), what goes upstream, and whether a body follows
+    ([(b"host", b"shop.example")], [(b"host", b"shop.example"), *FORWARDED, (b"x-forwarded-host", b"shop.example")],
+     False),
+    ([], [(b"host", b"127.0.0.1:8080"), *FORWARDED], False),
+    ([(b"host", b"s"), (b"connection", b"keep-alive"), (b"accept-encoding", b"gzip, br"), (b"cookie", b"a=1"),
+      (b"cookie", b"b=2")],
+     [(b"host", b"s"), (b"accept-encoding", b"gzip, br"), (b"cookie", b"a=1"), (b"cookie", b"b=2"), *FORWARDED,
+      (b"x-forwarded-host", b"s")], False),
+    ([(b"host", b"s"), (b"content-length", b"5"), (b"content-type", b"text/plain")],
+     [(b"host", b"s"), (b"content-length", b"5"), (b"content-type", b"text/plain"), *FORWARDED,
+      (b"x-forwarded-host", b"s")], True),
+    ([(b"host", b"s"), (b"transfer-encoding", b"chunked")],
+     [(b"host", b"s"), *FORWARDED, (b"x-forwarded-host", b"s"), (b"transfer-encoding", b"chunked")], True),
+    ([(b"host", b"s"), (b"content-length", b"0"), (b"connection", b"close")],
+     [(b"host", b"s"), (b"content-length", b"0"), *FORWARDED, (b"x-forwarded-host", b"s")], False),
+    ([(b"host", b"s"), (b"pragma", b"no-cache"), (b"proxy-authorization", b"Basic x"), (b"proxy", b"http://evil")],
+     [(b"host", b"s"), (b"pragma", b"no-cache"), *FORWARDED, (b"x-forwarded-host", b"s")], False),
+    ([(b"host", b"s"), (b"connection", b"keep-alive, x-secret"), (b"x-secret", b"1"), (b"x-other", b"2")],
+     [(b"host", b"s"), (b"x-other", b"2"), *FORWARDED, (b"x-forwarded-host", b"s")], False),
+    ([(b"host", b"s"), (b"x-forwarded-for", b"10.0.0.1"), (b"x-forwarded-proto", b"https"),
+      (b"forwarded", b"for=10.0.0.1"), (b"te", b"trailers"), (b"expect", b"100-continue"), (b"upgrade", b"h2c")],
+     [(b"host", b"s"), *FORWARDED, (b"x-forwarded-host", b"s")], False),
 ]
 
 
-@pytest.mark.parametrize("headers", HEADER_SETS)
-@pytest.mark.parametrize("inject", [False, True])
-@pytest.mark.parametrize("host_header", ["keep", "upstream"])
-def test_the_short_request_head_path_writes_what_the_full_one_does(headers, inject, host_header) -> None:
+@pytest.mark.parametrize(("headers", "expected", "has_body"), HEADS)
+def test_the_request_headers_sent_upstream(headers, expected, has_body) -> None:
     from pinsignal.clientip import TrustedProxies
     from pinsignal.proxy.forward import Forwarder
     from pinsignal.proxy.upstream import UpstreamPool
 
-    settings = ProxySettings(upstream="http://127.0.0.1:8080/base", inject=inject, host_header=host_header)
+    settings = ProxySettings(upstream="http://127.0.0.1:8080/base")
     forwarder = Forwarder(settings, UpstreamPool(settings.upstream), trusted=TrustedProxies(["127.0.0.1"]),
                           policy=None, handoff=None)
-    for client in (("127.0.0.1", 5000), ("203.0.113.9", 5000), None):
-        for scheme in ("http", "https"):
-            scope = {"type": "http", "method": "POST", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1",
-                     "headers": headers, "client": client, "scheme": scheme}
-            assert forwarder.request_head(scope, "POST", inject) == forwarder._head_in_full(scope, "POST", inject)
+    scope = {"type": "http", "method": "POST", "path": "/a b", "raw_path": b"/a%20b", "query_string": b"q=1",
+             "headers": headers, "client": ("203.0.113.9", 5000), "scheme": "http"}
+    assert forwarder.request_headers(scope, identity=False) == (expected, has_body)
+    assert forwarder.target(scope) == b"/base/a%20b?q=1"
+    identity, _ = forwarder.request_headers(scope, identity=True)
+    assert [pair for pair in identity if pair[0] == b"accept-encoding"] == [(b"accept-encoding", b"identity")]
+    upstream_host, _ = Forwarder(ProxySettings(upstream="http://127.0.0.1:8080", host_header="upstream"),
+                                 UpstreamPool(settings.upstream), trusted=TrustedProxies([]), policy=None,
+                                 handoff=None).request_headers(scope, identity=False)
+    assert upstream_host[0] == (b"host", b"127.0.0.1:8080")

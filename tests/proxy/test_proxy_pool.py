@@ -112,18 +112,17 @@ def url_of(server: RawServer) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}"
 
 
-def get(path: str, method: str = "GET") -> bytes:
-    return f"{method} {path} HTTP/1.1\r\nHost: upstream\r\n\r\n".encode()
+HOST = [(b"host", b"upstream")]
 
 
 async def fetch(pool: UpstreamPool, path: str, method: str = "GET", **options: bool) -> tuple[UpstreamResponse, bytes]:
-    response = await pool.request(get(path, method), head_only=method == "HEAD", **options)
+    response = await pool.request(method, path.encode(), HOST, **options)
     try:
         body = b""
         while chunk := await response.read():
             body += chunk
     finally:
-        response.close()
+        await response.aclose()
     return response, body
 
 
@@ -192,12 +191,12 @@ async def test_malformed_and_cut_answers_are_upstream_errors(raw_server) -> None
 
 async def test_a_reset_mid_body_is_an_error_after_the_bytes_that_came(raw_server) -> None:
     pool = UpstreamPool(url_of(raw_server), timeout=5)
-    response = await pool.request(get("/reset"))
+    response = await pool.request("GET", b"/reset", HOST)
     received = 0
     with pytest.raises(UpstreamClosed):
         while chunk := await response.read():
             received += len(chunk)
-    response.close()
+    await response.aclose()
     assert received == 1000
     _, body = await fetch(pool, "/length")  # the broken connection was not pooled
     await pool.aclose()
@@ -220,7 +219,7 @@ async def test_a_pooled_connection_dropped_by_the_server_is_retried_once_on_a_fr
 
     await fetch(pool, "/drop-next")
     with pytest.raises(UpstreamClosed):
-        await pool.request(b"PUT /drop-next HTTP/1.1\r\nHost: upstream\r\nContent-Length: 1\r\n\r\n", body_chunks())
+        await pool.request("PUT", b"/drop-next", [*HOST, (b"content-length", b"1")], body_chunks())
     await pool.aclose()
 
 
@@ -235,8 +234,9 @@ async def test_an_answer_before_the_upload_ends_stops_the_upload(raw_server) -> 
             yield b"u" * 65536
 
     started = time.monotonic()
-    response = await pool.request(b"POST /refuse HTTP/1.1\r\nHost: up\r\nContent-Length: 67108864\r\n\r\n", upload())
-    assert response.status == 413 and response.finish() == b"too big!"
+    response = await pool.request("POST", b"/refuse", [*HOST, (b"content-length", b"67108864")], upload())
+    assert response.status == 413 and await response.read() == b"too big!"
+    await response.aclose()
     assert sent < 64 * 1024 * 1024 and time.monotonic() - started < 1.5  # not the 2 s write timeout
     await pool.aclose()
 
@@ -257,13 +257,13 @@ async def test_silence_is_a_timeout_and_refusal_a_connect_error(raw_server) -> N
 
 async def test_requests_over_the_connection_limit_wait_then_time_out(raw_server) -> None:
     pool = UpstreamPool(url_of(raw_server), timeout=0.3, max_connections=1)
-    held = await pool.request(get("/length"))
+    held = await pool.request("GET", b"/length", HOST)
     with pytest.raises(UpstreamTimeout, match="No free connection"):
-        await pool.request(get("/length"))
+        await pool.request("GET", b"/length", HOST)
     waiting = asyncio.ensure_future(fetch(pool, "/length"))
     await asyncio.sleep(0.05)
     assert not waiting.done()
-    held.close()  # frees the one connection, which goes to the waiting request
+    await held.aclose()  # frees the one connection, which goes to the waiting request
     _, body = await waiting
     await pool.aclose()
     assert body == b"hello world"
@@ -272,7 +272,7 @@ async def test_requests_over_the_connection_limit_wait_then_time_out(raw_server)
 
 async def test_a_slow_reader_pauses_the_upstream_instead_of_buffering(raw_server) -> None:
     pool = UpstreamPool(url_of(raw_server), timeout=5)
-    response = await pool.request(get("/big"))
+    response = await pool.request("GET", b"/big", HOST)
     connection = response._connection
     assert connection is not None
     await asyncio.sleep(0.3)  # the server could send all 8 MB in this time; the client reads nothing
@@ -281,7 +281,7 @@ async def test_a_slow_reader_pauses_the_upstream_instead_of_buffering(raw_server
     total = 0
     while chunk := await response.read():
         total += len(chunk)
-    response.close()
+    await response.aclose()
     await pool.aclose()
     assert total == BIG
 
@@ -294,12 +294,11 @@ async def test_bodies_go_out_chunked_or_as_they_are(raw_server) -> None:
             for n in range(5):
                 yield bytes([65 + n]) * (100_000 + n)
 
-        response = await pool.request(b"POST /echo HTTP/1.1\r\nHost: up\r\nTransfer-Encoding: chunked\r\n\r\n",
-                                      pieces(), chunked=True)
+        response = await pool.request("POST", b"/echo", [*HOST, (b"transfer-encoding", b"chunked")], pieces())
         echoed = b""
         while chunk := await response.read():
             echoed += chunk
-        response.close()
+        await response.aclose()
         assert echoed == b"".join([bytes([65 + n]) * (100_000 + n) for n in range(5)])
         await pool.aclose()
 

@@ -84,10 +84,6 @@ class ProxyApp:
             return (self._forwarder or self._open())(scope, receive, send)
         return self(scope, receive, send)
 
-    def forwarder(self) -> Forwarder:
-        """The forwarder (and its pool), opened at first use when the server runs no lifespan."""
-        return self._forwarder or self._open()
-
     def _open(self) -> Forwarder:
         if self._forwarder is None:
             self._pool = self._given_pool or upstream_pool(self.settings)

@@ -25,15 +25,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from pinsignal.clientip import TrustedProxies
 
-from .headers import (
-    REQUEST_SPECIAL,
-    RawHeaders,
-    forwarding_headers,
-    response_headers,
-    split_request_headers,
-)
+from .headers import RawHeaders, forwarded_request_headers, map_location
 from .inject import DECODABLE, Decoder, HeadInjector, is_html, script_tag
-from .pageviews import Handoff, PageviewPolicy, page_event
+from .pageviews import Handoff, PageviewPolicy, is_navigation, page_event
 from .settings import ProxySettings
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
@@ -46,11 +40,8 @@ logger = logging.getLogger("pinsignal.proxy")
 _WATCH_ABOVE = 256 * 1024
 # Safe to send twice (RFC 9110 section 9.2.2): only these are retried on a pooled connection found dead.
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
-# Decided on, not passed on as they come: Content-Length is re-added after the others.
-_SPECIAL = REQUEST_SPECIAL | {b"content-length"}
-_SPECIAL_IDENTITY = _SPECIAL | {b"accept-encoding"}
-_METHODS = {method: method.encode("ascii") + b" " for method in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS",
-                                                               "PATCH")}
+# With ``--inject``, a navigation asks for the page uncompressed, in place of the visitor's choice.
+_ACCEPT_ENCODING = frozenset({b"accept-encoding"})
 _ERROR_PAGE = (
     "<!doctype html><html><head><meta charset=utf-8><title>{status} {title}</title></head>"
     "<body><h1>{status} {title}</h1><p>{text}</p></body></html>"
@@ -88,9 +79,7 @@ class Forwarder:
         self._policy = policy if settings.server_pageviews else None
         self._handoff = handoff
         self._inject = settings.inject
-        self._as_is = not settings.inject and settings.host_header == "keep"  # no header or body is edited
         self._host_mode = settings.host_header
-        self._keep_host = settings.host_header == "keep"
         base = urlsplit(settings.upstream)
         self._base_path = base.path.rstrip("/").encode("latin-1")
         self._upstream_host = base.netloc.encode("idna")
@@ -98,10 +87,6 @@ class Forwarder:
         self._rewrite_location = settings.host_header == "upstream"
         self._script_src = script_src or f"{settings.collector_prefix}/c.js"
         self._failures = _FailureLog(settings.upstream)
-
-    @property
-    def pool(self) -> UpstreamPool:
-        return self._pool
 
     def failed(self, exc: UpstreamError) -> int:
         """Log an upstream failure (rate-limited) and say which error page answers it: 504 or 502."""
@@ -115,138 +100,72 @@ class Forwarder:
         method: str = scope["method"]
         pageview = self._policy.pageview_id(scope) if self._policy is not None else None
         # A page that will be edited must come uncompressed (or at least in gzip/deflate).
-        identity = self._inject and (pageview is not None or _looks_like_navigation(scope))
-        head, has_body, chunked = self.request_head(scope, method, identity)
+        identity = self._inject and (pageview is not None or is_navigation(scope))
+        headers, has_body = self.request_headers(scope, identity)
         try:
-            response = await self._pool.request(head, _request_body(receive) if has_body else None,
-                                                chunked=chunked, retry=method in IDEMPOTENT,
-                                                head_only=method == "HEAD")
+            response = await self._pool.request(method, self.target(scope), headers,
+                                                _request_body(receive) if has_body else None,
+                                                retry=method in IDEMPOTENT)
         except ClientDisconnected:
             return
         except UpstreamError as exc:
             await _error_page(send, self.failed(exc))
             return
-        if response.status in (204, 304):
-            # Never a body, but a 304 may state the page's length: the server in front would then
-            # wait for that many bytes and fail the response.
-            response.headers = [pair for pair in response.headers if pair[0].lower() != b"content-length"]
-        if self._as_is and pageview is None and response.complete:
-            # The usual case, kept short: the whole answer is here and goes back unchanged; the
-            # connection returns to the pool before the visitor is sent anything.
-            body = response.finish()
-            await send({"type": "http.response.start", "status": response.status, "headers": response.headers})
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-            return
         try:
             await self._respond(scope, receive, send, response, pageview)
         finally:
-            response.close()
+            await response.aclose()
 
-    def request_head(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
-        """The request head for the upstream, whether a body follows, and whether it goes chunked.
+    def request_headers(self, scope: Scope, identity: bool) -> tuple[RawHeaders, bool]:
+        """The headers sent upstream, and whether a request body follows.
 
-        This runs for every request, so the usual case (no forwarding headers, no hop-by-hop ones
-        beyond ``Connection: keep-alive``) is one loop and one join; anything else takes
-        ``_head_in_full``, which decides every header.
+        Hop-by-hop fields are dropped, ``Host`` kept or rewritten, ``X-Forwarded-*`` set (all by
+        ``forwarded_request_headers``); a body without a length goes on chunked.
         """
-        special = _SPECIAL_IDENTITY if identity else _SPECIAL
-        kept: RawHeaders = []
-        host = length = encoding = connection = None
-        for pair in scope["headers"]:
-            name = pair[0]
-            if name in special or name[:1] == b"p" and name.startswith(b"proxy"):
-                if name == b"host":
-                    host = pair[1]
-                elif name == b"content-length":
-                    length = pair[1]
-                elif name == b"transfer-encoding":
-                    encoding = pair[1]
-                elif name == b"connection":
-                    connection = pair[1]
-                elif name != b"accept-encoding":
-                    return self._head_in_full(scope, method, identity)
-            else:
-                kept.append(pair)
-        if connection is not None and connection.lower() not in (b"keep-alive", b"close"):
-            return self._head_in_full(scope, method, identity)  # it may name end-to-end fields to drop
-        has_body = (length is not None and length != b"0") or (length is None and encoding is not None)
-        chunked = has_body and length is None
-        client = scope.get("client")
-        parts = [self._request_line(scope, method), b"host: ",
-                 (host or self._upstream_host) if self._keep_host else self._upstream_host, b"\r\n"]
-        if kept:
-            # The ASGI server parsed all of these from a valid HTTP request: no CR or LF can be in them.
-            parts += (b"\r\n".join(map(b": ".join, kept)), b"\r\n")
-        parts += (b"x-forwarded-for: ", client[0].encode("latin-1") if client else b"unknown",
-                  b"\r\nx-forwarded-proto: ", b"https" if scope.get("scheme") in ("https", "wss") else b"http",
-                  b"\r\n")
-        if host:
-            parts += (b"x-forwarded-host: ", host, b"\r\n")
-        if length is not None:
-            parts += (b"content-length: ", length, b"\r\n")
-        elif chunked:
-            parts.append(b"transfer-encoding: chunked\r\n")
-        if identity:
-            parts.append(b"accept-encoding: identity\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts), has_body, chunked
-
-    def _head_in_full(self, scope: Scope, method: str, identity: bool) -> tuple[bytes, bool, bool]:
-        kept, noted = split_request_headers(scope["headers"], _SPECIAL_IDENTITY if identity else _SPECIAL)
-        host, extra = forwarding_headers(noted, client=scope.get("client"), scheme=scope.get("scheme", "http"),
-                                         host_mode=self._host_mode, upstream_host=self._upstream_host,
-                                         trusted=self._trusted)
         length = encoding = None
-        for name, value in noted:
+        for name, value in scope["headers"]:
             if name == b"content-length":
                 length = value
             elif name == b"transfer-encoding":
                 encoding = value
+        headers = forwarded_request_headers(
+            scope["headers"], client=scope.get("client"), scheme=scope.get("scheme", "http"),
+            host_mode=self._host_mode, upstream_host=self._upstream_host, trusted=self._trusted,
+            extra_drop=_ACCEPT_ENCODING if identity else frozenset())
         has_body = (length is not None and length != b"0") or (length is None and encoding is not None)
-        chunked = has_body and length is None
-        if length is not None:
-            extra.append((b"content-length", length))
-        elif chunked:
-            extra.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
+        if has_body and length is None:
+            headers.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
         if identity:
-            extra.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
-        return b"".join((
-            self._request_line(scope, method), b"host: ", host, b"\r\n",
-            b"\r\n".join(map(b": ".join, kept + extra)), b"\r\n\r\n",
-        )), has_body, chunked
+            headers.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
+        return headers, has_body
 
-    def _request_line(self, scope: Scope, method: str) -> bytes:
+    def target(self, scope: Scope) -> bytes:
+        """The request target upstream: the base path, then the path as sent and the query."""
         raw_path = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
-        return b"%s%s%s%s%s HTTP/1.1\r\n" % (_METHODS.get(method) or method.encode("ascii") + b" ",
-                                              self._base_path, raw_path, b"?" if query else b"", query)
+        return b"%s%s?%s" % (self._base_path, raw_path, query) if query else self._base_path + raw_path
 
     async def _respond(self, scope: Scope, receive: Receive, send: Send, response: UpstreamResponse,
                        pageview: str | None) -> None:
+        headers = response.headers
+        if response.status in (204, 304):
+            # Never a body, but a 304 may state the page's length: the server in front would then
+            # wait for that many bytes and fail the response.
+            headers = [pair for pair in headers if pair[0].lower() != b"content-length"]
         if self._rewrite_location:
             host = next((value for name, value in scope["headers"] if name == b"host"), None)
-            public_origin = b"%s://%s" % (self._scheme(scope).encode(), host) if host else None
-            headers = response_headers(response.headers, upstream_origin=self._upstream_origin,
-                                       public_origin=public_origin)
-        else:
-            headers = response.headers  # the client kept the connection-level fields apart already
+            if host:
+                public_origin = b"%s://%s" % (self._scheme(scope).encode(), host)
+                headers = map_location(headers, upstream_origin=self._upstream_origin, public_origin=public_origin)
         plan = self._plan(scope, response.status, headers, pageview) if self._inject or pageview else _AS_IS
         if plan.injector is not None:
             headers = _edited_headers(headers, decoded=plan.decoder is not None)
-        start = {"type": "http.response.start", "status": response.status, "headers": headers}
-        if plan is _AS_IS and response.complete:
-            # The whole answer is here already (most small pages): the connection goes back to the
-            # pool at once, and the visitor gets one body message.
-            body = response.finish()
-            await send(start)
-            await send({"type": "http.response.body", "body": body, "more_body": False})
-        else:
-            await send(start)
-            length = next((value for name, value in headers if name.lower() == b"content-length"), None)
-            if response.complete or (length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE):
-                await _stream(send, response, plan)
-            elif not await _stream_watching(receive, send, response, plan):
-                return
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        length = next((value for name, value in headers if name.lower() == b"content-length"), None)
+        if length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE:
+            await _stream(send, response, plan)
+        elif not await _stream_watching(receive, send, response, plan):
+            return
         if plan.pageview is not None and self._handoff is not None:
             try:
                 await self._handoff(scope, page_event(scope, plan.pageview, scheme=self._scheme(scope)))
@@ -304,17 +223,6 @@ class _FailureLog:
         self._suppressed = 0
 
 
-def _looks_like_navigation(scope: Scope) -> bool:
-    if scope["method"] != "GET":
-        return False
-    for name, value in scope["headers"]:
-        if name == b"sec-fetch-dest":
-            return value.lower() in (b"document", b"iframe")
-        if name == b"accept" and b"text/html" in value.lower():
-            return True
-    return False
-
-
 def _edited_headers(headers: RawHeaders, *, decoded: bool) -> RawHeaders:
     out: RawHeaders = []
     for name, value in headers:
@@ -328,22 +236,28 @@ def _edited_headers(headers: RawHeaders, *, decoded: bool) -> RawHeaders:
 
 
 async def _stream(send: Send, response: UpstreamResponse, plan: _Plan) -> None:
+    """Send the body as it arrives, each piece at once; the piece that completes a stated length
+    goes with the end (a small page: one message)."""
     decoder, injector = plan.decoder, plan.injector
+    left = response.length
+    last = b""
     while chunk := await response.read():
+        if left is not None:
+            left -= len(chunk)
         if decoder is not None:
             chunk = decoder.feed(chunk)
         if injector is not None:
             chunk = injector.feed(chunk)
-        if chunk:
+        if left is not None and left <= 0:
+            last += chunk  # all in: the next read says so at once
+        elif chunk:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    tail = b""
     if decoder is not None:
-        tail = decoder.finish()
-        if injector is not None:
-            tail = injector.feed(tail)
+        rest = decoder.finish()
+        last += injector.feed(rest) if injector is not None else rest
     if injector is not None:
-        tail += injector.finish()
-    await send({"type": "http.response.body", "body": tail, "more_body": False})
+        last += injector.finish()
+    await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
 async def _stream_watching(receive: Receive, send: Send, response: UpstreamResponse, plan: _Plan) -> bool:

@@ -13,7 +13,7 @@ from pinsignal.clientip import TrustedProxies
 
 __all__ = [
     "HOP_BY_HOP", "REQUEST_SPECIAL", "RawHeaders", "forwarded_request_headers", "forwarding_headers",
-    "response_headers", "split_request_headers", "strip_hop_by_hop",
+    "map_location", "split_request_headers", "strip_hop_by_hop",
 ]
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -120,19 +120,17 @@ def forwarded_request_headers(headers: Sequence[tuple[bytes, bytes]], *, client:
     return [(b"host", host), *kept, *forwarding]
 
 
-def response_headers(headers: Iterable[tuple[bytes, bytes]], *, upstream_origin: bytes | None = None,
-                     public_origin: bytes | None = None) -> RawHeaders:
-    """The upstream's response headers minus hop-by-hop; ``Location`` mapped back when ``Host`` is rewritten.
+def map_location(headers: RawHeaders, *, upstream_origin: bytes, public_origin: bytes) -> RawHeaders:
+    """``Location`` headers pointing at ``upstream_origin`` mapped back to ``public_origin``.
 
     With ``--host-header upstream`` the upstream believes it is ``upstream_origin`` and redirects
     there; like nginx's default ``proxy_redirect``, such a ``Location`` is rewritten to the origin the
     visitor used.
     """
-    out = strip_hop_by_hop(headers)
-    if upstream_origin is not None and public_origin is not None:
-        for index, (name, value) in enumerate(out):
-            if name.lower() == b"location" and value.startswith(upstream_origin):
-                rest = value[len(upstream_origin):]
-                if not rest or rest[:1] in (b"/", b"?", b"#"):
-                    out[index] = (name, public_origin + rest)
+    out = list(headers)
+    for index, (name, value) in enumerate(out):
+        if name.lower() == b"location" and value.startswith(upstream_origin):
+            rest = value[len(upstream_origin):]
+            if not rest or rest[:1] in (b"/", b"?", b"#"):
+                out[index] = (name, public_origin + rest)
     return out

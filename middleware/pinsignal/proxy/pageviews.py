@@ -24,7 +24,7 @@ from starlette.types import Scope
 
 from pinsignal.bots import BotFilter
 
-__all__ = ["Handoff", "PageviewPolicy", "page_event"]
+__all__ = ["Handoff", "PageviewPolicy", "is_navigation", "page_event"]
 
 logger = logging.getLogger("pinsignal.proxy")
 
@@ -40,29 +40,36 @@ class PageviewPolicy:
         self._bots = bots or BotFilter()
 
     def pageview_id(self, scope: Scope) -> str | None:
-        """A fresh page view id when the request is a navigation by a person, else ``None``."""
-        if scope["method"] != "GET":
+        """A fresh page view id when the request is a top-level navigation by a person, else ``None``."""
+        if not is_navigation(scope, frames=False):
             return None
-        dest: bytes | None = None
-        accept = b""
         agent: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"sec-fetch-dest":
-                dest = value
-            elif name == b"accept":
-                accept = value
-            elif name == b"user-agent":
+            if name == b"user-agent":
                 agent = value
             elif name in (b"sec-purpose", b"purpose", b"x-moz") and b"prefetch" in value.lower():
                 return None  # a speculative load is not a view; the real navigation may follow
-        if dest is not None:
-            if dest.lower() != b"document":
-                return None
-        elif b"text/html" not in accept.lower():
-            return None
         if agent is None or self._bots.is_bot(agent.decode("latin-1")):
             return None
         return uuid.uuid4().hex
+
+
+def is_navigation(scope: Scope, *, frames: bool = True) -> bool:
+    """Whether the request loads a page into a window (``frames``: or into an iframe).
+
+    A ``GET`` with ``Sec-Fetch-Dest: document`` (or ``iframe``); from browsers that send no fetch
+    metadata, a ``GET`` whose ``Accept`` names ``text/html``.
+    """
+    if scope["method"] != "GET":
+        return False
+    accept = b""
+    for name, value in scope["headers"]:
+        if name == b"sec-fetch-dest":
+            dest = value.lower()
+            return dest == b"document" or (frames and dest == b"iframe")
+        if name == b"accept":
+            accept = value
+    return b"text/html" in accept.lower()
 
 
 def page_url(scope: Scope, headers: Sequence[tuple[bytes, bytes]], scheme: str) -> str:

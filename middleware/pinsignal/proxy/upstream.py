@@ -24,10 +24,6 @@ answer byte arrived is retried once on a fresh connection (when the caller allow
 with a body). Flow control both ways: reading from the upstream pauses while ``_HIGH_WATER`` bytes
 wait for a slow visitor, and request bodies wait for the socket to drain.
 
-The server-side fast lane (``fastlane.py``) reads no answer through ``UpstreamResponse``: it sets
-itself as the connection's ``relay``, which is told of each segment, the close, an error or the
-timeout, and writes the answer to the visitor as it comes.
-
 Errors are ``UpstreamError`` subclasses: ``UpstreamTimeout`` (connecting, or a wait for bytes, took
 longer than ``timeout``: the proxy answers 504), the others mean the upstream cannot be used (502).
 """
@@ -38,14 +34,16 @@ import asyncio
 import collections
 import ssl
 from collections.abc import AsyncIterator
-from typing import Protocol, cast
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
+from .headers import HOP_BY_HOP, RawHeaders
+
 __all__ = [
     "UpstreamClosed", "UpstreamConnectError", "UpstreamError", "UpstreamPool", "UpstreamProtocolError",
-    "Relay", "UpstreamResponse", "UpstreamTimeout",
+    "UpstreamResponse", "UpstreamTimeout",
 ]
 
 # Reading from the upstream stops while this much body waits to be sent on, and resumes below the
@@ -53,11 +51,6 @@ __all__ = [
 _HIGH_WATER = 256 * 1024
 _LOW_WATER = 64 * 1024
 _HEAD_LIMIT = 64 * 1024
-# RFC 9110 section 7.6.1 (and the legacy Proxy-Connection): fields about this connection only.
-# Together with every ``Proxy*`` field, they are kept apart from the answer's headers.
-_CONNECTION_FIELDS = frozenset({
-    b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
-})
 # An answer with a Content-Length up to this is handed over whole: a small page usually arrives in
 # two segments (head, then body), and waiting for both saves a round of wake-ups per request.
 _COLLECT = 64 * 1024
@@ -90,7 +83,7 @@ class _Connection(asyncio.Protocol):
         "_pool", "_loop", "transport", "closed", "idle_since", "_parser", "_waiter", "_drain_waiter",
         "_write_paused", "_read_paused", "deadline", "chunks", "status", "headers", "hop_by_hop", "head_done",
         "ready", "complete", "keep_alive", "answered", "error", "buffered", "reusable", "_head_only",
-        "_informational", "_framed", "_collect", "_head_size", "_spare", "relay",
+        "_informational", "_framed", "_collect", "_head_size", "_spare",
     )
 
     def __init__(self, pool: UpstreamPool) -> None:
@@ -109,9 +102,6 @@ class _Connection(asyncio.Protocol):
         # The parser of the last exchange when it ended at a message boundary, for the next one:
         # making a parser costs more than the rest of ``begin``.
         self._spare: httptools.HttpResponseParser | None = None
-        # The server-side fast lane's exchange while it relays this connection's answer itself
-        # (``fastlane.py``); ``None`` for answers read through ``UpstreamResponse``.
-        self.relay: Relay | None = None
         self.begin(False)
         self._parser = None
 
@@ -144,7 +134,7 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
-        if self._waiter is not None or self.relay is not None:
+        if self._waiter is not None:
             self.deadline = self._loop.time() + self._pool.timeout  # bytes came: the wait starts over
         parser = self._parser
         if parser is None or self.complete:
@@ -166,9 +156,6 @@ class _Connection(asyncio.Protocol):
             if self._head_size > _HEAD_LIMIT:
                 self._abort(UpstreamProtocolError("The upstream sent response headers over 64 KiB."))
                 return
-        relay = self.relay
-        if relay is not None:
-            relay.flush()  # once per segment: what it brought goes to the visitor in one write
 
     def eof_received(self) -> bool | None:
         return False  # close our side too; connection_lost follows
@@ -186,9 +173,6 @@ class _Connection(asyncio.Protocol):
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
-        relay = self.relay
-        if relay is not None:
-            relay.flush()
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -205,7 +189,7 @@ class _Connection(asyncio.Protocol):
         # Sorted as they come: the connection-level fields are this client's business (framing,
         # keep-alive) and never reach the visitor; everything else is kept in order, as sent.
         lowered = name.lower()
-        if lowered in _CONNECTION_FIELDS or lowered.startswith(b"proxy"):
+        if lowered in HOP_BY_HOP or lowered.startswith(b"proxy"):
             if self.hop_by_hop is None:
                 self.hop_by_hop = []
             self.hop_by_hop.append((lowered, value))
@@ -248,7 +232,7 @@ class _Connection(asyncio.Protocol):
         for name, value in self.hop_by_hop:
             if name == b"connection":
                 named.update(token.strip().lower() for token in value.split(b","))
-        named -= _CONNECTION_FIELDS
+        named -= HOP_BY_HOP
         if named:
             self.headers = [pair for pair in self.headers if pair[0].lower() not in named]
 
@@ -293,15 +277,8 @@ class _Connection(asyncio.Protocol):
             self.error = error
         self.close()
         self._wake()
-        relay = self.relay
-        if relay is not None:
-            relay.flush()
 
     def _time_out(self) -> None:
-        relay = self.relay
-        if relay is not None:
-            relay.timed_out()
-            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(UpstreamTimeout("The upstream did not send anything within the timeout."))
@@ -370,16 +347,6 @@ class _Connection(asyncio.Protocol):
                 transport.close()
 
 
-class Relay(Protocol):
-    """Takes over a connection's answer as it arrives, instead of ``UpstreamResponse`` (the fast lane)."""
-
-    def flush(self) -> None:
-        """New state on the connection: head, body bytes, the end, an error, or the close."""
-
-    def timed_out(self) -> None:
-        """The connection's deadline passed with nothing from the upstream."""
-
-
 class UpstreamResponse:
     """The upstream's answer: ``status``, raw ``headers`` in order, and the body through ``read()``.
 
@@ -393,6 +360,14 @@ class UpstreamResponse:
         self._connection: _Connection | None = connection
         self.status = connection.status
         self.headers = connection.headers
+
+    @property
+    def length(self) -> int | None:
+        """The body's length as the ``Content-Length`` states it, if it does."""
+        for name, value in self.headers:
+            if name.lower() == b"content-length" and value.isdigit():
+                return int(value)
+        return None
 
     @property
     def complete(self) -> bool:
@@ -429,6 +404,9 @@ class UpstreamResponse:
             if connection.closed:
                 raise UpstreamClosed("The upstream closed the connection before its answer was complete.")
             await connection.wait()
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         """Give the connection back: to the pool when the answer was read to its end, else closed."""
@@ -469,8 +447,8 @@ class UpstreamPool:
         self._pending: list[tuple[_Connection, bytes]] = []
         self._closed = False
 
-    async def request(self, head: bytes, body: AsyncIterator[bytes] | None = None, *, chunked: bool = False,
-                      retry: bool = True, head_only: bool = False) -> UpstreamResponse:
+    async def request(self, method: str, target: bytes, headers: RawHeaders,
+                      body: AsyncIterator[bytes] | None = None, *, retry: bool = True) -> UpstreamResponse:
         """Send ``head`` (request line and headers, ending in a blank line) and ``body``; return the answer.
 
         ``chunked`` frames the body in chunks (the head must say ``Transfer-Encoding: chunked``);
@@ -478,6 +456,10 @@ class UpstreamPool:
         a body); ``head_only`` says the answer has no body whatever its headers say (``HEAD``).
         Raises ``UpstreamError`` subclasses, and whatever ``body`` raises.
         """
+        head = b"%s %s HTTP/1.1\r\n%s\r\n" % (
+            method.encode("ascii"), target, b"".join([b"%s: %s\r\n" % pair for pair in headers]))
+        chunked = body is not None and not any(name.lower() == b"content-length" for name, _ in headers)
+        head_only = method == "HEAD"
         try:
             loop = self._loop
         except AttributeError:  # the first request; asking asyncio each time costs a getpid() system call
@@ -535,16 +517,6 @@ class UpstreamPool:
             self._release_slot()
             raise
 
-    def try_slot(self) -> bool:
-        """Take a connection slot if one is free at once (no waiting in line); the fast lane's way in.
-
-        The holder gives it back with ``_release`` (with the connection) or ``_release_slot``.
-        """
-        if self._closed or self._active >= self._max_connections or self._waiters:
-            return False
-        self._active += 1
-        return True
-
     def pop_idle(self) -> _Connection | None:
         """The most recently used idle connection still open and within its expiry, or ``None``."""
         idle, now = self._idle, self._loop.time()
@@ -569,18 +541,6 @@ class UpstreamPool:
             if not pending:
                 self._loop.call_soon(self._flush)
             pending.append((connection, head))
-
-    def watch(self, connection: _Connection) -> None:
-        """Start the timeout clock on ``connection`` (the sweep ends it past ``timeout``)."""
-        connection.deadline = self._loop.time() + self.timeout
-        self._waiting.add(connection)
-        if self._sweeper is None:
-            self._start_sweeping()
-
-    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Use ``loop`` (the fast lane starts before any ``request`` has set it)."""
-        if not hasattr(self, "_loop"):
-            self._loop = loop
 
     async def _acquire(self, loop: asyncio.AbstractEventLoop) -> None:
         waiter: asyncio.Future[None] = loop.create_future()
