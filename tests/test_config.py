@@ -58,3 +58,33 @@ def test_malformed_value_is_one_sentence_naming_the_variable(variable: str, valu
     message = str(info.value)
     assert fragment in message
     assert "\n" not in message and message.endswith(".")
+
+
+@pytest.mark.parametrize("secret", [
+    "replace-with-a-long-random-string",  # deploy/systemd/pinsignal.env and deploy/kubernetes/secret.yaml
+    "change-me-to-a-long-random-value",  # the README's production example
+    "a-long-random-string-from-your-vault",
+    "proxy-example-secret-CHANGE-ME",
+    "Replace_With_Your_Own_Secret_Please",
+])
+def test_regression_placeholder_secret_is_refused(secret: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Config.from_env({"PINSIGNAL_SECRET": secret})
+    message = str(info.value)
+    assert "PINSIGNAL_SECRET is still a placeholder" in message and secret not in message
+    assert "\n" not in message and message.endswith(".")
+
+
+def test_a_random_secret_is_accepted() -> None:
+    assert Config(secret="q5Jm0X1lZ8c2W-u9aYtB3kR7eN4sVhDf").secret
+
+
+@pytest.mark.parametrize("entry", ["proxy.internal", "lb", "example.com"])
+def test_regression_trusted_proxy_host_names_are_refused(entry: str) -> None:
+    with pytest.raises(ConfigError, match="host names are never matched"):
+        Config.from_env({"PINSIGNAL_TRUSTED_PROXIES": f"127.0.0.1,{entry}"})
+
+
+def test_trusted_proxies_take_addresses_networks_localhost_and_star() -> None:
+    config = Config.from_env({"PINSIGNAL_TRUSTED_PROXIES": "10.0.0.0/8, ::1, localhost, *"})
+    assert config.trusted_proxies == ("10.0.0.0/8", "::1", "localhost", "*")

@@ -20,7 +20,7 @@ export PINTEREST_API_URL="${PINTEREST_API_URL:-http://127.0.0.1:$SANDBOX_PORT}"
 export PINTEREST_AD_ACCOUNT_ID="${PINTEREST_AD_ACCOUNT_ID:-549755885175}"
 export PINTEREST_ACCESS_TOKEN="${PINTEREST_ACCESS_TOKEN:-sandbox-token}"
 export PINSIGNAL_DATA_DIR="${PINSIGNAL_DATA_DIR:-$PWD/.pinsignal}"
-export PINSIGNAL_SECRET="${PINSIGNAL_SECRET:-proxy-example-secret-change-me}"
+export PINSIGNAL_SECRET="${PINSIGNAL_SECRET:-$("$PYTHON" -c 'import secrets; print(secrets.token_urlsafe(32))')}"
 
 pids=""
 trap 'kill $pids 2>/dev/null; wait' INT TERM EXIT

@@ -112,6 +112,13 @@ class Config:
             raise ConfigError(f"PINSIGNAL_METRICS_PORT must be a port number, got {self.metrics_port}.")
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("PINSIGNAL_SECRET must be at least 16 characters long; use a long random string.")
+        if self.secret is not None and _is_placeholder(self.secret):
+            # the value is not quoted: a real secret that happened to match must not reach a log
+            raise ConfigError(
+                "PINSIGNAL_SECRET is still a placeholder from an example or deploy file, so anyone could forge "
+                "the signed cookies; set it to a long random string "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))')."
+            )
 
     # ------------------------------------------------------------------ derived values
 
@@ -160,14 +167,31 @@ class Config:
         return dict(ENVIRONMENT)
 
 
+# Secrets shown in pinsignal's own docs and deploy files, and the words placeholders are made of.
+PLACEHOLDER_SECRETS = frozenset({
+    "replace-with-a-long-random-string",
+    "change-me-to-a-long-random-value",
+    "a-long-random-string-from-your-vault",
+})
+_PLACEHOLDER_RE = re.compile(r"change[-_ ]?me|replace[-_ ]?(?:me|with)|your[-_ ]?secret", re.IGNORECASE)
+
+
+def _is_placeholder(secret: str) -> bool:
+    return secret.strip().lower() in PLACEHOLDER_SECRETS or _PLACEHOLDER_RE.search(secret) is not None
+
+
 def _check_proxy(value: str) -> None:
+    # Entries are compared with the peer's IP address: a host name would never match, and silently
+    # trusting nobody is worse than failing at start-up. "localhost" and "*" are the two words known.
+    if value.lower() in ("localhost", "*"):
+        return
     try:
         ipaddress.ip_network(value, strict=False)
     except ValueError:
-        if not re.match(r"^[A-Za-z0-9.-]+$", value):
-            raise ConfigError(
-                f"PINSIGNAL_TRUSTED_PROXIES entries must be IP addresses, networks or host names, got {value!r}."
-            ) from None
+        raise ConfigError(
+            f"PINSIGNAL_TRUSTED_PROXIES entries must be IP addresses, networks like '10.0.0.0/8', 'localhost' "
+            f"or '*' (host names are never matched against a peer's address), got {value!r}."
+        ) from None
 
 
 # Config field -> environment variable

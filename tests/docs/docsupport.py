@@ -15,6 +15,7 @@ import pytest
 
 from pinsignal.cli import COMMANDS, build_parser
 from pinsignal.config import Config
+from pinsignal.errors import ConfigError
 from support import ROOT
 
 # the documents the demo/docs work owns (others test their own: docs/pipelines.md, docs/proxy.md...)
@@ -65,10 +66,19 @@ def check_variables(names: list[str], where: str) -> None:
 
 
 def check_environment(env: dict[str, object], where: str) -> None:
-    """Names exist and the values are accepted by ``Config.from_env`` (placeholders skipped)."""
+    """Names exist and the values are accepted by ``Config.from_env`` (placeholders skipped).
+
+    A placeholder secret that a deploy file ships must be refused at start-up, so a deployment that
+    forgot to replace it fails instead of signing cookies with a public key.
+    """
     check_variables(list(env), where)
     values = {k: str(v) for k, v in env.items()
               if k not in FOREIGN_VARIABLES and "${" not in str(v) and "%" not in str(v)}
+    secret = values.get("PINSIGNAL_SECRET")
+    if secret is not None and "replace" in secret:
+        with pytest.raises(ConfigError, match="placeholder"):
+            Config.from_env({"PINSIGNAL_SECRET": secret})
+        del values["PINSIGNAL_SECRET"]
     Config.from_env(values)
 
 

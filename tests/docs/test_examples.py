@@ -45,7 +45,8 @@ def run_python(block: Block) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("block", blocks("python"))
-def test_python_blocks_run(block: Block) -> None:
+def test_python_blocks_run(block: Block, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PINSIGNAL_SECRET", "docs-example-secret-0123456789")  # the docs read it from the environment
     namespace = run_python(block)
     if "app" in namespace:
         assert callable(namespace["app"]), f"{block.where}: 'app' is not an ASGI app"
