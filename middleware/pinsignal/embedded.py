@@ -7,6 +7,10 @@ socket. The process that started it stops it when it exits (and a small watchdog
 second if that process dies without cleaning up), so no Redis is left orphaned.
 
     url = redis_url(config)            # config.redis_url, or the embedded server's unix:// URL
+
+The data it keeps (IP addresses, user agents, click ids) is this user's alone: the data directory
+is ``0700``, redis-server writes its files under umask ``077``, and a socket is used only when this
+user owns it, in a directory nobody else can write to.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -66,8 +71,35 @@ def _socket_path(data_dir: Path) -> Path:
     path = data_dir / "redis.sock"
     if len(str(path)) <= _MAX_SOCKET_PATH:
         return path
+    # Too long for a unix socket: a short private folder of this user's in the temp dir instead.
     digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"pinsignal-{digest}.sock"
+    return Path(tempfile.gettempdir()) / f"pinsignal-{os.getuid()}-{digest}" / "redis.sock"
+
+
+def _private_dir(path: Path) -> None:
+    """Make ``path`` a ``0700`` folder of this user's, or fail if someone else could reach into it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise ConfigError(
+            f"the embedded Redis's folder {str(path)!r} is not a directory owned by this user; "
+            "remove it or set PINSIGNAL_DATA_DIR to a folder of your own."
+        )
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)  # an older pinsignal made it 0755
+
+
+def _check_owner(path: Path) -> None:
+    """Refuse a socket that another user owns: a Redis planted there would receive every event."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode) or info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{str(path)!r} is not a socket owned by this user, so pinsignal will not use it as its "
+            "embedded Redis; remove it, or set REDIS_URL."
+        )
 
 
 def _ping(path: Path, timeout: float = 0.5) -> bool:
@@ -124,14 +156,16 @@ class EmbeddedRedis:
 
     @property
     def running(self) -> bool:
+        _check_owner(self.socket_path)
         return _ping(self.socket_path)
 
     def ensure_running(self, timeout: float = 15.0) -> None:
         """Start the server unless one already answers on the socket (safe across processes)."""
+        _private_dir(self.data_dir)
+        _private_dir(self.socket_path.parent)
         if self.running:
             return
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.data_dir / "redis.lock", "w") as lock:
+        with open(os.open(self.data_dir / "redis.lock", os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if self.running:  # another process won the race
                 return
@@ -153,10 +187,11 @@ class EmbeddedRedis:
             "--logfile", str(self.data_dir / "redis.log"),
             "--maxclients", "10000",
         ]
-        # Its own session keeps a terminal's Ctrl-C from reaching redis before the demo stops it.
+        # Its own session keeps a terminal's Ctrl-C from reaching redis before the demo stops it; its
+        # umask keeps the append-only file and the log to this user.
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True, close_fds=True,
+            start_new_session=True, close_fds=True, umask=0o077,
         )
         self.watchdog = _watch(os.getpid(), self.process.pid)
         deadline = time.monotonic() + timeout
