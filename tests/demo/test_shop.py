@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from pinsignal import Config, MemorySink
-from pinsignal.commands.demo import load_shop
+from pinsignal.demo import load_shop
 from pinsignal.pipeline import Engine
 
 pytestmark = pytest.mark.anyio
