@@ -34,7 +34,6 @@ def _row(letter: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    import orjson
     import redis.asyncio as aioredis
 
     from pinsignal.config import Config
@@ -80,5 +79,4 @@ def run(args: argparse.Namespace) -> int:
         finally:
             await redis.aclose()
 
-    del orjson
     return asyncio.run(main())
