@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pinsignal.collector import Collector, Intake, QueueSink, Script, Sink, VisitorRequest
+from pinsignal.collector import Collector, Companion, Intake, QueueSink, Script, Sink, VisitorRequest
 from pinsignal.config import Config
 from pinsignal.cookies import EPIK_MAX_LENGTH, epik_from_query, plain_epik
 
@@ -170,7 +170,10 @@ class PinSignalMiddleware:
         self.config = config if config is not None else Config.from_env()
         self.intake = Intake(self.config, sink=sink if sink is not None else QueueSink(self.config), engine=engine)
         self.script = Script(self.config)
-        self.collector = Collector(self.config, self.intake, self.script)
+        # The Tag companion's rules come from the pipelines this process runs (a stand-in engine
+        # without pipelines gives no rules).
+        self.companion = Companion(self.config, getattr(self.intake.engine, "pipelines", ()))
+        self.collector = Collector(self.config, self.intake, self.script, self.companion)
         # `prefix <= path < past_prefix` is `path.startswith(prefix)` (the prefix ends in "/", and
         # "0" follows "/"), at half the cost: str.startswith parses its arguments slowly on 3.11.
         self._prefix = self.config.collector_prefix + "/"

@@ -58,7 +58,12 @@ async def test_script_is_small_cacheable_and_versioned() -> None:
 async def test_script_carries_the_consent_mode_and_cookie() -> None:
     async with client(wrap(consent="opt-in", consent_cookie="cmp.ads")) as http:
         source = (await http.get("/_ps/c.js")).text
-    assert '"opt-in"=="opt-in"' in source and "cmp\\.ads=" in source
+        zipped = await http.get("/_ps/c.js", headers={"accept-encoding": "gzip"})
+    async with client(wrap()) as http:
+        default = (await http.get("/_ps/c.js")).text
+    assert "I=!0," in source and "cmp\\.ads=" in source
+    assert "I=!1," in default and "__OPTIN__" not in default + source
+    assert int(zipped.headers["content-length"]) <= 1000
 
 
 # ---------------------------------------------------------------- events

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from .intake import Intake, IntakeResult, VisitorRequest
 from .routes import MAX_BODY, MAX_EVENTS, Collector
-from .script import Script
+from .script import Companion, Script
 from .sink import MemorySink, QueueSink, Sink
 
-__all__ = ["MAX_BODY", "MAX_EVENTS", "Collector", "Intake", "IntakeResult", "MemorySink", "QueueSink", "Script",
-           "Sink", "VisitorRequest"]
+__all__ = ["MAX_BODY", "MAX_EVENTS", "Collector", "Companion", "Intake", "IntakeResult", "MemorySink", "QueueSink",
+           "Script", "Sink", "VisitorRequest"]

@@ -3,6 +3,7 @@
 | route | |
 |---|---|
 | ``GET c.js`` | the browser script (:mod:`pinsignal.collector.script`) |
+| ``GET t.js`` | the Tag companion, loaded by ``c.js`` only with ``data-tag`` (:mod:`pinsignal.collector.companion`) |
 | ``POST e`` | one event or ``{"batch": [...], "sent_at": ...}`` from the browser script |
 | ``POST v1/batch``, ``v1/t``, ``v1/p``, ``v1/i`` | Segment's tracking-API shapes (``v1/track``... too) |
 | ``POST consent`` | ``{"advertising": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
@@ -31,7 +32,7 @@ from pinsignal.config import Config
 from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
 
 from .intake import Intake, VisitorRequest
-from .script import Script
+from .script import Companion, Script
 
 __all__ = ["MAX_BODY", "MAX_EVENTS", "Collector"]
 
@@ -62,10 +63,11 @@ class _Disconnected(Exception):
 class Collector:
     """The ASGI app behind the collector prefix (called by the middleware, never mounted alone)."""
 
-    def __init__(self, config: Config, intake: Intake, script: Script) -> None:
+    def __init__(self, config: Config, intake: Intake, script: Script, companion: Companion | None = None) -> None:
         self._prefix_length = len(config.collector_prefix)
         self._intake = intake
         self._script = script
+        self._companion = companion
         self._allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -75,6 +77,9 @@ class Collector:
             if path == "/c.js":
                 _require(method, b"GET, HEAD")
                 await self._script(scope, receive, send)
+            elif path == "/t.js" and self._companion is not None:
+                _require(method, b"GET, HEAD")
+                await self._companion(scope, receive, send)
             elif path == "/health":
                 _require(method, b"GET, HEAD")
                 await _json(send, 200, {"status": "ok"})
