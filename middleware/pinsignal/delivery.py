@@ -8,12 +8,13 @@ loops sharing one Redis consumer-group consumer. Each loop:
    that light traffic still leaves within about a second;
 2. dead-letters events older than Pinterest accepts (``expired``);
 3. takes a token from the shared bucket and posts the batch;
-4. settles it by Pinterest's answer: per-event statuses (200/422) ack the processed events and
-   dead-letter the failed ones with Pinterest's message; a 400 splits the batch in halves until
-   the bad events are isolated; 429/5xx/timeouts/connection errors back the whole account off
-   (exponential, full jitter, at least what ``Retry-After``/``X-RateLimit-Reset`` ask) and retry;
-   401/403/404 pause the account: the batch goes back to the queue, one line is logged, and one
-   probe a ``probe_interval`` tries again until Pinterest accepts, which resumes delivery.
+4. settles it by Pinterest's answer, as the client's :class:`~pinsignal.retry.RetryPolicy` reads
+   it: per-event statuses (200/422) ack the processed events and dead-letter the failed ones with
+   Pinterest's message; a 400 splits the batch in halves until the bad events are isolated;
+   429/5xx/timeouts/connection errors back the whole account off (:meth:`RetryPolicy.backoff`)
+   and retry; 401/403/404 pause the account: the batch goes back to the queue, one line is
+   logged, and one probe a ``probe_interval`` tries again until Pinterest accepts, which resumes
+   delivery.
 
 Entries in hand have their idle time reset every second (``XCLAIM ... JUSTID``), so only a dead
 worker's entries are ever reclaimed: on the happy path no event is sent twice. Acks, deletions,
@@ -34,21 +35,18 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
+from pinsignal import keys
 from pinsignal.config import Config
 from pinsignal.dlq import DeadLetter, DeadLetters, Reason
+from pinsignal.errors import ConfigError
 from pinsignal.metrics import MATCH_KEYS, Metrics, match_key_mask
 from pinsignal.pinterest.client import PinterestClient, SendResult
-from pinsignal.pinterest.contract import MAX_EVENT_AGE
-from pinsignal.queue import COUNTERS_KEY, DEFAULT_ACCOUNT, GROUP, STREAMS_KEY, awaited, stream_key
+from pinsignal.queue import awaited
 from pinsignal.ratelimit import TokenBucket
-from pinsignal.status import PAUSED_KEY
 
 __all__ = ["Delivery", "Entry"]
 
 logger = logging.getLogger("pinsignal.delivery")
-
-BACKOFF_BASE = 0.5
-BACKOFF_CAP = 60.0
 
 
 # KEYS[1] stream, ARGV[1] group, ARGV[2..] entry ids: ack and delete them (one id list on the wire, not two).
@@ -83,10 +81,10 @@ class Entry:
         self._event: dict[str, Any] | None = None
         meta = self.meta = fields.get(b"m")
         if meta:
-            name, event_time, keys = meta.split(b"|")
+            name, event_time, mask = meta.split(b"|")
             self.event_name = name.decode()
             self.event_time = int(event_time) if event_time else None
-            self.keys = int(keys)
+            self.keys = int(mask)
         else:  # queued by something that did not write ``m`` (an older version): read the event
             event = self.event
             self.event_name = str(event.get("event_name", "unknown"))
@@ -99,24 +97,25 @@ class Entry:
             self._event = orjson.loads(self.raw)
         return self._event
 
-    def expired(self, now: float) -> bool:
-        return self.event_time is not None and self.event_time < now - MAX_EVENT_AGE
-
 
 def _entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
     return Entry(stream, entry_id, fields)
 
 
 class Delivery:
-    """Delivers one ad account's queue (and the ``default`` queue) to Pinterest."""
+    """Delivers one ad account's queue (and the unassigned queue) to Pinterest.
+
+    Retries, back-off and the maximum age follow ``client.policy``.
+    """
 
     def __init__(self, redis: aioredis.Redis, config: Config, client: PinterestClient, *, consumer: str,
                  metrics: Metrics | None = None, bucket: TokenBucket | None = None,
-                 reclaim_after: float = 5.0, probe_interval: float = 5.0, backoff_base: float = BACKOFF_BASE) -> None:
+                 reclaim_after: float = 5.0, probe_interval: float = 5.0) -> None:
         if not config.ad_account_id:
-            raise ValueError("PINTEREST_AD_ACCOUNT_ID is not set; the worker needs the account to deliver to.")
+            raise ConfigError("PINTEREST_AD_ACCOUNT_ID is not set; the worker needs the account to deliver to.")
         self.redis = redis
         self.client = client
+        self.policy = client.policy
         self.account = config.ad_account_id
         self.consumer = consumer
         self.metrics = metrics or Metrics()
@@ -127,8 +126,7 @@ class Delivery:
         self.max_wait = config.batch_max_wait
         self.reclaim_after = reclaim_after
         self.probe_interval = probe_interval
-        self.backoff_base = backoff_base
-        self.streams = list(dict.fromkeys([stream_key(self.account), stream_key(DEFAULT_ACCOUNT)]))
+        self.streams = list(dict.fromkeys([keys.stream(self.account), keys.stream(keys.UNASSIGNED_ACCOUNT)]))
         self.stop = asyncio.Event()
         self.in_hand: dict[str, set[bytes]] = defaultdict(set)
         self.last_progress = time.monotonic()
@@ -151,8 +149,8 @@ class Delivery:
         """Create the consumer groups (idempotent) and register the streams for ``status``."""
         for stream in self.streams:
             with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            await awaited(self.redis.sadd(STREAMS_KEY, stream))
+                await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
+            await awaited(self.redis.sadd(keys.STREAMS, stream))
 
     async def run_loop(self) -> None:
         """Deliver until :attr:`stop` is set; Redis outages are waited out, never fatal."""
@@ -174,7 +172,7 @@ class Delivery:
                     logger.warning("Redis is unreachable (%s: %s); retrying", type(exc).__name__, exc)
                     self._down_logged = now
                 self._redis_down = True
-                await self._sleep(0.5 + random.random() / 2)
+                await self._sleep(self.policy.redis_down_wait * (1 + random.random()))
             self.last_progress = time.monotonic()
 
     async def heartbeat(self) -> None:
@@ -185,7 +183,7 @@ class Delivery:
                 if not ids:
                     continue
                 with contextlib.suppress(RedisError, OSError):
-                    await self.redis.xclaim(stream, GROUP, self.consumer, 0, list(ids), justid=True)
+                    await self.redis.xclaim(stream, keys.GROUP, self.consumer, 0, list(ids), justid=True)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -209,7 +207,7 @@ class Delivery:
             return entries
 
     async def _read(self, count: int, block_ms: int | None) -> list[Entry]:
-        reply = await self.redis.xreadgroup(GROUP, self.consumer, dict.fromkeys(self.streams, ">"),
+        reply = await self.redis.xreadgroup(keys.GROUP, self.consumer, dict.fromkeys(self.streams, ">"),
                                             count=count, block=block_ms)
         entries = []
         for stream, items in reply or []:
@@ -226,15 +224,15 @@ class Delivery:
         entries: list[Entry] = []
         for stream in self.streams:
             try:
-                rows = await self.redis.xpending_range(stream, GROUP, "-", "+", count, idle=idle_ms)
+                rows = await self.redis.xpending_range(stream, keys.GROUP, "-", "+", count, idle=idle_ms)
             except ResponseError:  # Redis < 6.2 has no IDLE filter
-                rows = await self.redis.xpending_range(stream, GROUP, "-", "+", count)
+                rows = await self.redis.xpending_range(stream, keys.GROUP, "-", "+", count)
             held = self.in_hand.get(stream, set())
             ids = [row["message_id"] for row in rows
                    if row["time_since_delivered"] >= idle_ms and row["message_id"] not in held]
             if not ids:
                 continue
-            claimed = await self.redis.xclaim(stream, GROUP, self.consumer, idle_ms, ids)
+            claimed = await self.redis.xclaim(stream, keys.GROUP, self.consumer, idle_ms, ids)
             gone = []
             for entry_id, fields in claimed:
                 if fields:
@@ -242,7 +240,7 @@ class Delivery:
                 elif entry_id is not None:
                     gone.append(entry_id)
             if gone:  # deleted while pending (Redis < 7 keeps them in the PEL): forget them
-                await self.redis.xack(stream, GROUP, *gone)
+                await self.redis.xack(stream, keys.GROUP, *gone)
             if entries:
                 logger.info("reclaimed %d events from a stopped worker on %s", len(entries), stream)
             if len(entries) >= count:
@@ -266,16 +264,16 @@ class Delivery:
                 if not pending:
                     return
                 now = time.time()
-                expired = [entry for entry in pending if entry.expired(now)]
+                expired = [entry for entry in pending if self.policy.expired(entry.event_time, now)]
                 if expired:
-                    days = MAX_EVENT_AGE // 86400
+                    days = self.policy.max_age // 86400
                     await self._settle([], [(e, "expired", f"event_time is older than {days} days; Pinterest "
                                              f"refuses it") for e in expired])
                     continue
                 result = await self._send(pending)
                 if result is None:
                     continue
-                if result.outcome == "pause":
+                if result.action == "pause":
                     await self._pause(result)
                     await self._give_back(pending, tried=True)
                     return
@@ -295,7 +293,7 @@ class Delivery:
         result = await self.client.send(self.account, body, len(entries))
         self.metrics.request_seconds.observe(time.perf_counter() - started)
         self.metrics.requests.labels(str(result.status or result.reason)).inc()
-        if result.outcome == "ok":
+        if result.action == "ok":
             self._failures = 0
             await self._resume_if_paused()
             statuses = result.events
@@ -310,7 +308,7 @@ class Delivery:
             self.metrics.batch_size.observe(len(entries))
             await self._settle(delivered, dead)
             return None
-        if result.outcome == "split":
+        if result.action == "split":
             await self._resume_if_paused()
             if len(entries) == 1:
                 await self._settle([], [(entries[0], "bad_request", result.message)])
@@ -333,13 +331,13 @@ class Delivery:
             by_stream[entry.stream].append(entry.id)
         async with self.redis.pipeline(transaction=True) as pipe:
             for stream, ids in by_stream.items():
-                await self._done_script(keys=[stream], args=[GROUP, *ids], client=pipe)
+                await self._done_script(keys=[stream], args=[keys.GROUP, *ids], client=pipe)
             DeadLetters.add_to(pipe, letters)
             if delivered:
-                pipe.hincrby(COUNTERS_KEY, "delivered", len(delivered))
+                pipe.hincrby(keys.COUNTERS, "delivered", len(delivered))
             for reason, count in Counter(reason for _, reason, _ in dead).items():
-                pipe.hincrby(COUNTERS_KEY, "failed", count)
-                pipe.hincrby(COUNTERS_KEY, f"failed:{reason}", count)
+                pipe.hincrby(keys.COUNTERS, "failed", count)
+                pipe.hincrby(keys.COUNTERS, f"failed:{reason}", count)
             await pipe.execute()
         for entry in finished:
             entry.done = True
@@ -370,13 +368,12 @@ class Delivery:
 
     async def _retry_later(self, entries: list[Entry], result: SendResult) -> None:
         self._failures += 1
-        jitter = random.uniform(0, min(BACKOFF_CAP, self.backoff_base * 2 ** min(self._failures, 16)))
-        delay = max(result.delay or 0.0, jitter)
+        delay = self.policy.backoff(self._failures, result.delay)
         for entry in entries:
             entry.attempts += 1
         for name, count in Counter(entry.event_name for entry in entries).items():
             self.metrics.retried.labels(name, result.reason).inc(count)
-        await awaited(self.redis.hincrby(COUNTERS_KEY, "retried", len(entries)))
+        await awaited(self.redis.hincrby(keys.COUNTERS, "retried", len(entries)))
         logger.warning("Pinterest delivery of %d events will be retried in %.1f s: %s (%s)", len(entries), delay,
                        result.reason, result.message or result.status)
         await self.bucket.back_off(self.account, delay)
@@ -393,7 +390,7 @@ class Delivery:
                 pipe.xadd(entry.stream, fields)  # type: ignore[arg-type]
                 by_stream[entry.stream].append(entry.id)
             for stream, ids in by_stream.items():
-                pipe.xack(stream, GROUP, *ids)
+                pipe.xack(stream, keys.GROUP, *ids)
                 pipe.xdel(stream, *ids)
             await pipe.execute()
         for entry in entries:
@@ -404,30 +401,30 @@ class Delivery:
     async def _paused_now(self) -> bool:
         # Read at most once a second: every loop of every worker polls this while paused.
         if time.monotonic() - self._paused_at >= 1.0:
-            self._paused = bool(await awaited(self.redis.hexists(PAUSED_KEY, self.account)))
+            self._paused = bool(await awaited(self.redis.hexists(keys.PAUSED, self.account)))
             self._paused_at = time.monotonic()
         return self._paused
 
     async def _probe_turn(self) -> bool:
         """One loop among all workers gets to probe each ``probe_interval``."""
-        return bool(await self.redis.set(f"pinsignal:probe:{self.account}", self.consumer, nx=True,
+        return bool(await self.redis.set(keys.probe(self.account), self.consumer, nx=True,
                                          px=max(1, int(self.probe_interval * 1000))))
 
     async def _pause(self, result: SendResult) -> None:
         info = orjson.dumps({"status": result.status, "reason": result.reason, "message": result.message,
                              "since": time.time()}).decode()
-        if await awaited(self.redis.hsetnx(PAUSED_KEY, self.account, info)):
+        if await awaited(self.redis.hsetnx(keys.PAUSED, self.account, info)):
             logger.error("Pinterest answered HTTP %s (%s) for ad account %s: delivery to this account is PAUSED, "
                          "nothing is dropped; check PINTEREST_ACCESS_TOKEN and the account's access. A probe "
                          "every %.0f s resumes delivery by itself once Pinterest accepts.",
                          result.status, result.message, self.account, self.probe_interval)
-        await self.redis.set(f"pinsignal:probe:{self.account}", self.consumer,
+        await self.redis.set(keys.probe(self.account), self.consumer,
                              px=max(1, int(self.probe_interval * 1000)))
         self._paused, self._paused_at = True, time.monotonic()
 
     async def _resume_if_paused(self) -> None:
         if not self._paused:
             return
-        if await awaited(self.redis.hdel(PAUSED_KEY, self.account)):
+        if await awaited(self.redis.hdel(keys.PAUSED, self.account)):
             logger.warning("Pinterest accepts ad account %s again: delivery RESUMED", self.account)
         self._paused, self._paused_at = False, time.monotonic()

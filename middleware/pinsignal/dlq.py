@@ -14,6 +14,8 @@ accepts), Pinterest's message, the number of attempts and the times. Layout in R
     await letters.recent(reason="rejected")
     await letters.replay(reason="expired")          # back to the account's queue
     await letters.purge(older_than=30 * 86400)
+
+Redis trouble is raised as :class:`~pinsignal.errors.QueueUnavailable`.
 """
 
 from __future__ import annotations
@@ -30,16 +32,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 
-from pinsignal.queue import COUNTERS_KEY, STREAMS_KEY, awaited, entry_meta, stream_key
+from pinsignal import keys
+from pinsignal.queue import awaited, entry_meta, unavailable
 
 __all__ = ["DeadLetter", "DeadLetters", "Reason", "parse_duration"]
 
 Reason = Literal["rejected", "bad_request", "expired"]
 REASONS: tuple[Reason, ...] = ("rejected", "bad_request", "expired")
 
-DLQ_KEY = "pinsignal:dlq"
-INDEX_KEY = "pinsignal:dlq:index"
-REASONS_KEY = "pinsignal:dlq:reasons"
 _PAGE = 500
 
 
@@ -96,27 +96,30 @@ class DeadLetters:
     def add_to(pipe: Pipeline, letters: Iterable[DeadLetter]) -> None:
         """Queue the commands that store ``letters`` on ``pipe`` (the worker acks in the same MULTI)."""
         for letter in letters:
-            pipe.hset(DLQ_KEY, letter.id, letter.to_json().decode())
-            pipe.zadd(INDEX_KEY, {letter.id: letter.dead_at})
-            pipe.hincrby(REASONS_KEY, letter.reason, 1)
+            pipe.hset(keys.DLQ, letter.id, letter.to_json().decode())
+            pipe.zadd(keys.DLQ_INDEX, {letter.id: letter.dead_at})
+            pipe.hincrby(keys.DLQ_REASONS, letter.reason, 1)
 
     async def add(self, letters: Iterable[DeadLetter]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.add_to(pipe, letters)
-            await pipe.execute()
+        with unavailable("storing dead letters"):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                self.add_to(pipe, letters)
+                await pipe.execute()
 
     async def counts(self) -> dict[str, int]:
         """Dead letters by reason (reasons with none are left out)."""
-        raw = await awaited(self.redis.hgetall(REASONS_KEY))
+        with unavailable("counting dead letters"):
+            raw = await awaited(self.redis.hgetall(keys.DLQ_REASONS))
         return {key.decode(): int(value) for key, value in raw.items() if int(value) > 0}
 
     async def total(self) -> int:
-        return int(await self.redis.zcard(INDEX_KEY))
+        with unavailable("counting dead letters"):
+            return int(await self.redis.zcard(keys.DLQ_INDEX))
 
     async def _load(self, ids: list[bytes]) -> list[DeadLetter]:
         if not ids:
             return []
-        raw = await awaited(self.redis.hmget(DLQ_KEY, ids))
+        raw = await awaited(self.redis.hmget(keys.DLQ, ids))
         return [DeadLetter.from_json(item) for item in raw if item is not None]
 
     async def iterate(self, *, reason: str | None = None, older_than: float | None = None) -> list[DeadLetter]:
@@ -124,12 +127,13 @@ class DeadLetters:
         letters: list[DeadLetter] = []
         maximum: float | str = "+inf" if older_than is None else older_than
         offset = 0
-        while True:
-            ids = await self.redis.zrangebyscore(INDEX_KEY, "-inf", maximum, start=offset, num=_PAGE)
-            if not ids:
-                return letters
-            offset += len(ids)
-            letters += [letter for letter in await self._load(ids) if reason is None or letter.reason == reason]
+        with unavailable("reading dead letters"):
+            while True:
+                ids = await self.redis.zrangebyscore(keys.DLQ_INDEX, "-inf", maximum, start=offset, num=_PAGE)
+                if not ids:
+                    return letters
+                offset += len(ids)
+                letters += [letter for letter in await self._load(ids) if reason is None or letter.reason == reason]
 
     async def recent(self, *, reason: str | None = None, limit: int | None = None) -> list[DeadLetter]:
         """The newest ``limit`` dead letters (all when ``None``), newest first."""
@@ -138,16 +142,18 @@ class DeadLetters:
         return letters if limit is None else letters[:limit]
 
     async def get(self, letter_id: str) -> DeadLetter | None:
-        raw = await awaited(self.redis.hget(DLQ_KEY, letter_id))
+        with unavailable("reading a dead letter"):
+            raw = await awaited(self.redis.hget(keys.DLQ, letter_id))
         return None if raw is None else DeadLetter.from_json(raw)
 
-    async def _remove(self, pipe: Pipeline, letters: list[DeadLetter]) -> None:
+    @staticmethod
+    def _remove(pipe: Pipeline, letters: list[DeadLetter]) -> None:
         if not letters:
             return
-        pipe.hdel(DLQ_KEY, *[letter.id for letter in letters])
-        pipe.zrem(INDEX_KEY, *[letter.id for letter in letters])
+        pipe.hdel(keys.DLQ, *[letter.id for letter in letters])
+        pipe.zrem(keys.DLQ_INDEX, *[letter.id for letter in letters])
         for reason, count in Counter(letter.reason for letter in letters).items():
-            pipe.hincrby(REASONS_KEY, reason, -count)
+            pipe.hincrby(keys.DLQ_REASONS, reason, -count)
 
     async def replay(self, *, reason: str | None = None, letter_id: str | None = None) -> list[DeadLetter]:
         """Put dead letters back on their account's queue (bypassing the 48 h dedup) and forget them."""
@@ -156,23 +162,26 @@ class DeadLetters:
             letters = [found] if found is not None else []
         else:
             letters = await self.iterate(reason=reason)
-        for start in range(0, len(letters), _PAGE):
-            chunk = letters[start:start + _PAGE]
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for letter in chunk:
-                    fields = {"e": orjson.dumps(letter.event), "m": entry_meta(letter.event), "t": repr(time.time())}
-                    pipe.xadd(stream_key(letter.account), fields)  # type: ignore[arg-type]
-                    pipe.sadd(STREAMS_KEY, stream_key(letter.account))
-                await self._remove(pipe, chunk)
-                pipe.hincrby(COUNTERS_KEY, "replayed", len(chunk))
-                await pipe.execute()
+        with unavailable("replaying dead letters"):
+            for start in range(0, len(letters), _PAGE):
+                chunk = letters[start:start + _PAGE]
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    for letter in chunk:
+                        fields = {"e": orjson.dumps(letter.event), "m": entry_meta(letter.event),
+                                  "t": repr(time.time())}
+                        pipe.xadd(keys.stream(letter.account), fields)  # type: ignore[arg-type]
+                        pipe.sadd(keys.STREAMS, keys.stream(letter.account))
+                    self._remove(pipe, chunk)
+                    pipe.hincrby(keys.COUNTERS, "replayed", len(chunk))
+                    await pipe.execute()
         return letters
 
     async def purge(self, *, older_than: float, reason: str | None = None) -> int:
         """Forget dead letters that died more than ``older_than`` seconds ago; returns how many."""
         letters = await self.iterate(reason=reason, older_than=time.time() - older_than)
-        for start in range(0, len(letters), _PAGE):
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await self._remove(pipe, letters[start:start + _PAGE])
-                await pipe.execute()
+        with unavailable("purging dead letters"):
+            for start in range(0, len(letters), _PAGE):
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    self._remove(pipe, letters[start:start + _PAGE])
+                    await pipe.execute()
         return len(letters)

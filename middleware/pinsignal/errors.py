@@ -4,14 +4,18 @@
     ├── ConfigError            a setting is missing or malformed (one sentence, names the variable)
     ├── EnvelopeError          an incoming event is malformed (``reasons`` lists every problem)
     ├── PipelineLoadError      pipeline files are invalid (``errors`` are ``file:line: message``)
-    └── DeliveryError          the worker could not reach Pinterest (internal; retried)
+    ├── QueueUnavailable       Redis could not take or give events; nothing was accepted, try again
+    └── DeliveryError          never raised; kept until ``pinsignal/__init__.py`` stops exporting it
+
+Trouble reaching Pinterest is never raised: the worker retries it, pauses the account or
+dead-letters the events (``pinsignal.retry.RetryPolicy``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "DeliveryError", "EnvelopeError", "PinSignalError", "PipelineLoadError"]
+__all__ = ["ConfigError", "DeliveryError", "EnvelopeError", "PinSignalError", "PipelineLoadError", "QueueUnavailable"]
 
 
 class PinSignalError(Exception):
@@ -38,5 +42,18 @@ class PipelineLoadError(PinSignalError, ValueError):
         super().__init__("\n".join(self.errors))
 
 
+class QueueUnavailable(PinSignalError):
+    """Redis could not be reached, or refused the command (out of memory, read-only, loading).
+
+    Nothing was accepted: answer so that the sender tries again (the collector answers ``503``
+    with ``Retry-After``). The Redis error is the ``__cause__``.
+
+        try:
+            await track(request, "checkout", properties=order)
+        except QueueUnavailable:
+            ...  # retry later with the same message_id: it is deduplicated
+    """
+
+
 class DeliveryError(PinSignalError):
-    """A delivery attempt failed in a way that may succeed later."""
+    """Never raised: Pinterest trouble is retried, paused or dead-lettered. Going away."""

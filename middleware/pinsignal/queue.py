@@ -8,6 +8,10 @@ Contract used by the collector and ``track()``::
     await queue.incr("dropped_consent")             # shared counters shown by ``pinsignal status``
     await queue.close()
 
+Redis trouble (unreachable, out of memory, read-only...) is raised as
+:class:`~pinsignal.errors.QueueUnavailable`, by the queue and by the readers of the same Redis
+(``pinsignal.status``, ``pinsignal.dlq``), with the Redis error as its cause.
+
 Each ad account has one Redis Stream of events (``pinsignal:events:<account>``) read by the workers
 through one consumer group. A single Lua script per round trip drops ``(event_name, event_id)``
 pairs seen within 48 hours and appends the new events, atomically for every event of the call, so
@@ -15,17 +19,19 @@ two web processes can never both queue the same event. Concurrent ``enqueue`` ca
 are coalesced into one round trip, which is what lets a collector reach tens of thousands of events
 per second. Only hashed v5 events reach Redis; raw PII never does.
 
-A web process without ``PINTEREST_AD_ACCOUNT_ID`` queues into the ``default`` stream, which every
-worker delivers to its own configured account.
+A web process without ``PINTEREST_AD_ACCOUNT_ID`` queues into the unassigned stream
+(``pinsignal:events:default``), which every worker delivers to its own configured account.
+Every Redis name is in ``pinsignal.keys``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -33,33 +39,31 @@ import orjson
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError, NoScriptError
+from redis.exceptions import (
+    ConnectionError as RedisConnectionError,
+    NoScriptError,
+    ResponseError,
+    TimeoutError as RedisTimeoutError,
+)
 
+from pinsignal import keys
 from pinsignal.config import Config
+from pinsignal.errors import QueueUnavailable
 from pinsignal.metrics import match_key_mask
+from pinsignal.retry import RetryPolicy
 
 __all__ = [
-    "COUNTERS_KEY",
     "DEDUP_SECONDS",
-    "DEFAULT_ACCOUNT",
-    "GROUP",
-    "STREAMS_KEY",
     "EnqueueResult",
     "EventQueue",
-    "account_of",
     "encode_records",
     "entry_meta",
-    "stream_key",
+    "unavailable",
 ]
 
 logger = logging.getLogger("pinsignal.queue")
 
-DEFAULT_ACCOUNT = "default"
-GROUP = "pinsignal"
 DEDUP_SECONDS = 48 * 3600
-COUNTERS_KEY = "pinsignal:counters"
-STREAMS_KEY = "pinsignal:streams"  # set of every stream key ever written, so status needs no SCAN
-STREAM_PREFIX = "pinsignal:events:"
 _MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays responsive to everyone else
 
 # KEYS[1] stream, KEYS[2] counters hash, KEYS[3] set of streams. ARGV[1] dedup seconds, ARGV[2] dedup key
@@ -126,10 +130,9 @@ def encode_records(events: Sequence[dict[str, Any]], encode: Callable[[Any], byt
     event_id, :func:`entry_meta` and the JSON payload, in bytes; ``encode`` is what redis-py does
     to a value.
 
-    One call per round trip, with :func:`entry_meta` and ``match_key_mask`` written out in the
-    loop and the lengths packed in C rather than formatted as decimals: that was most of the
-    Python work per event (``tests/delivery/test_queue_records.py`` proves the records are those
-    of the two functions).
+    One call per round trip, with :func:`entry_meta` written out in the loop and the lengths
+    packed in C rather than formatted as decimals: that was most of the Python work per event
+    (``tests/delivery/test_queue_records.py`` proves the records are those of the two functions).
     """
     dumps = orjson.dumps
     lengths = _LENGTHS.pack
@@ -140,31 +143,33 @@ def encode_records(events: Sequence[dict[str, Any]], encode: Callable[[Any], byt
         name_bytes = name.encode() if type(name) is str else encode(name)
         id_bytes = event_id.encode() if type(event_id) is str else encode(event_id)
         event_time = event.get("event_time")
-        user = event.get("user_data")
-        mask = 0
-        if isinstance(user, dict):
-            get = user.get
-            mask = (1 if get("em") else 0) | (2 if get("ph") else 0) | (4 if get("external_id") else 0) \
-                | (8 if get("click_id") else 0) | (16 if get("client_ip_address") and get("client_user_agent") else 0)
-        meta = f"{name}|{event_time if type(event_time) is int else ''}|{mask}".encode()
+        meta = f"{name}|{event_time if type(event_time) is int else ''}|{match_key_mask(event)}".encode()
         payload = dumps(event)
         parts += (lengths(len(name_bytes), len(id_bytes), len(meta), len(payload)), name_bytes, id_bytes, meta, payload)
     return b"".join(parts)
 
 
-def stream_key(account: str) -> str:
-    """The Redis Stream holding the queued events of one ad account (or ``default``)."""
-    return STREAM_PREFIX + account
+# What Redis answers when it cannot take or give events: unreachable, timed out, or refusing the
+# command (OOM, READONLY, LOADING...). A socket can also fail before redis-py wraps the error.
+_REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError)
 
 
-def account_of(key: str | bytes) -> str:
-    """The account a stream key belongs to (inverse of :func:`stream_key`)."""
-    text = key.decode() if isinstance(key, bytes) else key
-    return text[len(STREAM_PREFIX):]
+@contextlib.contextmanager
+def unavailable(doing: str) -> Iterator[None]:
+    """Raise :class:`QueueUnavailable` (from the Redis error) when Redis fails in the block.
+
+    The one translation of Redis failures, used by :class:`EventQueue`, ``pinsignal.status`` and
+    ``pinsignal.dlq``: ``with unavailable("reading the queue's status"): ...``.
+    """
+    try:
+        yield
+    except _REDIS_FAILURES as exc:
+        raise _unavailable(doing, exc) from exc
 
 
-def dedup_prefix(account: str) -> str:
-    return f"pinsignal:seen:{account}:"
+def _unavailable(doing: str, exc: BaseException) -> QueueUnavailable:
+    return QueueUnavailable(f"Redis failed while {doing} ({type(exc).__name__}: {exc}); check that Redis is "
+                            "running and has memory, then try again.")
 
 
 @dataclass
@@ -192,8 +197,8 @@ class EventQueue:
     def __init__(self, redis: aioredis.Redis, account: str) -> None:
         self.redis = redis
         self.account = account
-        self._stream = stream_key(account)
-        self._prefix = dedup_prefix(account)
+        self._stream = keys.stream(account)
+        self._prefix = keys.seen_prefix(account)
         self._script = redis.register_script(_ENQUEUE_LUA)
         encoder = cast(Any, redis).get_encoder()
         # What redis-py would send for the value (str as UTF-8, int as its digits...), done here so
@@ -205,24 +210,27 @@ class EventQueue:
         self._connection: aioredis.Connection | None = None  # the flusher's own, made at first use
 
     @classmethod
-    async def connect(cls, config: Config) -> EventQueue:
-        """Connect to ``REDIS_URL`` (or the embedded Redis, started on demand)."""
+    async def connect(cls, config: Config, policy: RetryPolicy | None = None) -> EventQueue:
+        """Connect to ``REDIS_URL`` (or the embedded Redis, started on demand).
+
+        A Redis restart is ridden out with ``policy``'s enqueue retries rather than failing the
+        request. Retrying the script is safe: a repeat finds its own dedup keys and reports duplicates.
+        """
         from pinsignal.embedded import redis_url
 
+        policy = policy or RetryPolicy()
         url = await asyncio.to_thread(redis_url, config)
-        # A Redis restart takes well under a second: ride it out rather than fail the request.
-        # Retrying the script is safe: a repeat finds its own dedup keys and reports duplicates.
-        client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=5, health_check_interval=30,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 4), retry_on_error=[RedisConnectionError, OSError],
-        )
-        return cls(client, config.ad_account_id or DEFAULT_ACCOUNT)
+        retry = Retry(ExponentialBackoff(cap=policy.enqueue_retry_cap, base=policy.redis_retry_base),
+                      policy.enqueue_retries)
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30, retry=retry,
+                                         retry_on_error=[RedisConnectionError, OSError])
+        return cls(client, config.ad_account_id or keys.UNASSIGNED_ACCOUNT)
 
     async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult:
         """Queue hashed, validated v5 events; ``(event_name, event_id)`` seen in 48 h is a duplicate.
 
-        Raises a ``redis`` error when Redis cannot be reached: the caller must not answer as if
-        the events were accepted.
+        Raises :class:`QueueUnavailable` when Redis cannot take them: the caller must not answer
+        as if the events were accepted.
         """
         if not events:
             return EnqueueResult()
@@ -230,7 +238,10 @@ class EventQueue:
         self._pending.append(_Pending(events, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        try:  # (not ``with unavailable(...)``: this runs for every request)
+            return await future
+        except _REDIS_FAILURES as exc:
+            raise _unavailable("queueing events", exc) from exc
 
     async def _flush(self) -> None:
         # Everything that arrived while the previous round trip was in flight goes in the next one.
@@ -244,7 +255,7 @@ class EventQueue:
             records = encode_records([event for item in chunk for event in item.events], self._encode)
             args: list[Any] = [DEDUP_SECONDS, self._prefix, records]
             try:
-                flags = await self._run_script([self._stream, COUNTERS_KEY, STREAMS_KEY], args)
+                flags = await self._run_script([self._stream, keys.COUNTERS, keys.STREAMS], args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
                 for item in chunk:
                     if not item.future.done():
@@ -293,7 +304,8 @@ class EventQueue:
 
     async def incr(self, counter_name: str, amount: int = 1) -> None:
         """Add to a shared counter (``dropped_consent``, ``dropped_bot``...) shown by ``pinsignal status``."""
-        await awaited(self.redis.hincrby(COUNTERS_KEY, counter_name, amount))
+        with unavailable("counting"):
+            await awaited(self.redis.hincrby(keys.COUNTERS, counter_name, amount))
 
     async def close(self) -> None:
         """Wait for queued round trips, then close the connection pool."""

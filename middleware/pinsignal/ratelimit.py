@@ -17,6 +17,8 @@ import logging
 
 import redis.asyncio as aioredis
 
+from pinsignal import keys
+
 __all__ = ["DEFAULT_CALLS_PER_MINUTE", "TokenBucket"]
 
 logger = logging.getLogger("pinsignal.ratelimit")
@@ -60,14 +62,6 @@ return 0
 """
 
 
-def _bucket_key(account: str) -> str:
-    return f"pinsignal:ratelimit:{account}"
-
-
-def _backoff_key(account: str) -> str:
-    return f"pinsignal:backoff:{account}"
-
-
 class TokenBucket:
     """At most ``calls_per_minute`` calls per account, across all processes sharing ``redis``."""
 
@@ -83,7 +77,7 @@ class TokenBucket:
 
     async def try_acquire(self, account: str) -> float:
         """Take a token if one is there: returns 0.0, else the seconds to wait."""
-        wait_ms = await self._acquire(keys=[_bucket_key(account), _backoff_key(account)],
+        wait_ms = await self._acquire(keys=[keys.ratelimit(account), keys.backoff(account)],
                                       args=[repr(self.rate), self.capacity])
         return int(wait_ms) / 1000.0
 
@@ -105,4 +99,4 @@ class TokenBucket:
     async def back_off(self, account: str, seconds: float) -> None:
         """Hold every worker off ``account`` for at least ``seconds``."""
         milliseconds = max(1, int(seconds * 1000))
-        await self._back_off(keys=[_backoff_key(account)], args=[milliseconds])
+        await self._back_off(keys=[keys.backoff(account)], args=[milliseconds])

@@ -5,7 +5,8 @@
 
 Used by ``pinsignal status`` and by the worker's metrics (queue and dead-letter depth).
 Paused accounts live in the ``pinsignal:paused`` hash (account -> JSON: status, message, since),
-written by the worker on 401/403 and removed when a probe succeeds.
+written by the worker on 401/403 and removed when a probe succeeds. Redis trouble is raised as
+:class:`~pinsignal.errors.QueueUnavailable`.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
+from pinsignal import keys
 from pinsignal.dlq import DeadLetters
-from pinsignal.queue import COUNTERS_KEY, GROUP, STREAMS_KEY, account_of, awaited
+from pinsignal.queue import awaited, unavailable
 
-__all__ = ["PAUSED_KEY", "AccountStatus", "Status", "format_status", "read_paused", "read_status"]
-
-PAUSED_KEY = "pinsignal:paused"
+__all__ = ["AccountStatus", "Status", "format_status", "read_paused", "read_status"]
 
 
 @dataclass
@@ -60,7 +60,9 @@ class Status:
 
 
 async def read_paused(redis: aioredis.Redis) -> dict[str, dict[str, Any]]:
-    raw = await awaited(redis.hgetall(PAUSED_KEY))
+    """Paused accounts: account -> ``status``, ``reason``, ``message``, ``since``."""
+    with unavailable("reading the paused accounts"):
+        raw = await awaited(redis.hgetall(keys.PAUSED))
     return {key.decode(): orjson.loads(value) for key, value in raw.items()}
 
 
@@ -68,23 +70,24 @@ async def read_status(redis: aioredis.Redis) -> Status:
     """One consistent-enough snapshot (several reads, no transaction: figures can move meanwhile)."""
     status = Status()
     status.paused = await read_paused(redis)
-    keys = sorted(key.decode() for key in await awaited(redis.smembers(STREAMS_KEY)))
-    for key in keys:
-        length = int(await redis.xlen(key))
-        pending = 0
-        consumers = 0
-        try:
-            summary = await redis.xpending(key, GROUP)
-            pending = int(summary["pending"])
-            consumers = len(summary.get("consumers") or [])
-        except ResponseError:  # no consumer group yet: no worker has read this stream
-            pass
-        account = account_of(key)
-        # Delivered entries are deleted, so the stream holds exactly what is waiting or in flight.
-        status.accounts.append(AccountStatus(account, max(0, length - pending), pending, consumers,
-                                             status.paused.get(account)))
+    with unavailable("reading the queue's status"):
+        streams = sorted(key.decode() for key in await awaited(redis.smembers(keys.STREAMS)))
+        for stream in streams:
+            length = int(await redis.xlen(stream))
+            pending = 0
+            consumers = 0
+            try:
+                summary = await redis.xpending(stream, keys.GROUP)
+                pending = int(summary["pending"])
+                consumers = len(summary.get("consumers") or [])
+            except ResponseError:  # no consumer group yet: no worker has read this stream
+                pass
+            account = keys.account_of(stream)
+            # Delivered entries are deleted, so the stream holds exactly what is waiting or in flight.
+            status.accounts.append(AccountStatus(account, max(0, length - pending), pending, consumers,
+                                                 status.paused.get(account)))
+        raw = await awaited(redis.hgetall(keys.COUNTERS))
     status.dead_letters = await DeadLetters(redis).counts()
-    raw = await awaited(redis.hgetall(COUNTERS_KEY))
     status.counters = {key.decode(): int(value) for key, value in sorted(raw.items())}
     return status
 

@@ -32,19 +32,19 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from pinsignal import keys
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
 from pinsignal.errors import ConfigError
 from pinsignal.metrics import Metrics, MetricsServer
 from pinsignal.pinterest.client import PinterestClient
-from pinsignal.queue import GROUP
+from pinsignal.retry import RetryPolicy
 from pinsignal.status import read_status
 
 __all__ = ["refresh_shared", "worker_settings"]  # and WorkerSettings, built on first access
 
 logger = logging.getLogger("pinsignal.worker")
 
-QUEUE_NAME = "pinsignal:arq"
 _STALL_SECONDS = 120.0  # a loop that made no progress this long makes /healthz fail
 
 
@@ -74,9 +74,9 @@ async def sweep(ctx: dict[str, Any]) -> None:
     await refresh_shared(delivery.redis, ctx["metrics"])
     for stream in delivery.streams:
         with contextlib.suppress(Exception):
-            for consumer in await delivery.redis.xinfo_consumers(stream, GROUP):
+            for consumer in await delivery.redis.xinfo_consumers(stream, keys.GROUP):
                 if consumer["pending"] == 0 and consumer["idle"] > 3_600_000:
-                    await delivery.redis.xgroup_delconsumer(stream, GROUP, consumer["name"])
+                    await delivery.redis.xgroup_delconsumer(stream, keys.GROUP, consumer["name"])
 
 
 async def _refresh_forever(ctx: dict[str, Any]) -> None:
@@ -99,30 +99,32 @@ def _health(delivery: Delivery, tasks: list[asyncio.Task[None]]) -> tuple[bool, 
     return True, "ok"
 
 
-def _redis_settings(url: str) -> RedisSettings:
+def _redis_settings(url: str, policy: RetryPolicy) -> RedisSettings:
     settings = RedisSettings.from_dsn(url)
     # arq's poll loop dies on the first connection error; a Redis restart must not end the worker.
     settings.retry_on_error = [RedisConnectionError, OSError]  # OSError: the socket is gone mid-restart
-    settings.retry = Retry(ExponentialBackoff(cap=1.0, base=0.05), 90)
+    settings.retry = Retry(ExponentialBackoff(cap=policy.worker_redis_retry_cap, base=policy.redis_retry_base),
+                           policy.worker_redis_retries)
     return settings
 
 
 def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int | None = None,
                     reclaim_after: float = 5.0, probe_interval: float = 5.0,
-                    calls_per_minute: int | None = None) -> dict[str, Any]:
-    """arq ``Worker`` keyword arguments for delivering ``config``'s account."""
+                    calls_per_minute: int | None = None, policy: RetryPolicy | None = None) -> dict[str, Any]:
+    """arq ``Worker`` keyword arguments for delivering ``config``'s account, retrying by ``policy``."""
     if not config.can_deliver:
         raise ConfigError("the worker needs PINTEREST_AD_ACCOUNT_ID and PINTEREST_ACCESS_TOKEN to deliver events.")
     from pinsignal.embedded import redis_url
 
     url = redis_url(config)
     port = config.metrics_port if metrics_port is None else metrics_port
+    policy = policy or RetryPolicy()
 
     async def startup(ctx: dict[str, Any]) -> None:
         from pinsignal.ratelimit import DEFAULT_CALLS_PER_MINUTE, TokenBucket
 
         redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, max_connections=concurrency + 8)
-        client = PinterestClient(config, max_connections=concurrency * 2)
+        client = PinterestClient(config, max_connections=concurrency * 2, policy=policy)
         metrics = Metrics()
         consumer = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000) % 100000}"
         delivery = Delivery(redis, config, client, consumer=consumer, metrics=metrics,
@@ -159,8 +161,8 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         "cron_jobs": [cron(sweep, name="pinsignal-sweep", run_at_startup=False, unique=True)],
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "redis_settings": _redis_settings(url),
-        "queue_name": QUEUE_NAME,
+        "redis_settings": _redis_settings(url, policy),
+        "queue_name": keys.ARQ_QUEUE,
         "job_serializer": _dumps,
         "job_deserializer": _loads,
         "keep_result": 0,

@@ -183,10 +183,9 @@ def main() -> int:
             return 0
     import redis
 
-    from pinsignal import Config
+    from pinsignal import Config, keys
     from pinsignal.collector.script import Script
     from pinsignal.embedded import EmbeddedRedis
-    from pinsignal.queue import COUNTERS_KEY
 
     with tempfile.TemporaryDirectory() as folder:
         embedded = EmbeddedRedis(Path(folder))
@@ -197,7 +196,7 @@ def main() -> int:
                 single, batch = single_body(), batch_body()
                 for port in (collector, bare):
                     load(port, path="/_ps/e", method="POST", headers=HEADERS, body_template=single, seconds=1)
-                enqueued_before = int(client.hget(COUNTERS_KEY, "enqueued") or 0)
+                enqueued_before = int(client.hget(keys.COUNTERS, "enqueued") or 0)
                 measures = {
                     "single collector": lambda: load(collector, path="/_ps/e", method="POST", headers=HEADERS,
                                                      body_template=single, seconds=args.seconds),
@@ -209,8 +208,8 @@ def main() -> int:
                                                body_template=batch, seconds=args.seconds),
                 }
                 results = interleaved(measures, args.rounds)
-                enqueued = int(client.hget(COUNTERS_KEY, "enqueued") or 0) - enqueued_before
-                rejected = int(client.hget(COUNTERS_KEY, "rejected_invalid") or 0)
+                enqueued = int(client.hget(keys.COUNTERS, "enqueued") or 0) - enqueued_before
+                rejected = int(client.hget(keys.COUNTERS, "rejected_invalid") or 0)
             client.close()
         finally:
             embedded.stop()

@@ -37,9 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from sink import start_sink  # noqa: E402
 
+from pinsignal import keys  # noqa: E402
 from pinsignal.config import Config  # noqa: E402
 from pinsignal.embedded import EmbeddedRedis  # noqa: E402
-from pinsignal.queue import EventQueue, stream_key  # noqa: E402
+from pinsignal.queue import EventQueue  # noqa: E402
 from support import pinsignal_cmd, run_process  # noqa: E402
 
 ACCOUNT = "549755885175"
@@ -64,7 +65,7 @@ async def fill(url: str, count: int, run: str, *, keep_below: int | None = None)
         chunk = 2000
         for start in range(0, count, chunk):
             if keep_below is not None:
-                while await queue.redis.xlen(stream_key(ACCOUNT)) > keep_below:
+                while await queue.redis.xlen(keys.stream(ACCOUNT)) > keep_below:
                     await asyncio.sleep(0.02)
             await asyncio.gather(*[queue.enqueue([event(n, run) for n in range(s, min(s + 500, count))])
                                    for s in range(start, min(start + chunk, count), 500)])

@@ -20,8 +20,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from pinsignal import Config, PinSignalMiddleware, script_url
-from pinsignal.queue import stream_key
+from pinsignal import Config, PinSignalMiddleware, keys, script_url
 from support import CHROMIUM_ARGS, ServerThread, chromium_path, need
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
@@ -62,7 +61,7 @@ def shop(redis_url: str) -> Iterator[ServerThread]:
 def queued_events(redis_url: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(redis_url)
     try:
-        return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(stream_key(ACCOUNT))]
+        return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(keys.stream(ACCOUNT))]
     finally:
         client.close()
 

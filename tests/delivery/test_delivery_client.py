@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from pinsignal.config import Config
-from pinsignal.pinterest.client import PinterestClient, SendResult, parse_response, retry_delay
+from pinsignal.pinterest.client import PinterestClient, SendResult, parse_response
+from pinsignal.retry import RetryPolicy
 
 TOKEN = "pina_SECRET_TOKEN_value_123"
 CONFIG = Config(ad_account_id="549755885175", access_token=TOKEN, api_url="https://api.example")
@@ -44,7 +45,7 @@ def reply(status: int, body: Any = None, headers: dict[str, str] | None = None) 
 ])
 def test_outcomes(status: int, body: Any, headers: dict[str, str], outcome: str, reason: str) -> None:
     result = parse_response(reply(status, body, headers), batch_size=2)
-    assert (result.outcome, result.reason, result.status) == (outcome, reason, status)
+    assert (result.action, result.reason, result.status) == (outcome, reason, status)
 
 
 def test_per_event_statuses_keep_order_and_tolerate_missing_messages() -> None:
@@ -60,19 +61,24 @@ def test_per_event_statuses_keep_order_and_tolerate_missing_messages() -> None:
 
 def test_a_status_list_of_the_wrong_length_is_not_trusted() -> None:
     result = parse_response(reply(200, {"events": [{"status": "failed"}]}), batch_size=2)
-    assert result.outcome == "ok" and result.events == []
+    assert result.action == "ok" and result.events == []
 
 
 def test_retry_headers() -> None:
     now = 1_800_000_000.0
-    assert retry_delay(httpx.Headers({"Retry-After": "7"}), now) == 7
-    assert retry_delay(httpx.Headers({"X-RateLimit-Reset": "58"}), now) == 58
-    assert retry_delay(httpx.Headers({"X-RateLimit-Reset": str(int(now) + 12)}), now) == 12   # epoch form
+
+    def asked(headers: dict[str, str], rate_limited: bool = True) -> float | None:
+        return RetryPolicy().asked_delay(httpx.Headers(headers), rate_limited=rate_limited, now=now)
+
+    assert asked({"Retry-After": "7"}) == 7
+    assert asked({"X-RateLimit-Reset": "58"}) == 58
+    assert asked({"X-RateLimit-Reset": "58"}, rate_limited=False) is None
+    assert asked({"X-RateLimit-Reset": str(int(now) + 12)}) == 12                            # epoch form
     date = email.utils.formatdate(now + 30, usegmt=True)
-    assert retry_delay(httpx.Headers({"Retry-After": date}), now) == pytest.approx(30, abs=1)
-    assert retry_delay(httpx.Headers({"Retry-After": "99999"}), now) == 300                   # capped
-    assert retry_delay(httpx.Headers({"Retry-After": "soon"}), now) is None
-    assert retry_delay(httpx.Headers({}), now) is None
+    assert asked({"Retry-After": date}) == pytest.approx(30, abs=1)
+    assert asked({"Retry-After": "99999"}) == 300                                           # capped
+    assert asked({"Retry-After": "soon"}) is None
+    assert asked({}) is None
     result = parse_response(reply(429, {"code": 8, "message": "m"}, {"X-RateLimit-Reset": "2"}), 1)
     assert result.delay == 2
     result = parse_response(reply(503, {"code": 1, "message": "m"}, {"X-RateLimit-Reset": "58"}), 1)
@@ -93,7 +99,7 @@ async def test_request_shape_test_mode_and_no_cookie_jar(caplog: pytest.LogCaptu
     try:
         for _ in range(2):
             result = await client.send("549755885175", b'{"data":[{}]}', 1)
-            assert result.outcome == "ok"
+            assert result.action == "ok"
     finally:
         await client.aclose()
     first, second = seen
@@ -117,7 +123,7 @@ async def test_timeouts_and_connection_errors_are_retried() -> None:
         results: list[SendResult] = [await client.send("1", b"{}", 1) for _ in range(3)]
     finally:
         await client.aclose()
-    assert [(r.outcome, r.reason) for r in results] == [
+    assert [(r.action, r.reason) for r in results] == [
         ("retry", "timeout"), ("retry", "connection_error"), ("retry", "connection_error")]
 
 

@@ -20,6 +20,7 @@ from pinsignal.delivery import Delivery
 from pinsignal.dlq import DeadLetters
 from pinsignal.pinterest.client import PinterestClient
 from pinsignal.queue import EventQueue
+from pinsignal.retry import RetryPolicy
 from pinsignal.status import read_status
 
 
@@ -32,9 +33,8 @@ def _config(redis_url: str, sandbox: Any, **changes: Any) -> Config:
 async def delivering(config: Config, *, loops: int = 2, transport: httpx.AsyncBaseTransport | None = None,
                      probe_interval: float = 0.3) -> AsyncIterator[Delivery]:
     redis = aioredis.Redis.from_url(config.redis_url or "")
-    client = PinterestClient(config, transport=transport)
-    delivery = Delivery(redis, config, client, consumer="test", reclaim_after=1.0, probe_interval=probe_interval,
-                        backoff_base=0.1)
+    client = PinterestClient(config, transport=transport, policy=RetryPolicy(backoff_base=0.1))
+    delivery = Delivery(redis, config, client, consumer="test", reclaim_after=1.0, probe_interval=probe_interval)
     await delivery.setup()
     tasks = [asyncio.create_task(delivery.run_loop()) for _ in range(loops)]
     tasks.append(asyncio.create_task(delivery.heartbeat()))

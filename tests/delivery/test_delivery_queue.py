@@ -7,10 +7,12 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 from delivery_helpers import make_event
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
 
+from pinsignal import keys
 from pinsignal.config import Config
-from pinsignal.queue import COUNTERS_KEY, DEDUP_SECONDS, EventQueue, stream_key
+from pinsignal.errors import QueueUnavailable
+from pinsignal.queue import DEDUP_SECONDS, EventQueue
 
 ACCOUNT = "549755885175"
 
@@ -28,10 +30,10 @@ async def test_enqueue_dedups_by_event_name_and_id_for_48_hours(redis_url: str) 
         assert (first.queued, first.duplicates) == (["ev-1", "ev-2"], [])
         # same id under another event_name is another event; a repeat inside one call is a duplicate
         assert (again.queued, again.duplicates) == (["ev-1", "ev-3"], ["ev-1", "ev-3"])
-        assert await queue.redis.xlen(stream_key(ACCOUNT)) == 4
+        assert await queue.redis.xlen(keys.stream(ACCOUNT)) == 4
         ttl = await queue.redis.ttl(f"pinsignal:seen:{ACCOUNT}:checkout:ev-1")
         assert DEDUP_SECONDS - 60 < ttl <= DEDUP_SECONDS
-        counters = await queue.redis.hgetall(COUNTERS_KEY)
+        counters = await queue.redis.hgetall(keys.COUNTERS)
         assert counters[b"enqueued"] == b"4" and counters[b"duplicates"] == b"2"
         assert counters[b"duplicates:checkout"] == b"2"
         assert await queue.enqueue([]) == type(first)()
@@ -58,7 +60,7 @@ async def test_concurrent_calls_are_coalesced_and_two_processes_never_both_queue
         assert sorted(queued) == sorted(f"ev-{n}" for n in range(600))       # each exactly once
         assert len(duplicates) == 600
         assert calls < 20, f"600 concurrent enqueues took {calls} round trips"
-        assert await one.redis.xlen(stream_key(ACCOUNT)) == 600
+        assert await one.redis.xlen(keys.stream(ACCOUNT)) == 600
     finally:
         await one.close()
         await two.close()
@@ -69,21 +71,45 @@ async def test_no_account_queues_to_the_default_stream_and_counters_are_shared(r
     queue = await _queue(redis_url, account=None)
     try:
         assert (await queue.enqueue([make_event(1)])).queued == ["ev-1"]
-        assert await queue.redis.xlen(stream_key("default")) == 1
+        assert await queue.redis.xlen(keys.stream("default")) == 1
         await queue.incr("dropped_consent")
         await queue.incr("dropped_consent", 4)
-        assert await queue.redis.hget(COUNTERS_KEY, "dropped_consent") == b"5"
+        assert await queue.redis.hget(keys.COUNTERS, "dropped_consent") == b"5"
     finally:
         await queue.close()
 
 
 @pytest.mark.anyio
-async def test_enqueue_raises_when_redis_is_unreachable(tmp_path: object) -> None:
+async def test_enqueue_raises_queue_unavailable_when_redis_is_unreachable(tmp_path: object) -> None:
     client = aioredis.Redis.from_url(f"unix://{tmp_path}/nothing.sock")
     queue = EventQueue(client, ACCOUNT)
-    with pytest.raises(RedisConnectionError):
-        await queue.enqueue([make_event(1)])
-    await queue.close()
+    try:
+        for attempt in (queue.enqueue([make_event(1)]), queue.incr("dropped_consent")):
+            with pytest.raises(QueueUnavailable, match="Redis failed while") as caught:
+                await attempt
+            assert isinstance(caught.value.__cause__, RedisConnectionError)
+    finally:
+        await queue.close()
+
+
+@pytest.mark.anyio
+async def test_a_redis_out_of_memory_is_queue_unavailable_for_every_waiter(redis_url: str) -> None:
+    """Redis refusing writes (OOM) is an outage too: every coalesced caller hears of it, nothing is queued."""
+    queue = await _queue(redis_url)
+    admin = aioredis.Redis.from_url(redis_url)
+    await admin.config_set("maxmemory", 1)
+    try:
+        results = await asyncio.gather(*[queue.enqueue([make_event(n)]) for n in range(5)], return_exceptions=True)
+        assert all(isinstance(result, QueueUnavailable) for result in results), results
+        assert all("OOM" in str(result) and isinstance(result.__cause__, ResponseError) for result in results)
+    finally:
+        await admin.config_set("maxmemory", 0)
+        await admin.aclose()
+    try:
+        assert await queue.redis.xlen(keys.stream(ACCOUNT)) == 0
+        assert (await queue.enqueue([make_event(1)])).queued == ["ev-1"]          # and it recovers
+    finally:
+        await queue.close()
 
 
 @pytest.mark.anyio
@@ -96,6 +122,6 @@ async def test_enqueue_survives_a_flushed_script_cache_and_a_dropped_connection(
         assert (await queue.enqueue([make_event(2)])).queued == ["ev-2"]
         await queue.redis.client_kill_filter(_type="normal", skipme=True)  # every connection but this one
         assert (await queue.enqueue([make_event(3)])).queued == ["ev-3"]
-        assert await queue.redis.xlen(stream_key(ACCOUNT)) == 3
+        assert await queue.redis.xlen(keys.stream(ACCOUNT)) == 3
     finally:
         await queue.close()

@@ -9,8 +9,8 @@ import pytest
 import redis.asyncio as aioredis
 from delivery_helpers import make_event
 
+from pinsignal import keys
 from pinsignal.dlq import DeadLetter, DeadLetters, parse_duration
-from pinsignal.queue import stream_key
 from pinsignal.ratelimit import TokenBucket
 
 
@@ -78,7 +78,7 @@ async def test_dead_letters_list_replay_and_purge(redis_url: str) -> None:
 
         replayed = await letters.replay(letter_id=rejected[0].id)
         assert [letter.event_id for letter in replayed] == ["ev-2"]
-        entries = await redis.xrange(stream_key("549755885175"))
+        entries = await redis.xrange(keys.stream("549755885175"))
         assert [orjson.loads(fields[b"e"])["event_id"] for _, fields in entries] == ["ev-2"]
         assert await letters.counts() == {"expired": 1, "rejected": 1}
 

@@ -17,9 +17,11 @@ import orjson
 import redis
 from delivery_helpers import PLANTED_EMAIL, PLANTED_PHONE, make_event, sha256, wait_until, worker_env, worker_logs
 
+from pinsignal import keys
 from pinsignal.config import Config
 from pinsignal.embedded import EmbeddedRedis
-from pinsignal.queue import GROUP, EventQueue, stream_key
+from pinsignal.errors import QueueUnavailable
+from pinsignal.queue import EventQueue
 from support import free_port, pinsignal_cmd, stop_process
 
 
@@ -46,7 +48,7 @@ def _all_delivered(sandbox: Any, expected: set[str]) -> bool:
 def _pending(url: str, account: str) -> int:
     client = redis.Redis.from_url(url)
     try:
-        return int(client.xpending(stream_key(account), GROUP)["pending"])
+        return int(client.xpending(keys.stream(account), keys.GROUP)["pending"])
     except redis.ResponseError:
         return 0
     finally:
@@ -56,7 +58,7 @@ def _pending(url: str, account: str) -> int:
 def _groups(url: str, account: str) -> int:
     client = redis.Redis.from_url(url)
     try:
-        return len(client.xinfo_groups(stream_key(account)))
+        return len(client.xinfo_groups(keys.stream(account)))
     except redis.ResponseError:
         return 0
     finally:
@@ -91,6 +93,15 @@ def _dump_redis(url: str) -> bytes:
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(pinsignal_cmd(*args), env={**os.environ, **env}, capture_output=True, text=True,
                           timeout=60)
+
+
+def test_status_and_dlq_say_in_one_line_that_redis_is_down(tmp_path: Path) -> None:
+    env = {"REDIS_URL": f"unix://{tmp_path}/nothing.sock"}
+    for command in (("status",), ("dlq", "list"), ("dlq", "replay", "--all"), ("dlq", "purge", "--older-than", "1d")):
+        done = _cli(env, *command)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.startswith(f"pinsignal {command[0]}: Redis failed while "), done.stderr
+        assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
 
 
 def test_worker_delivers_thousands_with_metrics_status_dlq_and_no_raw_pii(
@@ -223,7 +234,7 @@ def test_redis_restart_under_load_loses_nothing(sandbox_server: Any, start_worke
                         try:
                             result = await queue.enqueue(batch)
                             break
-                        except redis.RedisError:                       # a collector would answer 503; retry
+                        except QueueUnavailable:                        # a collector would answer 503; retry
                             await asyncio.sleep(0.05)
                     accepted.extend(result.queued + result.duplicates)
                     await asyncio.sleep(0.03)

@@ -14,6 +14,7 @@ from mw_support import BROWSER, SECRET, StubEngine, client, cookies_named, wrap
 
 from pinsignal import MemorySink
 from pinsignal.cookies import DeviceIds, IdentityCookie
+from pinsignal.errors import QueueUnavailable
 from pinsignal.events import parse_time
 
 pytestmark = pytest.mark.anyio
@@ -273,14 +274,25 @@ async def test_same_origin_and_allowed_origins_are_accepted() -> None:
     assert server.status_code == 202
 
 
-async def test_queue_down_is_503_never_202() -> None:
+async def test_queue_down_is_503_never_202(caplog: pytest.LogCaptureFixture) -> None:
     class DownSink(MemorySink):
         async def enqueue(self, events: Any) -> Any:
-            raise ConnectionError("redis is down")
+            raise QueueUnavailable("Redis failed while queueing events (ConnectionError: down)")
 
     async with client(wrap(sink=DownSink())) as http:
         response = await http.post("/_ps/e", json=event(), headers=JSON)
     assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    assert "answering 503: Redis failed while queueing events" in caplog.text
+
+
+async def test_a_bug_behind_the_queue_is_not_reported_as_an_outage() -> None:
+    class BrokenSink(MemorySink):
+        async def enqueue(self, events: Any) -> Any:
+            raise TypeError("a bug, not Redis being down")
+
+    with pytest.raises(TypeError, match="a bug"):
+        async with client(wrap(sink=BrokenSink())) as http:
+            await http.post("/_ps/e", json=event(), headers=JSON)
 
 
 async def test_health() -> None:

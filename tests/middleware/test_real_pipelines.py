@@ -9,8 +9,7 @@ import pytest
 import redis
 from mw_support import BROWSER, SECRET, client
 
-from pinsignal import Config, PinSignalMiddleware
-from pinsignal.queue import COUNTERS_KEY, stream_key
+from pinsignal import Config, PinSignalMiddleware, keys
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -38,8 +37,8 @@ async def test_events_reach_redis_hashed_and_counters_are_shared(redis_url: str)
     assert refused.json()["accepted"] == []
     store = redis.Redis.from_url(redis_url)
     try:
-        events = [orjson.loads(fields[b"e"]) for _, fields in store.xrange(stream_key(ACCOUNT))]
-        counters = {key.decode(): int(value) for key, value in store.hgetall(COUNTERS_KEY).items()}
+        events = [orjson.loads(fields[b"e"]) for _, fields in store.xrange(keys.stream(ACCOUNT))]
+        counters = {key.decode(): int(value) for key, value in store.hgetall(keys.COUNTERS).items()}
     finally:
         store.close()
     [checkout] = events  # the repeat was a duplicate

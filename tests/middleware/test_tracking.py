@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from pinsignal import MemorySink, event_id_for, identify, script_url, track
 from pinsignal.cookies import IdentityCookie
+from pinsignal.errors import QueueUnavailable
 from pinsignal.pipeline.normalise import sha256_hex
 
 pytestmark = pytest.mark.anyio
@@ -145,3 +146,13 @@ async def test_without_the_middleware_the_error_says_what_to_do() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
         with pytest.raises(RuntimeError, match="add it with app.add_middleware"):
             await http.get("/")
+
+
+async def test_track_raises_queue_unavailable_when_redis_cannot_take_the_event() -> None:
+    class DownSink(MemorySink):
+        async def enqueue(self, events: Any) -> Any:
+            raise QueueUnavailable("Redis failed while queueing events (ConnectionError: down)")
+
+    with pytest.raises(QueueUnavailable, match="queueing events"):
+        async with client(app_with(DownSink())) as http:
+            await http.post("/orders", json={"properties": {"order_id": "o-1", "revenue": 1}}, headers=HEADERS)

@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 
 from pinsignal.config import Config
 from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
+from pinsignal.errors import QueueUnavailable
 
 from .intake import Intake, VisitorRequest
 from .script import Companion, Script
@@ -110,8 +111,8 @@ class Collector:
         await self._intake.open()
         try:
             outcome = await self._intake.accept(raws, visitor, received_at=time.time(), decoded=True)
-        except Exception:
-            logger.exception("could not queue %d event(s); answering 503", len(raws))
+        except QueueUnavailable as exc:
+            logger.warning("could not queue %d event(s), answering 503: %s", len(raws), exc)
             raise _Refusal(503, "the event queue is unavailable; send the events again later",
                            [(b"retry-after", b"5")]) from None
         headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in outcome.cookies]

@@ -2,11 +2,11 @@
 
 One :class:`PinterestClient` per worker process: one ``httpx.AsyncClient`` with timeouts, kept-alive
 connections and no cookie jar. Every answer (or transport failure) becomes one :class:`SendResult`
-whose ``outcome`` tells the worker what to do::
+whose ``action`` tells the worker what to do, by the worker's :class:`~pinsignal.retry.RetryPolicy`::
 
     client = PinterestClient(config)
     result = await client.send(account_id, body)      # body: the JSON request bytes
-    result.outcome        # "ok" | "split" | "pause" | "retry"
+    result.action         # "ok" | "split" | "pause" | "retry"
 
 The access token only ever travels in the ``Authorization`` header; it is never logged, and
 nothing here formats a request's headers into a message.
@@ -14,27 +14,25 @@ nothing here formats a request's headers into a message.
 
 from __future__ import annotations
 
-import email.utils
 import logging
-import time
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar, DefaultCookiePolicy
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 import orjson
 
 from pinsignal import __version__
 from pinsignal.config import Config
+from pinsignal.errors import ConfigError
+from pinsignal.retry import Action, RetryPolicy
 
-__all__ = ["EventStatus", "Outcome", "PinterestClient", "SendResult", "parse_response", "retry_delay"]
+__all__ = ["EventStatus", "PinterestClient", "SendResult", "parse_response"]
 
 logger = logging.getLogger("pinsignal.pinterest.client")
 
-Outcome = Literal["ok", "split", "pause", "retry"]
-MAX_HEADER_DELAY = 300.0  # never trust a header asking us to sleep longer than five minutes
-_PAUSE_STATUSES = {401, 403, 404}
-_RETRY_STATUSES = {408, 409, 425, 429}
+_DEFAULT_POLICY = RetryPolicy()
+_PAUSE_REASONS = {401: "unauthorized", 403: "forbidden", 404: "not_found"}
 
 
 @dataclass(frozen=True)
@@ -48,7 +46,7 @@ class EventStatus:
 
 @dataclass
 class SendResult:
-    """One attempt's outcome.
+    """One attempt's result; ``action`` is what the worker does next (see :data:`~pinsignal.retry.Action`).
 
     - ``ok``: Pinterest answered per event (200, or 422 with ``details``); ``events`` holds the
       statuses (empty when the body did not list them: then every event counts as processed).
@@ -57,45 +55,12 @@ class SendResult:
     - ``retry``: 429, 5xx, timeout or connection error; ``delay`` is the wait the server asked for.
     """
 
-    outcome: Outcome
+    action: Action
     status: int | None
     reason: str
     message: str = ""
     events: list[EventStatus] = field(default_factory=list)
     delay: float | None = None
-
-
-def _header_seconds(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        # X-RateLimit-* may list several windows ("58, 58;w=60"): the first is the one that bites.
-        seconds = float(value.split(",")[0].strip())
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = parsed.timestamp() - now
-    else:
-        if seconds > 1e9:  # an epoch timestamp rather than a number of seconds
-            seconds -= now
-    return min(max(seconds, 0.0), MAX_HEADER_DELAY)
-
-
-def retry_delay(headers: httpx.Headers, now: float | None = None, *, rate_limited: bool = True) -> float | None:
-    """The wait asked for by ``Retry-After`` or, on a 429, ``X-RateLimit-Reset`` (seconds), if any.
-
-    ``X-RateLimit-Reset`` comes on every answer and only says when the window rolls over; it is
-    a request to wait only when the limit was hit.
-    """
-    now = time.time() if now is None else now
-    for name in ("retry-after", "x-ratelimit-reset") if rate_limited else ("retry-after",):
-        seconds = _header_seconds(headers.get(name), now)
-        if seconds is not None:
-            return seconds
-    return None
 
 
 def _text(value: Any) -> str:
@@ -122,7 +87,7 @@ def _message(body: Any, response: httpx.Response) -> str:
     return f"HTTP {response.status_code} {response.reason_phrase}".strip()
 
 
-def parse_response(response: httpx.Response, batch_size: int) -> SendResult:
+def parse_response(response: httpx.Response, batch_size: int, policy: RetryPolicy = _DEFAULT_POLICY) -> SendResult:
     """Turn Pinterest's answer into a :class:`SendResult`; unknown keys are ignored."""
     status = response.status_code
     try:
@@ -142,13 +107,12 @@ def parse_response(response: httpx.Response, batch_size: int) -> SendResult:
         listed = _statuses(details)
         if listed and len(listed) == batch_size:
             return SendResult("ok", status, "rejected", _message(body, response), events=listed)
-        return SendResult("split", status, "bad_request", _message(body, response))
-    if status in _PAUSE_STATUSES:
-        reason = {401: "unauthorized", 403: "forbidden", 404: "not_found"}[status]
-        return SendResult("pause", status, reason, _message(body, response))
-    if status in _RETRY_STATUSES or status >= 500:
+    action = policy.action(status)
+    if action == "pause":
+        return SendResult("pause", status, _PAUSE_REASONS.get(status, "paused"), _message(body, response))
+    if action == "retry":
         reason = "rate_limited" if status == 429 else "server_error"
-        delay = retry_delay(response.headers, rate_limited=status == 429)
+        delay = policy.asked_delay(response.headers, rate_limited=status == 429)
         return SendResult("retry", status, reason, _message(body, response), delay=delay)
     return SendResult("split", status, "bad_request", _message(body, response))
 
@@ -157,9 +121,10 @@ class PinterestClient:
     """Posts batches to Pinterest; one per worker, closed by the worker's shut-down hook."""
 
     def __init__(self, config: Config, *, transport: httpx.AsyncBaseTransport | None = None,
-                 max_connections: int = 16) -> None:
+                 max_connections: int = 16, policy: RetryPolicy = _DEFAULT_POLICY) -> None:
         if not config.access_token:
-            raise ValueError("PINTEREST_ACCESS_TOKEN is not set; it is required to deliver events.")
+            raise ConfigError("PINTEREST_ACCESS_TOKEN is not set; it is required to deliver events.")
+        self.policy = policy
         self.base_url = config.api_url.rstrip("/")
         self.params = {"test": "true"} if config.test_mode else {}
         # A jar whose policy accepts no domain: the API has no business setting cookies on us.
@@ -182,14 +147,14 @@ class PinterestClient:
         return f"{self.base_url}/v5/ad_accounts/{account}/events"
 
     async def send(self, account: str, body: bytes, batch_size: int) -> SendResult:
-        """POST one batch; never raises for HTTP or network trouble (it becomes ``retry``)."""
+        """POST one batch; never raises for HTTP or network trouble (timeouts and connection errors retry)."""
         try:
             response = await self.http.post(self.events_url(account), content=body, params=self.params)
         except httpx.TimeoutException as exc:
             return SendResult("retry", None, "timeout", f"{type(exc).__name__} after {self.http.timeout.read} s")
         except httpx.TransportError as exc:
             return SendResult("retry", None, "connection_error", f"{type(exc).__name__}: {exc}")
-        return parse_response(response, batch_size)
+        return parse_response(response, batch_size, self.policy)
 
     async def aclose(self) -> None:
         await self.http.aclose()

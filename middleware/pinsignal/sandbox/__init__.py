@@ -11,6 +11,6 @@ from __future__ import annotations
 
 from pinsignal.sandbox.app import create_app
 from pinsignal.sandbox.client import SandboxClient
-from pinsignal.sandbox.settings import DEFAULT_ACCOUNT, DEFAULT_TOKEN, SandboxSettings
+from pinsignal.sandbox.settings import DEFAULT_TOKEN, DEMO_AD_ACCOUNT, SandboxSettings
 
-__all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "SandboxClient", "SandboxSettings", "create_app"]
+__all__ = ["DEFAULT_TOKEN", "DEMO_AD_ACCOUNT", "SandboxClient", "SandboxSettings", "create_app"]

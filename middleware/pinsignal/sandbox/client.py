@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from pinsignal.sandbox.settings import DEFAULT_ACCOUNT, DEFAULT_TOKEN
+from pinsignal.sandbox.settings import DEFAULT_TOKEN, DEMO_AD_ACCOUNT
 
 __all__ = ["SandboxClient"]
 
@@ -22,7 +22,7 @@ __all__ = ["SandboxClient"]
 class SandboxClient:
     """Talks to a sandbox's ``/_sandbox`` routes; ``url`` is what ``PINTEREST_API_URL`` should be."""
 
-    def __init__(self, url: str, token: str = DEFAULT_TOKEN, account_id: str = DEFAULT_ACCOUNT,
+    def __init__(self, url: str, token: str = DEFAULT_TOKEN, account_id: str = DEMO_AD_ACCOUNT,
                  timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.token = token

@@ -17,12 +17,12 @@ from typing import Any, Literal
 from pinsignal.envsettings import from_env, prefixed
 from pinsignal.errors import ConfigError
 
-__all__ = ["DEFAULT_ACCOUNT", "DEFAULT_TOKEN", "PartialFailure", "SandboxSettings", "UnknownEventNames"]
+__all__ = ["DEFAULT_TOKEN", "DEMO_AD_ACCOUNT", "PartialFailure", "SandboxSettings", "UnknownEventNames"]
 
 DEFAULT_TOKEN = "sandbox-token"
 """The one token the sandbox accepts when none is given (documented in docs/sandbox.md)."""
 
-DEFAULT_ACCOUNT = "549755885175"
+DEMO_AD_ACCOUNT = "549755885175"
 """The ad account id the demo and the test fixture use (any id is accepted unless ``accounts`` is set)."""
 
 PartialFailure = Literal[422, 200]
