@@ -17,10 +17,17 @@
 
 Run it with ``pinsignal demo`` (embedded Redis, worker and sandbox included), or on its own with
 ``uvicorn --factory examples.shop:create_app`` and the environment of DESIGN 2.3.
+
+The migration switch: ``SHOP_PINTEREST_TAG_ID`` (or ``create_app(tag_id=...)``) puts the Pinterest
+Tag on every page beside pinsignal, as a site does while it migrates (docs/migration.md). c.js then
+runs in Tag companion mode (``data-tag``): every browser event also goes to ``pintrk`` with the same
+event id. The order and enquiry pages fire the Tag for the conversion ``track()`` sent from the
+server, with ``tag_call(result)``.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 from html import escape
 from typing import Any
@@ -32,6 +39,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pinsignal import identify, track
 from pinsignal.asgi import PinSignalMiddleware
 from pinsignal.config import Config
+from pinsignal.tag import TagCall, tag_call
 
 from . import catalog
 from .pages import js, layout, money, on_load, product_properties
@@ -39,19 +47,23 @@ from .pages import js, layout, money, on_load, product_properties
 CART_COOKIE = "cart"
 
 
-def create_app(config: Config | None = None, **middleware_options: Any) -> FastAPI:
+def create_app(config: Config | None = None, *, tag_id: str | None = None, **middleware_options: Any) -> FastAPI:
     """The shop, wrapped with :class:`PinSignalMiddleware` (settings from ``config`` or the environment).
 
+    ``tag_id`` (default ``SHOP_PINTEREST_TAG_ID``) switches the Pinterest Tag on beside pinsignal.
     ``middleware_options`` go to the middleware as they are (tests pass ``sink=MemorySink()``).
     """
     config = config or Config.from_env()
+    tag_id = tag_id if tag_id is not None else os.environ.get("SHOP_PINTEREST_TAG_ID") or None
     app = FastAPI(title="Pinewood Home", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(PinSignalMiddleware, config=config, **middleware_options)
     orders: dict[str, dict[str, Any]] = {}
+    tag_calls: dict[str, TagCall] = {}  # order id -> the Tag's call for the checkout the server sent
 
     def page(request: Request, title: str, body: str, status_code: int = 200) -> HTMLResponse:
         count = sum(catalog.parse_cart(request.cookies.get(CART_COOKIE)).values())
-        html = layout(title, body, prefix=config.collector_prefix, consent_mode=config.consent, cart_count=count)
+        html = layout(title, body, prefix=config.collector_prefix, consent_mode=config.consent, cart_count=count,
+                      tag_id=tag_id)
         return HTMLResponse(html, status_code=status_code)
 
     @app.get("/", response_class=HTMLResponse)
@@ -181,9 +193,11 @@ are normalised and SHA-256 hashed before they are queued; the raw values never l
         # The conversion goes server-side: no ad blocker or closed tab can lose it. The event id is
         # derived from the order id, so a retry, a reload or the Pinterest Tag (during a migration)
         # reporting the same order is counted once.
-        await track(request, "order_completed", properties=properties, traits=traits,
-                    message_id=f"order-{order_id}")
+        result = await track(request, "order_completed", properties=properties, traits=traits,
+                             message_id=f"order-{order_id}")
         orders[order_id] = properties
+        if tag_id:
+            tag_calls[order_id] = tag_call(result)
         response = RedirectResponse(f"/order/{order_id}", status_code=303)
         response.delete_cookie(CART_COOKIE)
         return response
@@ -196,9 +210,7 @@ are normalised and SHA-256 hashed before they are queued; the raw values never l
         body = f"""<p>Thank you! Order <b id="order-id">{escape(order_id)}</b>, {money(placed['revenue'])}.</p>
 <p class="note">Sent to Pinterest as <code>checkout</code> with event id
 <code id="event-id">order-{escape(order_id)}</code>.</p>
-<!-- During a migration the Pinterest Tag would report the same order with the same id:
-<script>pintrk('track', 'checkout', {{event_id: 'order-{escape(order_id)}', value: {placed['revenue']:.2f},
-  currency: '{catalog.CURRENCY}', order_quantity: {placed['quantity']}}});</script> -->"""
+{tag_calls.get(order_id, "")}"""
         return page(request, "Order placed", body)
 
     @app.get("/signup", response_class=HTMLResponse)
@@ -242,9 +254,11 @@ are normalised and SHA-256 hashed before they are queued; the raw values never l
         traits = {k: form[k] for k in ("email", "phone") if form.get(k)}
         lead_id = secrets.token_hex(4)
         # The message text stays here: only what a pipeline maps (hashed match keys) is sent.
-        await track(request, "lead_generated", properties={"lead_id": lead_id, "form": "trade"},
-                    traits=traits, message_id=f"lead-{lead_id}")
-        return page(request, "Thanks", "<p>We'll be in touch within a working day.</p>")
+        result = await track(request, "lead_generated", properties={"lead_id": lead_id, "form": "trade"},
+                             traits=traits, message_id=f"lead-{lead_id}")
+        # With the Tag on the page, it reports the same lead with the same id (nothing without the switch).
+        fire = tag_call(result) if tag_id else ""
+        return page(request, "Thanks", f"<p>We'll be in touch within a working day.</p>{fire}")
 
     @app.get("/video", response_class=HTMLResponse)
     async def video(request: Request) -> HTMLResponse:

@@ -57,8 +57,9 @@ def product_properties(product: Product, quantity: int = 1) -> dict[str, Any]:
     }
 
 
-def layout(title: str, body: str, *, prefix: str, consent_mode: str, cart_count: int = 0) -> str:
-    """The page frame: navigation, the collector script and the consent banner."""
+def layout(title: str, body: str, *, prefix: str, consent_mode: str, cart_count: int = 0,
+           tag_id: str | None = None) -> str:
+    """The page frame: navigation, the collector script (and the Pinterest Tag, with ``tag_id``), the consent banner."""
     nav = "".join(f'<a href="/category/{slug}">{escape(name)}</a>' for slug, name in CATEGORIES.items())
     return f"""<!doctype html>
 <html lang="en">
@@ -69,8 +70,8 @@ def layout(title: str, body: str, *, prefix: str, consent_mode: str, cart_count:
 <style>{_STYLE}</style>
 <!-- pinsignal's collector: first-party, served by the middleware from this site's own origin.
      It sends a page view on load; pinsignal.track(...) sends anything else. -->
-<script src="{escape(prefix)}/c.js" defer></script>
-{_TAG_MIGRATION_SNIPPET}
+{pinterest_tag(tag_id) if tag_id else _TAG_MIGRATION_NOTE}
+<script src="{escape(prefix)}/c.js" defer{" data-tag" if tag_id else ""}></script>
 </head>
 <body>
 <header>
@@ -127,22 +128,25 @@ def consent_banner(mode: str) -> str:
 </script>"""
 
 
-# Shown as an HTML comment: how to keep the Pinterest Tag running beside pinsignal while migrating.
-# Both copies of an event carry the same event id (the Tag's `event_id`, pinsignal's `message_id`),
-# so Pinterest keeps one. Remove the Tag once pinsignal's numbers are trusted.
-_TAG_MIGRATION_SNIPPET = """<!-- Migrating from the Pinterest Tag? Run it in parallel for a while, with the same ids:
+def pinterest_tag(tag_id: str) -> str:
+    """The Pinterest Tag's base code (a queue until Pinterest's core.js arrives), for the migration switch.
 
-<script async src="https://s.pinimg.com/ct/core.js"></script>
+    pinsignal's c.js, loaded after it with ``data-tag``, hands every browser event to ``pintrk``
+    with the event id it sends to the server, so the page needs no ``pintrk('track', ...)`` of its own.
+    """
+    return f"""<!-- The Pinterest Tag, on while migrating (SHOP_PINTEREST_TAG_ID); see docs/migration.md. -->
 <script>
-  window.pintrk = window.pintrk || function () { (window.pintrk.queue = window.pintrk.queue || []).push(arguments); };
-  pintrk('load', 'YOUR_TAG_ID');
-  // Browser events: pinsignal.track returns the event id it sent; hand the same id to the Tag.
-  var id = pinsignal.track('product_added', product);
-  pintrk('track', 'addtocart', {event_id: id, value: product.price, order_quantity: product.quantity});
-  // The order page: the server sent order_completed with message_id "order-<order id>", and the
-  // Tag sends the same id, so Pinterest counts the checkout once.
-  pintrk('track', 'checkout', {event_id: 'order-1042', value: 72.39, currency: 'USD', order_quantity: 3});
+  window.pintrk = window.pintrk || function () {{
+    (window.pintrk.queue = window.pintrk.queue || []).push(Array.prototype.slice.call(arguments));
+  }};
+  pintrk('load', {js(tag_id)});
+  pintrk('page');
 </script>
+<script async src="https://s.pinimg.com/ct/core.js"></script>"""
 
-The Tag reads the same _epik cookie that pinsignal sets (not HttpOnly by default), so both sides
-carry the same click id. -->"""
+
+# Shown as an HTML comment when the Tag is off.
+_TAG_MIGRATION_NOTE = """<!-- Migrating from the Pinterest Tag? Run it beside pinsignal for a while (docs/migration.md):
+keep the Tag's base code, add data-tag to the c.js script tag (every browser event then also goes to
+pintrk with the same event id), and fire the Tag for server conversions with tag_call(track(...)).
+This shop does all of it with SHOP_PINTEREST_TAG_ID set. -->"""

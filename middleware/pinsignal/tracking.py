@@ -44,13 +44,15 @@ class TrackResult:
     """What ``track()`` did: the ``event_id`` Pinterest dedups on, and whether anything was queued.
 
     ``skipped`` names why nothing went out (a reason sentence); ``duplicate`` means the same
-    event id was already queued (a retry).
+    event id was already queued (a retry). ``events`` are the Pinterest events the pipelines made
+    (match keys hashed): :func:`pinsignal.tag.tag_call` renders the Pinterest Tag's call for them.
     """
 
     event_id: str
     queued: bool = False
     duplicate: bool = False
     reasons: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def skipped(self) -> bool:
@@ -114,7 +116,7 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
     await intake.open()
     outcome = await intake.accept([raw], visitor, received_at=time.time())
     hook.set_cookies(outcome.cookies)
-    result = TrackResult(event_id=message_id)
+    result = TrackResult(event_id=message_id, events=outcome.events)
     result.duplicate = bool(outcome.duplicates) and not outcome.queued
     result.queued = bool(outcome.queued)
     for rejection in outcome.rejected:

@@ -83,7 +83,8 @@ async def test_pages_render_with_the_collector_and_the_consent_banner(client: ht
     assert page.status_code == 200
     assert '<script src="/_ps/c.js" defer></script>' in page.text
     assert 'id="consent"' in page.text and "pinsignal.consent({advertising: granted})" in page.text
-    assert "pintrk('track', 'checkout'" in page.text  # the migration snippet, commented out
+    assert "add data-tag to the c.js script tag" in page.text  # the migration note, a comment
+    assert "pintrk(" not in page.text and "s.pinimg.com" not in page.text  # no Tag without the switch
     assert "<!-- Migrating from the Pinterest Tag?" in page.text
 
 

@@ -29,7 +29,7 @@ from typing import Any
 from pinsignal.pipeline.spec import Pipeline, Step, TransformCall
 from pinsignal.pipeline.transforms import _PRODUCT_FIELDS
 
-__all__ = ["TAG_PARAMETERS", "tag_name", "tag_rules"]
+__all__ = ["TAG_PARAMETERS", "line_item_field", "tag_name", "tag_rules"]
 
 logger = logging.getLogger("pinsignal.collector")
 
@@ -57,6 +57,11 @@ Rule = list[Any]  # [event types, [[field, operator, value]...], tag name, id so
 def tag_name(event_name: str) -> str:
     """The Pinterest Tag's name for a v5 ``event_name``: ``add_to_cart`` -> ``addtocart``."""
     return event_name.replace("_", "")
+
+
+def line_item_field(field: str) -> str | None:
+    """The Tag's ``line_items`` field for a v5 ``contents`` field (``item_price`` -> ``product_price``)."""
+    return _LINE_ITEM_FIELDS.get(field)
 
 
 def tag_rules(pipelines: Iterable[Pipeline]) -> list[Rule]:

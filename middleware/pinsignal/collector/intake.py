@@ -114,13 +114,18 @@ class VisitorRequest:
 
 @dataclass
 class IntakeResult:
-    """The answer to a batch: ids accepted, ``{"index", "id", "reasons"}`` per rejected event, cookies to set."""
+    """The answer to a batch: ids accepted, ``{"index", "id", "reasons"}`` per rejected event, cookies to set.
+
+    ``events`` are the Pinterest events the pipelines made and the sink was given (match keys
+    hashed), for ``track()``'s result.
+    """
 
     accepted: list[str] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     cookies: list[str] = field(default_factory=list)
     queued: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
 
     def body(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rejected": self.rejected}
@@ -263,7 +268,8 @@ class Intake:
             else:
                 outcome.accepted.append(envelope["message_id"])
         if pending:
-            result = await self.sink.enqueue([event for _, _, event in pending])
+            outcome.events = [event for _, _, event in pending]
+            result = await self.sink.enqueue(outcome.events)
             outcome.queued, outcome.duplicates = result.queued, result.duplicates
         if renew:
             if newest_epik is None:
