@@ -3,27 +3,34 @@
     from pinsignal import PinSignalMiddleware, identify, track
 
     app.add_middleware(PinSignalMiddleware)
+
+The public names are imported on first use (PEP 562), so that ``import pinsignal.cli`` or
+``pinsignal.errors`` does not pay for Starlette, Redis and the pipeline engine.
 """
 
 from __future__ import annotations
 
-from pinsignal.asgi import PinSignalMiddleware
-from pinsignal.collector.sink import MemorySink, Sink
-from pinsignal.config import Config
-from pinsignal.errors import ConfigError, DeliveryError, EnvelopeError, PinSignalError, PipelineLoadError
-from pinsignal.tracking import TrackResult, event_id_for, identify, script_url, track
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from pinsignal.asgi import PinSignalMiddleware
+    from pinsignal.collector.sink import MemorySink, Sink
+    from pinsignal.config import Config
+    from pinsignal.errors import ConfigError, EnvelopeError, PinSignalError, PipelineLoadError, QueueUnavailable
+    from pinsignal.tracking import TrackResult, event_id_for, identify, script_url, track
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Config",
     "ConfigError",
-    "DeliveryError",
     "EnvelopeError",
     "MemorySink",
     "PinSignalError",
     "PinSignalMiddleware",
     "PipelineLoadError",
+    "QueueUnavailable",
     "Sink",
     "TrackResult",
     "event_id_for",
@@ -31,3 +38,34 @@ __all__ = [
     "script_url",
     "track",
 ]
+
+# public name -> the module that defines it
+_HOMES = {
+    "Config": "pinsignal.config",
+    "ConfigError": "pinsignal.errors",
+    "EnvelopeError": "pinsignal.errors",
+    "MemorySink": "pinsignal.collector.sink",
+    "PinSignalError": "pinsignal.errors",
+    "PinSignalMiddleware": "pinsignal.asgi",
+    "PipelineLoadError": "pinsignal.errors",
+    "QueueUnavailable": "pinsignal.errors",
+    "Sink": "pinsignal.collector.sink",
+    "TrackResult": "pinsignal.tracking",
+    "event_id_for": "pinsignal.tracking",
+    "identify": "pinsignal.tracking",
+    "script_url": "pinsignal.tracking",
+    "track": "pinsignal.tracking",
+}
+
+
+def __getattr__(name: str) -> object:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'pinsignal' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value  # looked up once; later reads are plain module attributes
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
