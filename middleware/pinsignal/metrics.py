@@ -27,11 +27,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from pinsignal.pinterest.fields import MATCH_KEY_FIELDS, MATCH_KEYS
+
 __all__ = ["MATCH_KEYS", "Metrics", "MetricsServer", "SharedState", "match_key_mask", "match_keys"]
 
 logger = logging.getLogger("pinsignal.metrics")
 
-MATCH_KEYS = ("em", "ph", "external_id", "click_id", "ip_ua")
+_MASK_BITS = tuple((1 << bit, keys) for bit, (_, keys) in enumerate(MATCH_KEY_FIELDS))
 
 
 def match_keys(event: dict[str, Any]) -> Iterator[str]:
@@ -41,15 +43,14 @@ def match_keys(event: dict[str, Any]) -> Iterator[str]:
 
 
 def match_key_mask(event: dict[str, Any]) -> int:
-    """:func:`match_keys` as a bit mask (bit i = ``MATCH_KEYS[i]``), computed once at enqueue."""
+    """:func:`match_keys` as a bit mask (bit i = ``MATCH_KEYS[i]``, from the field table), computed at enqueue."""
     user = event.get("user_data")
     if not isinstance(user, dict):
         return 0
-    get = user.get
-    mask = (1 if get("em") else 0) | (2 if get("ph") else 0) | (4 if get("external_id") else 0)
-    mask |= 8 if get("click_id") else 0
-    if get("client_ip_address") and get("client_user_agent"):
-        mask |= 16
+    mask = 0
+    for bit, keys in _MASK_BITS:
+        if all(user.get(key) for key in keys):
+            mask |= bit
     return mask
 
 

@@ -1,191 +1,124 @@
-"""The v5 contract one field at a time, as Python expressions for generated code.
+"""The one table of Pinterest v5 event fields: what each field *is*, beyond its JSON type.
 
-``validate_event`` (``contract.py``) checks a whole event of unknown shape: it walks every key
-against the schema, then applies the rules. A pipeline knows which fields it can write, so the
-pipeline code generator (``pipeline/codegen.py``) compiles its own check from these pieces and
-reads only those fields; ``validate_event`` then runs only to explain an event the check refuses.
+Pinterest's schema (``events_schema.json``) says which fields exist and their JSON types. This
+table says the rest: a SHA-256 match key and the normaliser it needs, money, a count, a field that
+is never hashed, the ``identify()`` trait that feeds it, the match key the metrics count it as,
+and the documented rule the contract checks on it. Everything else derives from it:
 
-    test = field_test("custom_data.value")
-    test.expression          # "type(v) is str and x_money_positive(v)"
-    test.compiled()("72.39", now)   # True
+* pipeline targets (``pipeline/spec.py`` :data:`TARGETS`: the schema's fields, of the kind given
+  here, plain ones by their JSON type) and how values are coerced to them, contents items included;
+* :data:`HASHED_FIELDS`, :data:`MONEY_FIELDS`, :data:`NEVER_HASHED` and the normaliser of each
+  hashed key (:data:`NORMALISERS`, names of functions in ``pipeline/normalise.py``);
+* :data:`IDENTITY_TRAITS`, :data:`MATCH_KEYS` and :data:`MATCH_KEY_FIELDS` (the metrics' mask);
+* :data:`RULES`, the contract's rules (``contract.py``), and the loader's hashing checks.
 
-Each expression is true exactly when ``validate_event`` has nothing to say about that field holding
-the JSON value ``v`` (never ``None``: a pipeline writes no ``None``, and the caller handles absent
-fields). It may be stricter on values JSON cannot carry (tuples), which only sends such an event to
-``validate_event``. ``tests/pinterest/test_fields.py`` proves the agreement field by field.
+Adding a hashed field is one row (plus a normaliser when none of the existing ones fits); adding a
+money field is one row. ``tests/pinterest/test_fields.py`` checks that every derived set follows.
+A path ``custom_data.contents[].item_price`` is a field of each item of the ``contents`` array.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from functools import cache
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
-from pinsignal.pinterest import contract
-from pinsignal.pinterest.schema import INT64_MAX
-from pinsignal.pinterest.schema_fast import compile_test
+__all__ = [
+    "FIELDS",
+    "HASHED_FIELDS",
+    "IDENTITY_TRAITS",
+    "ITEM_KINDS",
+    "KINDS",
+    "MATCH_KEYS",
+    "MATCH_KEY_FIELDS",
+    "MONEY_FIELDS",
+    "NEVER_HASHED",
+    "NORMALISERS",
+    "RULES",
+    "Kind",
+    "Rule",
+    "V5Field",
+]
 
-__all__ = ["NAMES", "REQUIRED", "USER_DATA_ALTERNATIVES", "FieldTest", "field_test"]
+Kind = Literal["string", "integer", "boolean", "money", "currency", "hashed", "strings", "contents"]
+"""How a pipeline coerces a value for the field: ``money`` -> decimal string, ``hashed`` -> array of digests..."""
 
-_DOCUMENT = json.loads(contract._SCHEMA_FILE.read_text(encoding="utf-8"))
-_SCHEMAS: dict[str, Any] = _DOCUMENT["schemas"]
-_EVENT: dict[str, Any] = _SCHEMAS[_DOCUMENT["root"]]["properties"]["data"]["items"]
-
-REQUIRED: tuple[str, ...] = tuple(_EVENT["required"])
-"""Top-level fields every event must have."""
-
-
-def _resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
-    if "$ref" in node:
-        return _resolve(_SCHEMAS[node["$ref"].rsplit("/", 1)[-1]])
-    return node
-
-
-USER_DATA_ALTERNATIVES: tuple[tuple[str, ...], ...] = tuple(
-    tuple(branch["required"]) for branch in _resolve(_EVENT["properties"]["user_data"])["anyOf"]
-)
-"""``user_data`` needs one of these sets of keys (``em``, or ``hashed_maids``, or IP and user agent)."""
-
-
-# ------------------------------------------------------------------ helpers the expressions call
-
-def _digests(values: list[Any]) -> bool:
-    # str.strip of the hex digits empties exactly the lowercase digests (as contract._user_data).
-    for item in values:
-        if type(item) is not str or len(item) != 64 or item.strip("0123456789abcdef"):
-            return False
-    return True
-
-
-def _strings(values: list[Any] | tuple[Any, ...]) -> bool:
-    for item in values:
-        if type(item) is not str:
-            return False
-    return True
-
-
-def _ip(value: str) -> bool:
-    # Every event of a request carries the visitor's address: verdicts are remembered.
-    verdict = _IP_VERDICTS.get(value)
-    if verdict is None:
-        if contract._IPV4.fullmatch(value):
-            verdict = value != "0.0.0.0"
-        else:
-            errors: list[str] = []
-            contract._ip(value, "", errors)
-            verdict = not errors
-        if len(_IP_VERDICTS) >= 4096:
-            _IP_VERDICTS.clear()
-        _IP_VERDICTS[value] = verdict
-    return verdict
-
-
-_IP_VERDICTS: dict[str, bool] = {}
-
-
-def _plain_decimal(value: str) -> bool:
-    # "72.39", "10", "0.5": digits with at most one dot, the form pipelines write (as contract._money).
-    return value.isascii() and value.replace(".", "", 1).isdigit()
-
-
-def _money_positive(value: str) -> bool:
-    if _plain_decimal(value):
-        return value.strip("0.") != ""  # a plain decimal is positive unless it has no other digit
-    return contract._money(value, positive=True) is None
-
-
-def _contents(items: list[Any]) -> bool:
-    types = _CONTENT_TYPES
-    for item in items:
-        if type(item) is not dict:
-            return False
-        for key, value in item.items():
-            kind = type(value)  # (so that mypy keeps value as Any: typing.cast would be a call here)
-            if types.get(key) is not kind:
-                return False
-            if key == "item_price":
-                # _plain_decimal written out (one call less per item), then the full rule.
-                if not (value.isascii() and value.replace(".", "", 1).isdigit()) \
-                        and contract._money(value, positive=False) is not None:
-                    return False
-            elif key == "quantity" and not 0 <= value <= INT64_MAX:
-                return False
-    return True
-
-
-_CONTENT_TYPES: dict[str, type] = {"id": str, "item_brand": str, "item_category": str, "item_name": str,
-                                   "item_price": str, "quantity": int}
-
-NAMES: dict[str, Any] = {
-    "x_AGE": contract.MAX_EVENT_AGE, "x_SKEW": contract.MAX_FUTURE_SKEW, "x_FLOOR": contract.MILLISECONDS_FLOOR,
-    "x_INT64_MAX": INT64_MAX, "x_EVENT_NAMES": contract.STANDARD_EVENT_NAMES, "x_SOURCES": contract.ACTION_SOURCES,
-    "x_digests": _digests, "x_strings": _strings, "x_ip": _ip, "x_money_positive": _money_positive,
-    "x_contents": _contents,
-}
-"""Every name an expression may use besides ``v`` and ``now`` (all start with ``x_``)."""
-
-# The fields with documented rules beyond their schema (contract.rule_errors), written out whole.
-_RULES: dict[str, str] = {
-    "event_time": "type(v) is int and now - x_AGE <= v <= now + x_SKEW and v < x_FLOOR",
-    "event_name": "type(v) is str and v in x_EVENT_NAMES",
-    "action_source": "type(v) is str and v in x_SOURCES",
-    "event_id": "type(v) is str and v.strip() != ''",
-    "user_data.client_ip_address": "type(v) is str and x_ip(v)",
-    "user_data.client_user_agent": "type(v) is str and v.strip() != ''",
-    "custom_data.value": "type(v) is str and x_money_positive(v)",
-    "custom_data.predicted_ltv": "type(v) is str and x_money_positive(v)",
-    "custom_data.num_items": "type(v) is int and 0 <= v <= x_INT64_MAX",
-    "custom_data.currency": "type(v) is str and len(v) == 3 and v.isascii() and v.isalpha() and v.isupper()",
-    "custom_data.contents": "type(v) is list and x_contents(v)",
-}
-_HASHED = "type(v) is list and x_digests(v)"
-_PLAIN = {"string": "type(v) is str", "integer": "type(v) is int", "boolean": "type(v) is bool",
-          "number": "(type(v) is int or type(v) is float)"}
+Rule = Literal["event_time", "event_name", "action_source", "dedup_key", "not_empty", "digests", "ip",
+               "positive_money", "money", "count", "currency"]
+"""A documented rule the schema cannot say (the checks themselves are in ``contract.py``)."""
 
 
 @dataclass(frozen=True)
-class FieldTest:
-    """``expression`` over ``v`` (and ``now`` when ``uses_now``), with the extra ``names`` it needs."""
+class V5Field:
+    """One row: a dotted ``path`` in the event and what the field is."""
 
     path: str
-    expression: str
-    names: Mapping[str, Any] = field(default_factory=dict)
-    uses_now: bool = False
-
-    def compiled(self) -> Callable[[Any, float], bool]:
-        """The expression as ``test(v, now)`` (for checks at compile time and for tests)."""
-        namespace = {**NAMES, **self.names}
-        test: Callable[[Any, float], bool] = eval(f"lambda v, now: bool({self.expression})", namespace)
-        return test
-
-
-@cache
-def field_test(path: str) -> FieldTest:
-    """The test of one writable v5 field (a dotted path, as in ``pipeline.spec.TARGETS``)."""
-    if path in _RULES:
-        return FieldTest(path, _RULES[path], uses_now="now" in _RULES[path])
-    node = _leaf(path)
-    if path.startswith("user_data.") and node.get("type") == "array":
-        return FieldTest(path, _HASHED)
-    kind = node.get("type")
-    items = node.get("items", {})
-    # The same split as schema_fast's objects: plain typed fields and arrays of plain items inline,
-    # anything with bounds, lengths or enums through the compiled schema test.
-    if node.keys() <= {"type", "nullable"} and kind in _PLAIN:
-        return FieldTest(path, _PLAIN[kind])
-    if node.keys() <= {"type", "items"} and kind == "array" and items == {"type": "string"}:
-        return FieldTest(path, "(type(v) is list or type(v) is tuple) and x_strings(v)")
-    name = "x_schema_" + path.replace(".", "_")
-    return FieldTest(path, f"{name}(v)", {name: compile_test(_SCHEMAS, node)})
+    kind: Kind
+    rule: Rule | None = None
+    normaliser: str | None = None
+    """For a hashed field: the name of its normaliser in ``pipeline/normalise.py``."""
+    trait: str | None = None
+    """The ``identify()`` trait whose value is this field's match key (remembered in ``_psu``)."""
+    match_key: str | None = None
+    """The match key the metrics count this field as; fields sharing a label count only together."""
 
 
-def _leaf(path: str) -> Mapping[str, Any]:
-    node: Mapping[str, Any] = _EVENT
-    for key in path.split("."):
-        node = _resolve(node)
-        if "anyOf" in node:  # user_data: every branch is the same object with different required keys
-            node = _resolve(node["anyOf"][0])
-        node = node["properties"][key]
-    return _resolve(node)
+FIELDS: tuple[V5Field, ...] = (
+    V5Field("event_name", "string", rule="event_name"),
+    V5Field("action_source", "string", rule="action_source"),
+    V5Field("event_time", "integer", rule="event_time"),
+    V5Field("event_id", "string", rule="dedup_key"),
+    # user_data: the match keys, in the reference's order (section 4.2). The metrics' bits follow
+    # the order of first appearance of each match_key label, so a new one goes after ip_ua.
+    V5Field("user_data.em", "hashed", "digests", normaliser="email", trait="email", match_key="em"),
+    V5Field("user_data.ph", "hashed", "digests", normaliser="phone", trait="phone", match_key="ph"),
+    V5Field("user_data.fn", "hashed", "digests", normaliser="name", trait="first_name"),
+    V5Field("user_data.ln", "hashed", "digests", normaliser="name", trait="last_name"),
+    V5Field("user_data.ge", "hashed", "digests", normaliser="gender", trait="gender"),
+    V5Field("user_data.db", "hashed", "digests", normaliser="birthday", trait="birthday"),
+    V5Field("user_data.ct", "hashed", "digests", normaliser="city", trait="city"),
+    V5Field("user_data.st", "hashed", "digests", normaliser="state", trait="state"),
+    V5Field("user_data.zp", "hashed", "digests", normaliser="zip", trait="zip"),
+    V5Field("user_data.country", "hashed", "digests", normaliser="country", trait="country"),
+    V5Field("user_data.external_id", "hashed", "digests", normaliser="lowercase", match_key="external_id"),
+    V5Field("user_data.hashed_maids", "hashed", "digests", normaliser="lowercase"),
+    V5Field("user_data.click_id", "string", match_key="click_id"),
+    V5Field("user_data.client_ip_address", "string", "ip", match_key="ip_ua"),
+    V5Field("user_data.client_user_agent", "string", "not_empty", match_key="ip_ua"),
+    V5Field("user_data.partner_id", "string"),
+    V5Field("custom_data.currency", "currency", "currency"),
+    V5Field("custom_data.value", "money", "positive_money"),
+    V5Field("custom_data.predicted_ltv", "money", "positive_money"),
+    V5Field("custom_data.num_items", "integer", "count"),
+    V5Field("custom_data.contents", "contents"),
+    V5Field("custom_data.contents[].item_price", "money", "money"),
+    V5Field("custom_data.contents[].quantity", "integer", "count"),
+)
+"""Every v5 field that means more than its JSON type (the others are plain fields of the schema)."""
+
+_USER = "user_data."
+_ITEMS = "custom_data.contents[]."
+
+KINDS: dict[str, Kind] = {row.path: row.kind for row in FIELDS if "[]" not in row.path}
+"""Pipeline target -> kind, for the targets of this table (``spec.TARGETS`` adds the plain ones)."""
+ITEM_KINDS: dict[str, Kind] = {row.path.removeprefix(_ITEMS): row.kind for row in FIELDS if row.path.startswith(_ITEMS)}
+"""Field of a ``contents`` item -> kind (fields not named here are strings)."""
+HASHED_FIELDS: tuple[str, ...] = tuple(row.path.removeprefix(_USER) for row in FIELDS if row.kind == "hashed")
+"""``user_data`` keys that carry SHA-256 hex digests (arrays of strings)."""
+NEVER_HASHED: tuple[str, ...] = tuple(row.path for row in FIELDS if row.path.startswith(_USER) and row.kind != "hashed")
+"""``user_data`` fields sent as they are (click id, IP, user agent, partner id)."""
+MONEY_FIELDS: tuple[str, ...] = tuple(row.path for row in FIELDS if row.kind == "money")
+"""Fields holding decimal strings (``contents[].item_price`` may be zero, the others must be positive)."""
+NORMALISERS: dict[str, str] = {row.path.removeprefix(_USER): row.normaliser or "" for row in FIELDS
+                               if row.kind == "hashed"}
+"""Hashed key -> the name of its normaliser in ``pipeline/normalise.py``."""
+IDENTITY_TRAITS: dict[str, str] = {row.trait: row.path.removeprefix(_USER) for row in FIELDS if row.trait}
+"""``identify()`` trait -> the hashed key whose normalisation applies (``email`` -> ``em``)."""
+MATCH_KEY_FIELDS: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (label, tuple(row.path.removeprefix(_USER) for row in FIELDS if row.match_key == label))
+    for label in dict.fromkeys(row.match_key for row in FIELDS if row.match_key)
+)
+"""(match key, the ``user_data`` keys it needs, all of them): bit i of the metrics' mask is entry i."""
+MATCH_KEYS: tuple[str, ...] = tuple(label for label, _ in MATCH_KEY_FIELDS)
+"""The match keys the metrics count, in bit order."""
+RULES: dict[str, Rule] = {row.path: row.rule for row in FIELDS if row.rule}
+"""Field -> the documented rule ``contract.rule_errors`` checks on it."""

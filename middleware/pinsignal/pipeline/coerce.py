@@ -14,9 +14,10 @@ from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pinsignal.pinterest.fields import ITEM_KINDS
 from pinsignal.pipeline.spec import TargetKind
 
-__all__ = ["COERCERS", "KEEPS", "money_string", "to_bool", "to_float", "to_int", "to_text"]
+__all__ = ["COERCERS", "CONTENT_COERCERS", "KEEPS", "money_string", "to_bool", "to_float", "to_int", "to_text"]
 
 _NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
 _TRUE = frozenset({"true", "yes", "y", "1", "on"})
@@ -127,15 +128,8 @@ def _currency(value: Any) -> Any:
 
 def _strings(value: Any) -> Any:
     if type(value) is list or type(value) is tuple:
-        # to_text keeps strings as they are: no call for them (product ids are strings). A loop, not
-        # a comprehension: in Python 3.11 each comprehension is a call of its own.
-        texts = []
-        for item in value:
-            if item is not None:
-                text = item if type(item) is str else to_text(item)
-                if text != "":
-                    texts.append(text)
-        return texts
+        texts = [item if type(item) is str else to_text(item) for item in value if item is not None]
+        return [text for text in texts if text != ""]
     if value is None or value == "":
         return value
     return [to_text(value)]
@@ -149,16 +143,13 @@ def _hashed(value: Any) -> Any:
     return [value]
 
 
-_CONTENT_FIELDS: dict[str, Callable[[Any], Any]] = {"item_price": money_string, "quantity": to_int}
-
-
 def _contents(value: Any) -> Any:
     if type(value) is not list:
         return value
     items = []
     for item in value:
         if type(item) is dict:
-            item = {key: _CONTENT_FIELDS.get(key, to_text)(sub) for key, sub in item.items() if sub is not None}
+            item = {key: CONTENT_COERCERS.get(key, to_text)(sub) for key, sub in item.items() if sub is not None}
             if item:
                 items.append(item)
     return items
@@ -175,6 +166,9 @@ COERCERS: dict[TargetKind, Callable[[Any], Any]] = {
     "contents": _contents,
 }
 """The coercion applied to every value written to a target of that kind."""
+
+CONTENT_COERCERS: dict[str, Callable[[Any], Any]] = {key: COERCERS[kind] for key, kind in ITEM_KINDS.items()}
+"""The coercion of each field of a ``contents`` item the field table names (the others: :func:`to_text`)."""
 
 KEEPS: dict[Callable[[Any], Any], type] = {to_text: str, to_int: int, to_bool: bool}
 """Coercions that return a value of this exact type as it is: generated code calls them only for

@@ -7,7 +7,8 @@
 Each pipeline is compiled once: a predicate for its trigger (closures, ``conditions.py``) and one
 generated Python function for its steps (``codegen.py``: getters inlined, transforms and coercions
 bound). Events are tried only against pipelines that name their event (or name none). Processing
-an event does no YAML, no path parsing and no lookups by name.
+an event does no YAML, no path parsing and no lookups by name. A pipeline with ``validate: true``
+checks what it produces with ``validate_event``, the one v5 contract.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from pinsignal.config import Config
 from pinsignal.pinterest.contract import validate_event
-from pinsignal.pipeline.checks import Check, generate_check
 from pinsignal.pipeline.codegen import Builder, generate
 from pinsignal.pipeline.conditions import Predicate, compile_conditions
 from pinsignal.pipeline.produced import Produced, RequestContext
@@ -103,15 +103,13 @@ class Engine:
                 produced.append(Produced(compiled.name, {}, [f"internal error in pipeline {compiled.name}: "
                                                              f"{type(exc).__name__}; the event was not sent"]))
                 continue
-            # The pipeline's own check passes valid events quickly; validate_event says why one is not.
-            check = compiled.check
-            errors = [] if check is None or check(event, now) else validate_event(event, now=now)
+            errors = validate_event(event, now=now) if compiled.validate else []
             produced.append(Produced(compiled.name, event, errors))
         return produced
 
 
 class _Compiled:
-    __slots__ = ("build", "check", "matches", "name", "names", "others")
+    __slots__ = ("build", "matches", "name", "names", "others", "validate")
 
     def __init__(self, pipeline: Pipeline, default_country: str) -> None:
         self.name = pipeline.name
@@ -120,7 +118,7 @@ class _Compiled:
         others = [condition for condition in pipeline.conditions if condition is not named_by]
         self.others: Predicate | None = compile_conditions(others) if others else None
         self.build: Builder = generate(pipeline, default_country, _click_id)
-        self.check: Check | None = generate_check(pipeline) if pipeline.output.validate else None
+        self.validate = pipeline.output.validate
 
 
 def _event_names(pipeline: Pipeline) -> tuple[frozenset[str] | None, Condition | None]:

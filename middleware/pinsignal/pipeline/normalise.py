@@ -24,6 +24,9 @@ Rules by target field:
         ``26 May 1990``, ``May 26, 1990`` or an ISO date-time.
 ``external_id``, ``hashed_maids``  trim, lowercase.
 
+Which normaliser a field takes is a column of the field table (``pinterest/fields.py``); the
+functions are named there by the keys of :data:`NORMALISERS_BY_NAME`.
+
 Every field: a value that already is a SHA-256 digest (64 hex characters) passes through,
 lowercased, so nothing is hashed twice. Empty or invalid values give ``None`` and are dropped,
 never hashed. ``click_id``, IP and user agent are never hashed and have no normaliser here.
@@ -43,9 +46,12 @@ from typing import Any
 
 import phonenumbers
 
-__all__ = ["HASHED_FIELDS", "hash_match_key", "is_sha256", "match_key_hasher", "normalise", "sha256_hex"]
+from pinsignal.pinterest.fields import HASHED_FIELDS, NORMALISERS
 
-HASHED_FIELDS = ("em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id", "hashed_maids")
+__all__ = [
+    "HASHED_FIELDS", "NORMALISERS_BY_NAME", "hash_match_key", "is_sha256", "match_key_hasher", "normalise",
+    "sha256_hex",
+]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -314,17 +320,18 @@ def _date(year: int, month: int, day: int) -> date | None:
         return None
 
 
-_NORMALISERS: dict[str, Callable[[str, str], str | None]] = {
-    "em": _email,
-    "ph": _phone,
-    "fn": _name,
-    "ln": _name,
-    "ge": _gender,
-    "db": _birthday,
-    "ct": _city,
-    "st": _state,
-    "zp": _zip,
+NORMALISERS_BY_NAME: dict[str, Callable[[str, str], str | None]] = {
+    "email": _email,
+    "phone": _phone,
+    "name": _name,
+    "gender": _gender,
+    "birthday": _birthday,
+    "city": _city,
+    "state": _state,
+    "zip": _zip,
     "country": _country,
-    "external_id": _lowercase_id,
-    "hashed_maids": _lowercase_id,
+    "lowercase": _lowercase_id,
 }
+"""The normalisers the field table names: ``(text, default_country) -> normalised text or None``."""
+
+_NORMALISERS = {field: NORMALISERS_BY_NAME[name] for field, name in NORMALISERS.items()}

@@ -2,8 +2,9 @@
 
 A :class:`Pipeline` is immutable and knows where it came from (``file``, ``line``) so that every
 later message can point at the YAML. :data:`TARGETS` lists every field of a Pinterest v5 event a
-step may write, with the kind of value it takes; it is derived from the same
-``events_schema.json`` the contract validates against, so the two never disagree.
+step may write, with the kind of value it takes: the fields of the same ``events_schema.json`` the
+contract validates against, of the kind the field table (``pinterest/fields.py``) gives them, and
+the plain ones by their JSON type.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from pinsignal.pinterest.fields import KINDS, Kind
 
 __all__ = [
     "OPERATORS",
@@ -43,7 +46,7 @@ Section = Literal["static", "mapping", "dedup", "context", "user_data", "enrichm
 SECTIONS: tuple[Section, ...] = ("static", "mapping", "dedup", "context", "user_data", "enrichments", "custom_data")
 """The ``transform`` sections, in the order they are applied."""
 
-TargetKind = Literal["string", "integer", "boolean", "money", "currency", "hashed", "strings", "contents"]
+TargetKind = Kind
 """How a value is coerced for its target: ``money`` -> decimal string, ``hashed`` -> array of digests..."""
 
 
@@ -136,6 +139,7 @@ class Pipeline:
 def _targets() -> dict[str, TargetKind]:
     document = json.loads(Path(__file__).parent.parent.joinpath("pinterest", "events_schema.json").read_text("utf-8"))
     schemas = document["schemas"]
+    plain: dict[str, TargetKind] = {"string": "string", "integer": "integer", "boolean": "boolean", "array": "strings"}
 
     def resolve(node: Mapping[str, Any]) -> Mapping[str, Any]:
         if "$ref" in node:
@@ -143,21 +147,6 @@ def _targets() -> dict[str, TargetKind]:
         if "anyOf" in node:
             return resolve(node["anyOf"][0])
         return node
-
-    def kind(path: str, node: Mapping[str, Any]) -> TargetKind | None:
-        name = path.rsplit(".", 1)[-1]
-        if path.startswith("user_data.") and node.get("type") == "array":
-            return "hashed"
-        if path in ("custom_data.value", "custom_data.predicted_ltv"):
-            return "money"
-        if path == "custom_data.currency":
-            return "currency"
-        if name == "contents":
-            return "contents"
-        simple: dict[str, TargetKind] = {"string": "string", "integer": "integer", "boolean": "boolean"}
-        if node.get("type") == "array":
-            return "strings"
-        return simple.get(str(node.get("type")))
 
     found: dict[str, TargetKind] = {}
 
@@ -167,13 +156,11 @@ def _targets() -> dict[str, TargetKind]:
             path = f"{prefix}{name}"
             if "properties" in sub:
                 walk(path + ".", sub)
-            else:
-                target_kind = kind(path, sub)
-                if target_kind is not None:
-                    found[path] = target_kind
+            elif path in KINDS or sub.get("type") in plain:
+                found[path] = KINDS.get(path) or plain[sub["type"]]
 
     walk("", schemas[document["root"]]["properties"]["data"]["items"])
-    return found
+    return found | KINDS  # with the table's fields that Pinterest's schema leaves open (user_data takes any key)
 
 
 TARGETS: dict[str, TargetKind] = _targets()

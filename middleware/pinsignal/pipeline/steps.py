@@ -2,8 +2,9 @@
 
 Part of the loader: every problem is passed to ``error(line, message)``; an item with a problem
 gives ``None``. Targets are checked against the v5 fields (:data:`TARGETS`), transforms against
-the registry, and the hashing rules are enforced here, at load time: a hashed ``user_data`` field
-needs a hashing transform, and ``click_id``, IP and user agent are never hashed.
+the registry, and the hashing rules of the field table (``pinterest/fields.py``) are enforced here,
+at load time: a hashed ``user_data`` field needs a hashing transform, and the others (``click_id``,
+IP, user agent, partner id) are never hashed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pinsignal.pinterest.fields import NEVER_HASHED
 from pinsignal.pipeline.normalise import is_sha256
 from pinsignal.pipeline.spec import TARGETS, Enrichment, Section, Step, TransformCall
 from pinsignal.pipeline.transforms import REGISTRY
@@ -29,8 +31,6 @@ _CLICK_ID_KEYS = ("type", "target", "param", "cookies", "source")
 _IDENTITY_KEYS = ("type", "source", "target", "transform", "default")
 _ENRICHMENTS = ("click_id", "identity")
 _HASHING = ("normalised_sha256", "sha256")
-_NEVER_HASHED = ("user_data.click_id", "user_data.client_ip_address", "user_data.client_user_agent",
-                 "user_data.partner_id")
 _PATH = re.compile(r"[^.\s]+(\.[^.\s]+)*")
 _COOKIE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _PREFIX: dict[Section, str] = {"user_data": "user_data.", "custom_data": "custom_data."}
@@ -203,7 +203,7 @@ class StepReader:
         if TARGETS[target] == "hashed" and not hashed:
             self.error(line, f"{target} holds SHA-256 digests; add transform: normalised_sha256")
             return False
-        if target in _NEVER_HASHED and hashed:
+        if target in NEVER_HASHED and hashed:
             self.error(line, f"{target} is never hashed; remove the hashing transform")
             return False
         for name in names:

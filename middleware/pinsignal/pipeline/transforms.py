@@ -22,6 +22,7 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
 from pinsignal.events import parse_time
+from pinsignal.pinterest.fields import ITEM_KINDS
 from pinsignal.pipeline.coerce import money_string, to_bool, to_float, to_int, to_text
 from pinsignal.pipeline.normalise import HASHED_FIELDS, is_sha256, match_key_hasher, sha256_hex
 
@@ -180,7 +181,6 @@ def _pluck(ctx: BuildContext) -> Fn:
         key = path[0]
 
         def one(value: Any) -> Any:
-            # A loop, not a comprehension: in Python 3.11 each comprehension is a call of its own.
             found = []
             for item in value if type(value) is list else _as_list(value):
                 if type(item) is dict:
@@ -288,7 +288,7 @@ def _contents(ctx: BuildContext) -> Fn:
     # Generated straight-line code per field, as codegen.py does for steps: names and keys enter
     # it only through repr() of plain strings. Strings (to_text) and integers (_quantity) are
     # kept as they are without a call, which is what those conversions do with them.
-    convert: dict[str, tuple[str, Fn]] = {"item_price": ("", money_string), "quantity": ("int", _quantity)}
+    convert = {key: _ITEM_CONVERSIONS[kind] for key, kind in ITEM_KINDS.items()}
     namespace: dict[str, Any] = {"_as_list": _as_list}
     lines = ["def contents(value):", "    items = []",
              "    for product in (value if type(value) is list else _as_list(value)):",
@@ -315,6 +315,10 @@ def _contents(ctx: BuildContext) -> Fn:
 def _quantity(value: Any) -> Any:
     number = to_int(value)
     return number if type(number) is int else value
+
+
+_ITEM_CONVERSIONS: dict[str, tuple[str, Fn]] = {"money": ("", money_string), "integer": ("int", _quantity)}
+"""Per kind of a ``contents`` item field (``fields.ITEM_KINDS``): the type kept as it is, and the conversion."""
 
 
 # ------------------------------------------------------------------ scalars
