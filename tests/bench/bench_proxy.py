@@ -1,25 +1,27 @@
-"""Reverse proxy: requests/s through ``pinsignal proxy`` vs straight to the upstream, and memory on a 1 GB body.
+"""Reverse proxy: requests/s through the proxy vs straight to a realistic upstream, and memory on a 1 GB body.
 
-    .venv/bin/python tests/bench/bench_proxy.py [--rounds 5] [--seconds 3] [--connections 16] [--gigabytes 1]
-    .venv/bin/python tests/bench/bench_proxy.py --callgrind --no-wall-clock    # instructions per request only
+    .venv/bin/python tests/bench/bench_proxy.py [--rounds 7] [--seconds 3] [--connections 16] [--gigabytes 1]
 
-Every server is its own process: two upstreams serving the same small page (about 1 KB of HTML),
-a Python ASGI app under uvicorn and ``python -m http.server`` (a plain static file server), and
-``pinsignal proxy`` in front of each, exactly as shipped (middleware included, one worker). The load
-generator is ``wrk`` (``apt-get install wrk``) or, without it, a multi-process Python client
-(``loadgen.py``). Direct and proxied runs are interleaved and the medians reported (DESIGN 7:
-at least 0.5). Then 1 GB is streamed through the proxy while its RSS is sampled (target: under
-100 MB). ``--callgrind`` adds the proxy's user-space instructions per proxied request, which a
-machine busy with other work cannot blur.
+The upstream is a FastAPI app under uvicorn (DESIGN 7's realistic baseline): ``/page`` renders a
+product listing of about 12 KB from a Jinja2 template, ``/api/products`` answers about 4 KB of
+JSON, ``/hello`` is a hello world (reported for scale only). In front of it, the proxy app
+(``create_app``, middleware included) is served by uvicorn exactly as ``pinsignal proxy`` serves it
+(one worker, no Server/Date headers of its own), once per upstream client named in ``--clients``.
+Every server is its own process; the load generator is ``wrk`` (``apt-get install wrk``) or,
+without it, a multi-process Python client (``loadgen.py``). Direct and proxied runs are
+interleaved round by round, and the medians reported (target: the proxy at least 0.5 of direct
+on the page and on the JSON answer). Beside the rates, the CPU each proxy process spends per
+request, which depends much less on other work on the machine. Then 1 GB is streamed through each
+proxy while its RSS is sampled (target: under 100 MB).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import os
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,45 +29,122 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import WRK, instructions, interleaved, load, median
+from loadgen import WRK, interleaved, load, median
 
-from support import free_port, pinsignal_cmd, run_process, wait_for_port
+from support import free_port, run_process
 
-PAGE = (b"<!DOCTYPE html><html><head><meta charset=utf-8><title>Shop</title></head><body><h1>Shop</h1>"
-        + b"<p>" + b"A small page. " * 60 + b"</p></body></html>")
-CHUNK = b"x" * (64 * 1024)
 SECRET = "bench-proxy-secret-0123456789abcdef"
+CHUNK = b"x" * (64 * 1024)
+# The clients the proxy can be measured with: ``--clients`` names, and the module that provides
+# ``UpstreamPool`` for each (a module that is not there is skipped, with a note).
+CLIENTS = {"own": "pinsignal.proxy.upstream", "aiohttp": "pinsignal.proxy.upstream_aiohttp", "httpcore": "pinsignal.proxy.upstream_httpcore"}
+
+TEMPLATE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{{ heading }} &middot; {{ shop }}</title>
+  <link rel="stylesheet" href="/static/shop.css">
+  <meta name="description" content="{{ intro }}">
+</head>
+<body class="listing">
+  <header><a href="/" class="logo">{{ shop }}</a>
+    <nav>{% for link in menu %}<a href="{{ link.href }}">{{ link.title }}</a> {% endfor %}</nav>
+    <form action="/search"><input name="q" placeholder="Search"></form>
+  </header>
+  <main>
+  <h1>{{ heading }}</h1>
+  <p class="intro">{{ intro }}</p>
+  <ul class="products">
+  {% for product in products %}
+    <li class="product{% if product.sale %} on-sale{% endif %}" data-id="{{ product.id }}">
+      <a href="/products/{{ product.id }}"><img src="/img/{{ product.id }}.webp" alt="{{ product.name }}"
+         width="320" height="320" loading="lazy"><h2>{{ product.name }}</h2></a>
+      <p class="description">{{ product.description | truncate(90) }}</p>
+      <p class="price">{% if product.sale %}<s>{{ "%.2f" | format(product.price) }}</s>
+         {{ "%.2f" | format(product.sale) }}{% else %}{{ "%.2f" | format(product.price) }}{% endif %} EUR</p>
+      {% if product.stock < 5 %}<p class="stock low">Only {{ product.stock }} left</p>{% endif %}
+      <form action="/cart" method="post"><input type="hidden" name="sku" value="{{ product.sku }}">
+        <button>Add to cart</button></form>
+    </li>
+  {% endfor %}
+  </ul>
+  </main>
+  <footer>{% for link in menu %}<a href="{{ link.href }}">{{ link.title }}</a> {% endfor %}
+    <p>&copy; {{ shop }}</p></footer>
+</body>
+</html>
+"""
 
 
-async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    if scope["type"] != "http":
-        return
-    if scope["path"] == "/big":
-        size = int(scope["query_string"].decode().split("=", 1)[1])
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/octet-stream"), (b"content-length", str(size).encode())]})
-        sent = 0
-        while sent < size:
-            piece = CHUNK[: size - sent]
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
-            sent += len(piece)
-        await send({"type": "http.response.body", "body": b""})
-        return
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(PAGE)).encode())]})
-    await send({"type": "http.response.body", "body": PAGE})
+def products(count: int) -> list[dict[str, Any]]:
+    return [{"id": 1000 + n, "sku": f"SKU-{n:05d}", "name": f"Linen cushion cover no. {n}",
+             "description": "Stonewashed linen, hidden zip, fits a 45 x 45 cm cushion; washable at 40 degrees "
+                            "and softer with every wash.",
+             "price": 29.0 + n, "sale": 19.5 + n if n % 4 == 0 else None, "stock": n % 9,
+             "tags": ["linen", "cushion", "living room"]} for n in range(count)]
+
+
+def upstream_app() -> Any:
+    """The FastAPI site: a templated page, a JSON answer, a hello world, and a large download."""
+    import jinja2
+    from fastapi import FastAPI
+    from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
+
+    template = jinja2.Environment(autoescape=True).from_string(TEMPLATE)
+    menu = [{"href": f"/c/{name}", "title": name.title()} for name in ("living", "kitchen", "garden", "sale")]
+    catalogue = products(24)
+    app = FastAPI()
+
+    @app.get("/page", response_class=HTMLResponse)
+    async def page() -> str:
+        return template.render(shop="Maison Lin", heading="Cushions", menu=menu, products=catalogue,
+                               intro="Soft furnishings in washed linen, made in Portugal.")
+
+    @app.get("/api/products")
+    async def api_products() -> dict[str, Any]:
+        return {"page": 1, "count": 12, "products": catalogue[:12]}
+
+    @app.get("/hello", response_class=PlainTextResponse)
+    async def hello() -> str:
+        return "Hello, world"
+
+    @app.get("/big")
+    async def big(size: int) -> StreamingResponse:
+        async def pieces() -> Any:
+            sent = 0
+            while sent < size:
+                piece = CHUNK[: size - sent]
+                sent += len(piece)
+                yield piece
+        return StreamingResponse(pieces(), media_type="application/octet-stream",
+                                 headers={"content-length": str(size)})
+
+    return app
 
 
 def serve_upstream(port: int) -> None:
     import uvicorn
 
-    uvicorn.run(upstream_app, host="127.0.0.1", port=port, log_level="error", access_log=False,
-                server_header=False, date_header=False)
+    uvicorn.run(upstream_app(), host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
-def proxy_command(upstream_port: int, port: int, workers: int = 1) -> list[str]:
-    return pinsignal_cmd("--log-level", "warning", "proxy", "--upstream", f"http://127.0.0.1:{upstream_port}",
-                         "--port", str(port), "--workers", str(workers))
+def serve_proxy(client: str, upstream_port: int, port: int) -> None:
+    """The proxy as ``pinsignal proxy`` serves it, with the upstream client ``client``."""
+    import uvicorn
+
+    from pinsignal import MemorySink
+    from pinsignal.config import Config
+    from pinsignal.proxy import ProxySettings, create_app
+
+    settings = ProxySettings(upstream=f"http://127.0.0.1:{upstream_port}")
+    pool = importlib.import_module(CLIENTS[client]).UpstreamPool(settings.upstream, timeout=settings.timeout,
+                                                                 max_connections=settings.max_connections)
+    # Pass-through requests never reach the sink; a memory sink spares the bench a Redis.
+    app = create_app(settings, config=Config(secret=SECRET), upstream=pool, sink=MemorySink())
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False, server_header=False,
+                date_header=False, proxy_headers=False)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -110,130 +189,111 @@ def stream_through(port: int, size: int, pid: int) -> tuple[float, int, int]:
     return time.perf_counter() - started, baseline, peak
 
 
-def callgrind(requests: int) -> float:
-    """User-space instructions per proxied request of the whole proxy process, middleware included.
-
-    The proxy (``pinsignal proxy``, one worker) runs under ``valgrind --tool=callgrind`` in front of
-    the ASGI upstream (not under valgrind), and is warmed up; then its counters are zeroed,
-    ``requests`` requests for the small page are sent over one keep-alive connection from this
-    (unmeasured) process, and the counters are dumped. Start-up is never counted, and the idle
-    ticks of the slowed-down process are measured apart and subtracted.
-    """
-    import http.client
-
-    from support import stop_process
-
-    upstream_port, port = free_port(), free_port()
-    env = {"PINSIGNAL_SECRET": SECRET, "PYTHONHASHSEED": "0"}
-    with tempfile.TemporaryDirectory() as folder, \
-            run_process([sys.executable, __file__, "serve", str(upstream_port)], port=upstream_port):
-        env["PINSIGNAL_DATA_DIR"] = str(Path(folder) / "data")
-        out = Path(folder) / "callgrind.out"
-        process = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                                    *proxy_command(upstream_port, port)], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL, env={**os.environ, **env}, start_new_session=True)
-        try:
-            wait_for_port(port, timeout=300, process=process)
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-
-            def run(count: int) -> None:
-                for _ in range(count):
-                    connection.request("GET", "/")
-                    response = connection.getresponse()
-                    response.read()
-                    assert response.status == 200, response.status
-
-            def counted(action: Any) -> tuple[int, float]:
-                return instructions(process.pid, Path(folder), action)
-
-            run(500)  # warm: the pool, the caches, the allocator
-            idle, idle_seconds = counted(lambda: time.sleep(2))
-            total, elapsed = counted(lambda: run(requests))
-            connection.close()
-            return (total - idle / idle_seconds * elapsed) / requests
-        finally:
-            stop_process(process)
+CASES = {"page": "/page", "json": "/api/products", "hello": "/hello"}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--gigabytes", type=float, default=1.0)
-    parser.add_argument("--callgrind", action="store_true")
-    parser.add_argument("--callgrind-requests", type=int, default=2000)
-    parser.add_argument("--no-wall-clock", action="store_true", help="callgrind figures only")
+    parser.add_argument("--clients", default="httpcore", help="comma-separated: " + ", ".join(CLIENTS))
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
     args = parser.parse_args()
-    if args.callgrind:
-        print(f"callgrind: {callgrind(args.callgrind_requests):,.0f} user-space instructions per proxied request "
-              f"(proxy process, middleware included; start-up and idle subtracted)")
-    if args.no_wall_clock:
-        return 0
+    clients = []
+    for name in args.clients.split(","):
+        try:
+            importlib.import_module(CLIENTS[name])
+        except ImportError:
+            print(f"client {name}: {CLIENTS[name]} is not in this tree; skipped")
+            continue
+        clients.append(name)
+    cases = args.cases.split(",")
 
-    with tempfile.TemporaryDirectory() as folder:
-        root = Path(folder)
-        (root / "www").mkdir()
-        (root / "www" / "index.html").write_bytes(PAGE)
-        env = {"PINSIGNAL_SECRET": SECRET, "PINSIGNAL_DATA_DIR": str(root / "data")}
-        asgi_port, static_port, proxy_asgi, proxy_static, proxy_two = (free_port() for _ in range(5))
-        with run_process([sys.executable, __file__, "serve", str(asgi_port)], port=asgi_port) as asgi_process, \
-                run_process([sys.executable, "-m", "http.server", str(static_port), "--bind", "127.0.0.1",
-                             "--directory", str(root / "www")], port=static_port), \
-                run_process(proxy_command(asgi_port, proxy_asgi), port=proxy_asgi, env=env,
-                            timeout=60) as proxy_process, \
-                run_process(proxy_command(static_port, proxy_static), port=proxy_static, env=env, timeout=60), \
-                run_process(proxy_command(asgi_port, proxy_two, workers=2), port=proxy_two, env=env, timeout=60):
-            for port in (asgi_port, static_port, proxy_asgi, proxy_static, proxy_two):
-                wait_for_port(port)
+    upstream_port = free_port()
+    proxy_ports = {client: free_port() for client in clients}
+    env = {"PINSIGNAL_SECRET": SECRET}
+    with contextlib.ExitStack() as stack:
+        upstream_pid = stack.enter_context(run_process(
+            [sys.executable, __file__, "serve-upstream", str(upstream_port)], port=upstream_port)).pid
+        pids = {client: stack.enter_context(run_process(
+            [sys.executable, __file__, "serve-proxy", client, str(upstream_port), str(port)], port=port, env=env,
+            timeout=60)).pid for client, port in proxy_ports.items()}
+        # CPU per request (microseconds) of each process, beside the rates: it depends much less
+        # than requests/s on what else the machine's cores are doing.
+        cpu: dict[str, list[float]] = {}
 
-            # CPU per request (microseconds) of the upstream and of the proxy, beside the rates:
-            # it depends much less than requests/s on what else the machine's cores are doing.
-            cpu: dict[str, list[float]] = {"upstream, direct": [], "upstream, proxied": [], "proxy": []}
+        def measure(port: int, path: str, key: str, pid: int) -> Any:
+            def run() -> float:
+                before = cpu_seconds(pid)
+                rate = load(port, path=path, seconds=args.seconds, connections=args.connections)
+                cpu.setdefault(key, []).append((cpu_seconds(pid) - before) / (rate * args.seconds) * 1e6)
+                return rate
+            return run
 
-            def measure(port: int, path: str, *processes: tuple[str, int]) -> Any:
-                def run() -> float:
-                    before = [cpu_seconds(pid) for _, pid in processes]
-                    rate = load(port, path=path, seconds=args.seconds, connections=args.connections)
-                    for (name, pid), start in zip(processes, before, strict=True):
-                        cpu[name].append((cpu_seconds(pid) - start) / (rate * args.seconds) * 1e6)
-                    return rate
-                return run
-
-            for port, path in ((proxy_asgi, "/"), (proxy_static, "/index.html"), (proxy_two, "/"), (proxy_two, "/")):
-                load(port, path=path, seconds=1, connections=args.connections)  # warm up pools and imports
-            results = interleaved({
-                "asgi direct": measure(asgi_port, "/", ("upstream, direct", asgi_process.pid)),
-                "asgi proxied": measure(proxy_asgi, "/", ("upstream, proxied", asgi_process.pid),
-                                        ("proxy", proxy_process.pid)),
-                "asgi proxied x2": measure(proxy_two, "/"),
-                "static direct": measure(static_port, "/index.html"),
-                "static proxied": measure(proxy_static, "/index.html"),
-            }, args.rounds)
-            size = int(args.gigabytes * 1024**3)
-            seconds, baseline, peak = stream_through(proxy_asgi, size, proxy_process.pid)
+        runs: dict[str, Any] = {}
+        for case in cases:
+            path = CASES[case]
+            runs[f"{case} direct"] = measure(upstream_port, path, f"{case} upstream direct", upstream_pid)
+            for client, port in proxy_ports.items():
+                load(port, path=path, seconds=1, connections=args.connections)  # warm: pool, imports
+                runs[f"{case} {client}"] = measure(port, path, f"{case} proxy {client}", pids[client])
+        results = interleaved(runs, args.rounds)
+        streamed = {client: stream_through(port, int(args.gigabytes * 1024**3), pids[client])
+                    for client, port in proxy_ports.items()}
 
     generator = "wrk" if WRK else "python multi-process client"
     print(f"load: {generator}, {args.connections} connections, {args.seconds:.0f} s x {args.rounds} rounds "
-          f"interleaved; medians (requests/s); page {len(PAGE)} bytes; cpus {os.cpu_count()}")
-    print(f"{'upstream':<44}{'direct':>8}{'proxied':>9}{'ratio':>7}  target")
-    for name, label in (("asgi", "Python ASGI app (uvicorn), proxy 1 worker"),
-                        ("asgi", "Python ASGI app (uvicorn), proxy 2 workers"),
-                        ("static", "static files (http.server), proxy 1 worker")):
-        key = f"{name} proxied x2" if "2 workers" in label else f"{name} proxied"
-        direct, proxied = median(results[f"{name} direct"]), median(results[key])
-        print(f"{label:<44}{direct:>8.0f}{proxied:>9.0f}{proxied / direct:>7.2f}  >= 0.5")
+          f"interleaved; medians (requests/s); cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    print(f"{'upstream answer':<32}{'direct':>8}" + "".join(f"{client:>10}{'ratio':>7}" for client in clients)
+          + "  target")
+    for case in cases:
+        direct = median(results[f"{case} direct"])
+        line = f"{_label(case):<32}{direct:>8.0f}"
+        for client in clients:
+            proxied = median(results[f"{case} {client}"])
+            line += f"{proxied:>10.0f}{proxied / direct:>7.2f}"
+        print(line + ("  >= 0.5" if case != "hello" else "  (for scale)"))
+    for client in clients[1:]:
+        first = clients[0]
+        print(f"{first} / {client}, requests/s through the proxy: " + ", ".join(
+            f"{case} {median(results[f'{case} {first}']) / median(results[f'{case} {client}']):.2f}"
+            for case in cases))
     for name, values in results.items():
         print(f"  runs {name:<16} " + " ".join(f"{value:.0f}" for value in values))
-    print("CPU per request against the ASGI app (µs, medians): " + ", ".join(
-        f"{name} {median(values):.0f}" for name, values in cpu.items()))
-    print(f"{size / 1024**3:.1f} GB through the proxy in {seconds:.1f} s ({size / seconds / 1e6:.0f} MB/s): "
-          f"proxy RSS {baseline / 1e6:.1f} MB before, peak {peak / 1e6:.1f} MB (target < 100 MB)")
+    print("CPU per request (µs, medians): " + ", ".join(f"{name} {median(values):.0f}" for name, values in cpu.items()))
+    for client, (seconds, baseline, peak) in streamed.items():
+        print(f"{client}: {args.gigabytes:.1f} GB through the proxy in {seconds:.1f} s "
+              f"({args.gigabytes * 1024**3 / seconds / 1e6:.0f} MB/s): proxy RSS {baseline / 1e6:.1f} MB before, "
+              f"peak {peak / 1e6:.1f} MB (target < 100 MB)")
     return 0
 
 
+def _label(case: str) -> str:
+    return {"page": f"templated page ({_page_size()} B)", "json": f"JSON answer ({_json_size()} B)",
+            "hello": "hello world"}[case]
+
+
+def _page_size() -> int:
+    import jinja2
+
+    template = jinja2.Environment(autoescape=True).from_string(TEMPLATE)
+    menu = [{"href": f"/c/{name}", "title": name.title()} for name in ("living", "kitchen", "garden", "sale")]
+    return len(template.render(shop="Maison Lin", heading="Cushions", menu=menu, products=products(24),
+                               intro="Soft furnishings in washed linen, made in Portugal.").encode())
+
+
+def _json_size() -> int:
+    import json
+
+    return len(json.dumps({"page": 1, "count": 12, "products": products(12)}, separators=(",", ":")).encode())
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "serve":
+    if len(sys.argv) == 3 and sys.argv[1] == "serve-upstream":
         serve_upstream(int(sys.argv[2]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "serve-proxy":
+        serve_proxy(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
     else:
         sys.exit(main())
