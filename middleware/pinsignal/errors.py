@@ -4,8 +4,7 @@
     ├── ConfigError            a setting is missing or malformed (one sentence, names the variable)
     ├── EnvelopeError          an incoming event is malformed (``reasons`` lists every problem)
     ├── PipelineLoadError      pipeline files are invalid (``errors`` are ``file:line: message``)
-    ├── QueueUnavailable       Redis could not take or give events; nothing was accepted, try again
-    └── DeliveryError          never raised; kept until ``pinsignal/__init__.py`` stops exporting it
+    └── QueueUnavailable       Redis could not take or give events; nothing was accepted, try again
 
 Trouble reaching Pinterest is never raised: the worker retries it, pauses the account or
 dead-letters the events (``pinsignal.retry.RetryPolicy``).
@@ -15,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["ConfigError", "DeliveryError", "EnvelopeError", "PinSignalError", "PipelineLoadError", "QueueUnavailable"]
+__all__ = ["ConfigError", "EnvelopeError", "PinSignalError", "PipelineLoadError", "QueueUnavailable"]
 
 
 class PinSignalError(Exception):
@@ -53,7 +52,3 @@ class QueueUnavailable(PinSignalError):
         except QueueUnavailable:
             ...  # retry later with the same message_id: it is deduplicated
     """
-
-
-class DeliveryError(PinSignalError):
-    """Never raised: Pinterest trouble is retried, paused or dead-lettered. Going away."""

@@ -95,8 +95,9 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
     """Send a server-side event through the pipelines, enriched from ``request``.
 
     ``event_id`` is ``message_id`` when given, else derived by :func:`event_id_for`. Raw traits
-    are hashed by the pipelines before anything is queued. Raises only when the queue cannot be
-    reached (the event is then not accepted; retry with the same ``message_id``).
+    are hashed by the pipelines before anything is queued. Raises only
+    :class:`~pinsignal.errors.QueueUnavailable`, when Redis cannot take the event (it is then not
+    accepted; retry with the same ``message_id``, which is deduplicated).
 
         result = await track(request, "order_completed", properties={"order_id": "o-1", "revenue": 72.39})
         result.event_id, result.queued
