@@ -103,7 +103,7 @@ def test_shop_is_shipped_in_the_wheel() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     force = project["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
     assert force["examples/shop"] == "pinsignal/demo_shop"
-    from pinsignal.commands.demo import shop_dir
+    from pinsignal.demo import shop_dir
 
     assert shop_dir() == ROOT / "examples" / "shop" or Path(shop_dir()).name == "demo_shop"
     assert (shop_dir() / "__init__.py").exists()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pinsignal.demo import DemoOptions, run_demo, shop_dir
+from pinsignal.demo import DemoOptions, run_demo
 
-__all__ = ["configure", "run", "shop_dir"]  # shop_dir: tests/docs/test_readme.py looks for the shop here
+__all__ = ["configure", "run"]
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
