@@ -264,8 +264,10 @@ def is_expired(event: Any, now: float) -> bool:
 RuleCheck = Callable[[Any, float], "str | None"]
 """One rule on one present value: its problem (without the path), or None. A value of the wrong type
 is the schema's business: a rule passes it."""
-_Rules = dict[str, tuple[bool, "RuleCheck | _Rules"]]
-"""Key -> (whether each item of its array is checked, its rule or the rules of the object below)."""
+_Rules = dict[str, tuple[int, Any]]
+"""Key -> (how, what): how is _VALUE (what: a check of the value), _ITEMS (a check of each item of the
+array), _OBJECT (the rules of the object) or _OBJECTS (the rules of each object of the array)."""
+_VALUE, _ITEMS, _OBJECT, _OBJECTS = range(4)
 
 
 def _apply(rules: _Rules, node: dict[str, Any], at: str, now: float, errors: list[str]) -> None:
@@ -274,20 +276,20 @@ def _apply(rules: _Rules, node: dict[str, Any], at: str, now: float, errors: lis
         entry = rules.get(key)
         if entry is None or value is None:
             continue
-        each, rule = entry
-        if each:
-            if type(value) is list:
-                for index, item in enumerate(value):
-                    if isinstance(rule, dict):
-                        if type(item) is dict:
-                            _apply(rule, item, f"{at}{key}[{index}].", now, errors)
-                    elif problem := rule(item, now):
-                        errors.append(f"{at}{key}[{index}]: {problem}")
-        elif isinstance(rule, dict):
+        how, what = entry
+        if how == _VALUE:
+            if problem := what(value, now):
+                errors.append(f"{at}{key}: {problem}")
+        elif how == _OBJECT:
             if type(value) is dict:
-                _apply(rule, value, f"{at}{key}.", now, errors)
-        elif problem := rule(value, now):
-            errors.append(f"{at}{key}: {problem}")
+                _apply(what, value, f"{at}{key}.", now, errors)
+        elif type(value) is list:
+            for index, item in enumerate(value):
+                if how == _ITEMS:
+                    if problem := what(item, now):
+                        errors.append(f"{at}{key}[{index}]: {problem}")
+                elif type(item) is dict:
+                    _apply(what, item, f"{at}{key}[{index}].", now, errors)
 
 
 def _event_time(value: Any, now: float) -> str | None:
@@ -402,7 +404,8 @@ def _rule_tree(rules: Iterable[tuple[str, Rule]]) -> _Rules:
         node[f"{key}[]" if rule in _EACH_ITEM else key] = RULE_CHECKS[rule]
 
     def freeze(node: dict[str, Any]) -> _Rules:
-        return {key.removesuffix("[]"): (key.endswith("[]"), freeze(sub) if isinstance(sub, dict) else sub)
+        return {key.removesuffix("[]"): ((_OBJECTS if key.endswith("[]") else _OBJECT, freeze(sub))
+                                         if isinstance(sub, dict) else (_ITEMS if key.endswith("[]") else _VALUE, sub))
                 for key, sub in node.items()}
 
     return freeze(tree)
