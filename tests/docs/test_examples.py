@@ -213,7 +213,8 @@ def test_yaml_blocks_load(block: Block, tmp_path: Path) -> None:
 
 def browser_api() -> set[str]:
     script = (ROOT / "middleware" / "pinsignal" / "collector" / "c.js").read_text()
-    return set(re.findall(r"(\w+):function", script))
+    # The methods of the `A={...}` object: `name:function(...)` or an arrow, `name:(a,b)=>` / `name:a=>`.
+    return set(re.findall(r"(\w+):(?:function\b|\([\w,]*\)=>|\w+=>)", script))
 
 
 @pytest.mark.parametrize("block", blocks("html"))
