@@ -78,7 +78,7 @@ ACTION_SOURCES = frozenset({"app_android", "app_ios", "offline", "web"})
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SCHEMA_FILE = Path(__file__).with_name("events_schema.json")
-_HEX_DIGITS = "0123456789abcdef"
+_DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?|-?\.[0-9]+")
 _IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
 
@@ -329,8 +329,7 @@ def _not_empty(value: Any, now: float) -> str | None:
 
 
 def _digest(value: Any, now: float) -> str | None:
-    # str.strip of the hex digits empties exactly the lowercase digests.
-    if type(value) is not str or (len(value) == 64 and not value.strip(_HEX_DIGITS)):
+    if type(value) is not str or _DIGEST(value):
         return None
     return (f"expected a SHA-256 digest (64 lowercase hex characters), got a {len(value)}-character value; "
             "hash it with transform normalised_sha256")
