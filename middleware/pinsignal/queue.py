@@ -274,14 +274,16 @@ class EventQueue:
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def _run_script(self, keys: list[str], args: list[Any]) -> list[int]:
+    async def _run_script(self, key_names: list[str], args: list[Any]) -> list[int]:
         """The enqueue script, on the flusher's own connection, with the client's retries.
 
         Only the flusher task sends it, one round trip at a time, so one connection is enough and
         the pool is skipped: its check-out (a lock, a probe read of the socket) and the client's
-        command dispatch cost more than the round trip itself (116k instructions against 247k
-        through ``Script``). The connection still connects on demand, pings when idle past the
-        health-check interval, and is dropped and retried on connection errors as the client's are.
+        command dispatch add 55% to 120% to the round trip (callgrind, instructions per round trip
+        against those through ``Script``: 167k against 258k on CPython 3.13 with redis-py 6.4,
+        125k against 274k on 3.11 with redis-py 5.3). The connection still connects on demand, pings
+        when idle past the health-check interval, and is dropped and retried on connection errors
+        as the client's are.
         """
         connection = self._connection
         if connection is None:
@@ -289,12 +291,12 @@ class EventQueue:
 
         async def evalsha() -> list[int]:
             try:
-                await connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+                await connection.send_command("EVALSHA", self._script.sha, len(key_names), *key_names, *args)
                 return cast(list[int], await connection.read_response())
             except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and send again
                 await connection.send_command("SCRIPT", "LOAD", _ENQUEUE_LUA)
                 await connection.read_response()
-                await connection.send_command("EVALSHA", self._script.sha, len(keys), *keys, *args)
+                await connection.send_command("EVALSHA", self._script.sha, len(key_names), *key_names, *args)
                 return cast(list[int], await connection.read_response())
 
         async def drop(error: BaseException) -> None:
