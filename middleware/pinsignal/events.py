@@ -271,7 +271,7 @@ def _check_names(out: dict[str, Any], kind: object, reasons: list[str]) -> None:
             value = out.get(key)
             if value is not None and (type(value) is not str or len(value) > MAX_ID):
                 reasons.append(f"{key}: expected a string of at most {MAX_ID} characters, got {_show(value)}")
-    else:  # (tests before deleting: most events have neither, and a test is cheaper than a pop call)
+    else:  # most events have neither: a test is cheaper than pop(key, None) (on 3.11 and 3.13 alike)
         if "name" in out:
             del out["name"]
         if "category" in out:
@@ -315,7 +315,7 @@ def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
             elif kind is dict or kind is list:
                 if not _fits(item, depth + 1):
                     return False
-            elif kind is not float or not _isfinite(item):
+            elif kind is not float or not math.isfinite(item):
                 return False
         return True
     if len(value) > MAX_ITEMS:
@@ -330,7 +330,7 @@ def _fits(value: dict[str, Any] | list[Any], depth: int) -> bool:
         elif kind is dict or kind is list:
             if not _fits(item, depth + 1):
                 return False
-        elif kind is not float or not _isfinite(item):
+        elif kind is not float or not math.isfinite(item):
             return False
     return True
 
@@ -345,7 +345,7 @@ def _short_json(value: dict[str, Any], depth: int) -> bool:
     strings only add to it). ``False`` says only "walk it".
     """
     try:
-        text = _dumps(value)
+        text = orjson.dumps(value)
     except TypeError:  # e.g. nested deeper than orjson writes
         return False
     return len(text) <= _SHORT and text.count(b"{") + text.count(b"[") <= MAX_DEPTH - depth + 1
@@ -387,8 +387,6 @@ def _fits_decoded(value: dict[str, Any] | list[Any], depth: int) -> bool:
     return True
 
 
-_isfinite = math.isfinite
-_dumps = orjson.dumps
 _SHORT = min(MAX_ID, MAX_STRING, 4 * MAX_KEYS, 2 * MAX_ITEMS)
 _SCALAR_TYPES = frozenset({int, bool, type(None)})
 
