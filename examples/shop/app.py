@@ -36,10 +36,9 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from pinsignal import identify, track
+from pinsignal import TagCall, identify, tag_call, track
 from pinsignal.asgi import PinSignalMiddleware
 from pinsignal.config import Config
-from pinsignal.tag import TagCall, tag_call
 
 from . import catalog
 from .pages import js, layout, money, on_load, product_properties

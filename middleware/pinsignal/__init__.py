@@ -18,6 +18,7 @@ if typing.TYPE_CHECKING:
     from pinsignal.collector.sink import MemorySink, Sink
     from pinsignal.config import Config
     from pinsignal.errors import ConfigError, EnvelopeError, PinSignalError, PipelineLoadError, QueueUnavailable
+    from pinsignal.tag import TagCall, tag_call
     from pinsignal.tracking import TrackResult, event_id_for, identify, script_url, track
 
 __version__ = "0.1.0"
@@ -32,10 +33,12 @@ __all__ = [
     "PipelineLoadError",
     "QueueUnavailable",
     "Sink",
+    "TagCall",
     "TrackResult",
     "event_id_for",
     "identify",
     "script_url",
+    "tag_call",
     "track",
 ]
 
@@ -50,10 +53,12 @@ _HOMES = {
     "PipelineLoadError": "pinsignal.errors",
     "QueueUnavailable": "pinsignal.errors",
     "Sink": "pinsignal.collector.sink",
+    "TagCall": "pinsignal.tag",
     "TrackResult": "pinsignal.tracking",
     "event_id_for": "pinsignal.tracking",
     "identify": "pinsignal.tracking",
     "script_url": "pinsignal.tracking",
+    "tag_call": "pinsignal.tag",
     "track": "pinsignal.tracking",
 }
 

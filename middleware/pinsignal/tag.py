@@ -4,6 +4,8 @@ A conversion sent by ``track()`` on the server (a checkout, a sign-up) can also 
 Tag on the page that follows, with the same ``event_id``, so Pinterest counts it once. The helper
 renders the Tag's call for exactly the events the server sent:
 
+    from pinsignal import tag_call, track
+
     result = await track(request, "order_completed", properties=..., message_id=f"order-{order.id}")
     ...
     # in the order page's template (Jinja2 sees it as safe HTML; elsewhere it is a plain str):
