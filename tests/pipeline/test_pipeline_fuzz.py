@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from pinsignal.config import shipped_pipelines_dir
 from pinsignal.errors import EnvelopeError, PipelineLoadError
 from pinsignal.events import parse_envelope
-from pinsignal.pinterest import contract
+from pinsignal.pinterest import contract, schema
 from pinsignal.pipeline import Engine, RequestContext, load_pipeline_text, load_pipelines
 
 DATA = Path(__file__).parent / "data"
@@ -91,8 +91,8 @@ def test_the_yes_or_no_agrees_with_the_messages(path: tuple[str, ...], value: An
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
-    messages = contract._messages("event", event, "")
-    assert contract._shape_ok(contract._event_shape, event) == (not messages), messages
+    messages = schema.event_errors(event)
+    assert schema.event_ok(event) == (not messages), messages
 
 
 LINE = re.compile(r"^.+:\d+: \S")

@@ -9,10 +9,8 @@ Two layers, usable separately:
   ``scripts/extract_events_schema.py``): required fields, types, ``additionalProperties: false``
   (on the event, ``custom_data``, ``contents[]``, ``app_info``, ``device_info``; not on
   ``user_data``), enums and ranges, nullable fields, and the minimum match keys (``em``, or
-  ``hashed_maids``, or ``client_ip_address`` with ``client_user_agent``). The OpenAPI schema is
-  turned into JSON Schema (draft 4) once, and both answers come from that one document: the
-  yes/no of every event from fastjsonschema, and for an event it refuses, the messages from
-  jsonschema's errors (imported on the first refusal).
+  ``hashed_maids``, or ``client_ip_address`` with ``client_user_agent``): the yes/no of every
+  event and, for one it refuses, the reasons, both from one JSON Schema document (``schema.py``).
 * :func:`rule_errors` checks the documented rules the schema cannot say, one per row of the
   field table (``fields.py`` :data:`~pinsignal.pinterest.fields.RULES`): ``event_time`` in Unix
   seconds, at most :data:`MAX_EVENT_AGE` old and at most :data:`MAX_FUTURE_SKEW` ahead, a known
@@ -30,17 +28,13 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
-from functools import cache
-from pathlib import Path
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import fastjsonschema
-
 from pinsignal.pinterest.fields import HASHED_FIELDS, MONEY_FIELDS, RULES, Rule
+from pinsignal.pinterest.schema import SCHEMA_FILE, event_errors, event_ok, request_errors, request_ok, show
 
 __all__ = [
     "ACTION_SOURCES",
@@ -76,82 +70,10 @@ STANDARD_EVENT_NAMES = SPEC_EVENT_NAMES | frozenset(
 """Every standard ``event_name``: the spec's 15 plus the 7 added to Pinterest's tag in 2026."""
 ACTION_SOURCES = frozenset({"app_android", "app_ios", "offline", "web"})
 
-INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-_SCHEMA_FILE = Path(__file__).with_name("events_schema.json")
+_SCHEMA_FILE = SCHEMA_FILE
 _DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?|-?\.[0-9]+")
 _IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
-
-
-def show(value: object, limit: int = 60) -> str:
-    """A short, JSON-flavoured rendering of a bad value for an error message."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list | tuple):
-        return f"an array of {len(value)}"
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# ------------------------------------------------------------------ the shape
-
-
-def _json_schema(node: Any) -> Any:
-    """An OpenAPI 3.0 schema node as JSON Schema draft 4, with the same constraints."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _json_schema(value) for key, value in node.items() if key not in ("nullable", "format", "anyOf")}
-    if node.get("type") == "integer":  # Pinterest's integers are int64
-        out.setdefault("minimum", INT64_MIN)
-        out.setdefault("maximum", INT64_MAX)
-    if node.get("nullable"):
-        out["type"] = [node["type"], "null"]
-    branches = node.get("anyOf")
-    if branches is not None:
-        refs = {branch.get("$ref") for branch in branches}
-        if len(refs) == 1 and all(branch.keys() == {"$ref", "required"} for branch in branches):
-            # user_data: one shape with alternative sets of required keys. Checked as the shape and
-            # then the alternatives, so that a shape error is reported as itself, once.
-            out["allOf"] = [{"$ref": refs.pop()}]
-            out["anyOf"] = [{"required": branch["required"]} for branch in branches]
-        else:
-            out["anyOf"] = _json_schema(branches)
-    if "$ref" in out and len(out) > 1:  # draft 4 ignores the keywords beside a $ref
-        out = {"allOf": [{"$ref": out.pop("$ref")}, out]}
-    # Messages come in keyword order: the type, then missing fields, then each field's problems.
-    first = ("type", "required", "properties", "additionalProperties")
-    return {key: out[key] for key in (*first, *sorted(out.keys() - set(first))) if key in out}
-
-
-def _documents() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The JSON Schema documents of one event (``data[i]``) and of a whole request body."""
-    document = json.loads(_SCHEMA_FILE.read_text(encoding="utf-8"))
-    # Pinterest's "$ref": "#/components/schemas/X" resolve within each document as they are.
-    common = {"$schema": "http://json-schema.org/draft-04/schema#",
-              "components": {"schemas": _json_schema(document["schemas"])}}
-    request = _json_schema(document["schemas"][document["root"]])
-    return {**request["properties"]["data"]["items"], **common}, {**request, **common}
-
-
-_EVENT_SCHEMA, _REQUEST_SCHEMA = _documents()
-_event_shape = fastjsonschema.compile(_EVENT_SCHEMA)
-_request_shape = fastjsonschema.compile(_REQUEST_SCHEMA)
-
-
-def _shape_ok(shape: Callable[[Any], Any], value: Any) -> bool:
-    try:
-        shape(value)
-    except fastjsonschema.JsonSchemaException:
-        return False
-    return True
 
 
 def schema_errors(event: Any, *, path: str = "") -> list[str]:
@@ -160,72 +82,14 @@ def schema_errors(event: Any, *, path: str = "") -> list[str]:
     >>> schema_errors({"event_name": "checkout"})[0]
     'action_source: required field is missing'
     """
-    if _shape_ok(_event_shape, event):
-        return []
-    return _messages("event", event, path)
+    return [] if event_ok(event) else event_errors(event, path)
 
 
 def request_schema_errors(body: Any) -> list[str]:
     """Shape problems of a whole request body ``{"data": [...]}`` (paths like ``data[0].event_id``)."""
     if type(body) is not dict:
         return [f'request body: expected an object like {{"data": [...]}}, got {show(body)}']
-    if _shape_ok(_request_shape, body):
-        return []
-    return _messages("request", body, "")
-
-
-@cache
-def _explainer(which: str) -> Any:
-    # jsonschema is needed only to explain a refusal: imported then, once per document.
-    import jsonschema
-
-    return jsonschema.Draft4Validator(_EVENT_SCHEMA if which == "event" else _REQUEST_SCHEMA)
-
-
-def _messages(which: str, value: Any, path: str) -> list[str]:
-    errors = _explainer(which).iter_errors(value)
-    return list(dict.fromkeys(message for error in errors for message in _explain(error, path)))
-
-
-_TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
-               "array": "an array", "object": "an object"}
-
-
-def _explain(error: Any, prefix: str) -> Iterator[str]:
-    """Our sentences for one jsonschema error (one per missing or unknown field)."""
-    path = prefix
-    for key in error.absolute_path:
-        path = f"{path}[{key}]" if type(key) is int else f"{path}.{key}" if path else str(key)
-    keyword, expected, value = error.validator, error.validator_value, error.instance
-    at = f"{path}." if path else ""
-    if keyword == "type":
-        wanted = expected[0] if isinstance(expected, list) else expected
-        yield f"{path or 'event'}: expected {_TYPE_NAMES[wanted]}, got {show(value)}"
-    elif keyword == "required":
-        yield from (f"{at}{name}: required field is missing" for name in expected if name not in value)
-    elif keyword == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", ()))
-        for key in value:
-            if key not in allowed:
-                guess = difflib.get_close_matches(str(key), allowed, n=1)
-                hint = f"; did you mean {guess[0]!r}?" if guess else f"; allowed: {', '.join(allowed)}"
-                yield f"{at}{key}: unknown field{hint}"
-    elif keyword == "anyOf" and all(branch.keys() == {"required"} for branch in expected):
-        wording = ", or ".join(" with ".join(branch["required"]) for branch in expected)
-        yield f"{path}: needs at least one match key: {wording}"
-    elif keyword == "enum":
-        yield f"{path}: expected one of {', '.join(map(str, expected))}, got {show(value)}"
-    elif keyword == "maxLength":
-        yield f"{path}: expected at most {expected} characters, got {len(value)}"
-    elif keyword in ("minimum", "maximum"):
-        bound = "at least" if keyword == "minimum" else "at most"
-        yield f"{path}: expected a value of {bound} {expected}, got {show(value)}"
-    elif keyword == "minItems":
-        yield f"{path}: expected at least {expected} item(s), got {len(value)}"
-    elif keyword == "maxItems":
-        yield f"{path}: expected at most {expected} items, got {len(value)}"
-    else:  # pragma: no cover - a keyword Pinterest's schema does not use today
-        yield f"{path or 'event'}: {error.message}"
+    return [] if request_ok(body) else request_errors(body)
 
 
 # ------------------------------------------------------------------ the rules

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pinsignal.pinterest import contract
-from pinsignal.pinterest.contract import show
+from pinsignal.pinterest.schema import show
 from pinsignal.sandbox.settings import SandboxSettings
 
 __all__ = ["BatchVerdict", "EventVerdict", "judge_batch", "schema_problems", "top_level_error"]
