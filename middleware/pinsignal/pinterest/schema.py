@@ -44,13 +44,16 @@ def show(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _json_schema(node: Any) -> Any:
-    """An OpenAPI 3.0 schema node as JSON Schema draft 4, with the same constraints."""
-    if isinstance(node, list):
-        return [_json_schema(item) for item in node]
-    if not isinstance(node, dict):
-        return node
-    out = {key: _json_schema(value) for key, value in node.items() if key not in ("nullable", "format", "anyOf")}
+def _json_schema(node: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI 3.0 schema (the keywords Pinterest's uses) as JSON Schema draft 4, with the same constraints."""
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        if key == "properties":
+            out[key] = {name: _json_schema(sub) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = _json_schema(value)
+        elif key not in ("nullable", "format", "anyOf"):  # format: only int64, kept as bounds below
+            out[key] = value
     if node.get("type") == "integer":  # Pinterest's integers are int64
         out.setdefault("minimum", INT64_MIN)
         out.setdefault("maximum", INT64_MAX)
@@ -65,10 +68,10 @@ def _json_schema(node: Any) -> Any:
             out["allOf"] = [{"$ref": refs.pop()}]
             out["anyOf"] = [{"required": branch["required"]} for branch in branches]
         else:
-            out["anyOf"] = _json_schema(branches)
+            out["anyOf"] = [_json_schema(branch) for branch in branches]
     if "$ref" in out and len(out) > 1:  # draft 4 ignores the keywords beside a $ref
         out = {"allOf": [{"$ref": out.pop("$ref")}, out]}
-    # Messages come in keyword order: the type, then missing fields, then each field's problems.
+    # Reasons come in keyword order: the type, then missing fields, then each field's problems.
     first = ("type", "required", "properties", "additionalProperties")
     return {key: out[key] for key in (*first, *sorted(out.keys() - set(first))) if key in out}
 
@@ -78,7 +81,7 @@ def _documents() -> tuple[dict[str, Any], dict[str, Any]]:
     document = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     # Pinterest's "$ref": "#/components/schemas/X" resolve within each document as they are.
     common = {"$schema": "http://json-schema.org/draft-04/schema#",
-              "components": {"schemas": _json_schema(document["schemas"])}}
+              "components": {"schemas": {name: _json_schema(node) for name, node in document["schemas"].items()}}}
     request = _json_schema(document["schemas"][document["root"]])
     return {**request["properties"]["data"]["items"], **common}, {**request, **common}
 
