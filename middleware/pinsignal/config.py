@@ -71,6 +71,13 @@ class Config:
     http_timeout: float = 10.0
     batch_max_wait: float = 0.5
     metrics_port: int | None = None
+    # seeing what Pinterest sees (DESIGN 8.3)
+    trace_maxlen: int = 20_000
+    quarantine_max: int = 10_000
+    quarantine_days: float = 7.0
+    quarantine_unmatched: bool = False
+    admin_token: str | None = field(default=None, repr=False)
+    read_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.ad_account_id is not None and not _AD_ACCOUNT_RE.match(self.ad_account_id):
@@ -110,6 +117,17 @@ class Config:
             raise ConfigError(f"PINSIGNAL_BATCH_MAX_WAIT must not be negative, got {self.batch_max_wait}.")
         if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"PINSIGNAL_METRICS_PORT must be a port number, got {self.metrics_port}.")
+        if self.trace_maxlen < 0:
+            raise ConfigError(f"PINSIGNAL_TRACE_MAXLEN must be 0 (no trace) or more, got {self.trace_maxlen}.")
+        if self.quarantine_max < 0:
+            raise ConfigError(f"PINSIGNAL_QUARANTINE_MAX must be 0 (no quarantine) or more, got {self.quarantine_max}.")
+        if self.quarantine_days <= 0:
+            raise ConfigError(
+                f"PINSIGNAL_QUARANTINE_DAYS must be a positive number of days, got {self.quarantine_days}.")
+        if self.admin_token is not None and len(self.admin_token.strip()) < 16:
+            raise ConfigError("PINSIGNAL_ADMIN_TOKEN must be at least 16 characters long; use a long random string.")
+        if self.read_token is not None and not self.read_token.strip():
+            raise ConfigError("PINTEREST_READ_TOKEN is set but empty; set an ads:read token or unset it.")
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("PINSIGNAL_SECRET must be at least 16 characters long; use a long random string.")
         if self.secret is not None and _is_placeholder(self.secret):
@@ -215,6 +233,12 @@ ENVIRONMENT: dict[str, str] = {
     "http_timeout": "PINSIGNAL_HTTP_TIMEOUT",
     "batch_max_wait": "PINSIGNAL_BATCH_MAX_WAIT",
     "metrics_port": "PINSIGNAL_METRICS_PORT",
+    "trace_maxlen": "PINSIGNAL_TRACE_MAXLEN",
+    "quarantine_max": "PINSIGNAL_QUARANTINE_MAX",
+    "quarantine_days": "PINSIGNAL_QUARANTINE_DAYS",
+    "quarantine_unmatched": "PINSIGNAL_QUARANTINE_UNMATCHED",
+    "admin_token": "PINSIGNAL_ADMIN_TOKEN",
+    "read_token": "PINTEREST_READ_TOKEN",
 }
 
 _PARSERS = {"default_country": str.upper}

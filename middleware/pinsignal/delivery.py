@@ -39,10 +39,12 @@ from pinsignal import keys
 from pinsignal.config import Config
 from pinsignal.dlq import DeadLetter, DeadLetters, Reason
 from pinsignal.errors import ConfigError
+from pinsignal.insight import DeliveryTrace
 from pinsignal.metrics import MATCH_KEYS, Metrics, match_key_mask
 from pinsignal.pinterest.client import PinterestClient, SendResult
 from pinsignal.queue import awaited
 from pinsignal.ratelimit import TokenBucket
+from pinsignal.trace import TraceWriter
 
 __all__ = ["Delivery", "Entry"]
 
@@ -121,6 +123,7 @@ class Delivery:
         self.metrics = metrics or Metrics()
         self.bucket = bucket or TokenBucket(redis)
         self.letters = DeadLetters(redis)
+        self.trace = DeliveryTrace(TraceWriter(redis, config.trace_maxlen), self.metrics.insight, self.account)
         self._done_script = redis.register_script(_DONE_LUA)
         self.batch_size = config.batch_size
         self.max_wait = config.batch_max_wait
@@ -291,6 +294,7 @@ class Delivery:
         body = b'{"data":[' + b",".join(entry.raw for entry in entries) + b"]}"
         started = time.perf_counter()
         result = await self.client.send(self.account, body, len(entries))
+        self.trace.attempt(entries, result)
         self.metrics.request_seconds.observe(time.perf_counter() - started)
         self.metrics.requests.labels(str(result.status or result.reason)).inc()
         if result.action == "ok":
@@ -342,6 +346,7 @@ class Delivery:
         for entry in finished:
             entry.done = True
         self._count(delivered, dead)
+        self.trace.settled(delivered, dead)
 
     def _count(self, delivered: list[Entry], dead: list[tuple[Entry, Reason, str]]) -> None:
         now = time.time()

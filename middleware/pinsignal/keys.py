@@ -16,6 +16,9 @@ dead-lettered, so ``tests/delivery/test_keys.py`` holds each to its value.
 | ``pinsignal:ratelimit:<account>`` | hash | the account's token bucket |
 | ``pinsignal:backoff:<account>`` | string, the back-off | set while every worker holds off |
 | ``pinsignal:arq`` (and arq's own keys under it) | arq | arq's queue and health check |
+| ``pinsignal:trace`` | stream, capped | every stage of every event's life, hashed only |
+| ``pinsignal:quarantine``, ``:quarantine:index`` | hash, zset | events refused after intake, hashed, expiring |
+| ``pinsignal:warnings`` | hash | Pinterest's warnings by ``<event_name>|<kind>`` |
 
 ::
 
@@ -33,8 +36,12 @@ __all__ = [
     "DLQ_REASONS",
     "GROUP",
     "PAUSED",
+    "QUARANTINE",
+    "QUARANTINE_INDEX",
     "STREAMS",
+    "TRACE",
     "UNASSIGNED_ACCOUNT",
+    "WARNINGS",
     "account_of",
     "backoff",
     "probe",
@@ -52,6 +59,10 @@ DLQ_INDEX = "pinsignal:dlq:index"
 DLQ_REASONS = "pinsignal:dlq:reasons"
 PAUSED = "pinsignal:paused"
 ARQ_QUEUE = "pinsignal:arq"
+TRACE = "pinsignal:trace"  # capped stream: one entry per stage of an event's life (pinsignal.trace)
+QUARANTINE = "pinsignal:quarantine"  # quarantine id -> the refused event, hashed (pinsignal.quarantine)
+QUARANTINE_INDEX = "pinsignal:quarantine:index"  # zset: quarantine id by time refused
+WARNINGS = "pinsignal:warnings"  # hash: "<event_name>|<warning kind>" -> count (pinsignal.insight)
 
 # The account part of the stream a web process without ``PINTEREST_AD_ACCOUNT_ID`` queues into;
 # every worker reads it too and delivers it to its own account.

@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from pinsignal.insight import InsightMetrics
 from pinsignal.pinterest.fields import MATCH_KEY_FIELDS, MATCH_KEYS
 
 __all__ = ["MATCH_KEYS", "Metrics", "MetricsServer", "SharedState", "match_key_mask", "match_keys"]
@@ -144,6 +145,7 @@ class Metrics:
         self.request_seconds = Histogram("pinsignal_request_seconds", "Duration of one request to Pinterest.",
                                          registry=self.registry)
         self.registry.register(_SharedCollector(self))
+        self.insight = InsightMetrics(self.registry)  # warnings, match keys per event, refusals (DESIGN 8.3)
         for key in MATCH_KEYS:  # present at zero so coverage ratios exist from the start
             self.match_keys.labels(key)
 

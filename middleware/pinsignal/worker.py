@@ -36,6 +36,7 @@ from pinsignal import keys
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
 from pinsignal.errors import ConfigError
+from pinsignal.insight import refresh_insight
 from pinsignal.metrics import Metrics, MetricsServer
 from pinsignal.pinterest.client import PinterestClient
 from pinsignal.retry import RetryPolicy
@@ -66,6 +67,7 @@ async def refresh_shared(redis: aioredis.Redis, metrics: Metrics) -> None:
     shared.duplicates = {key.split(":", 1)[1]: value for key, value in status.counters.items()
                          if key.startswith("duplicates:")}
     shared.paused = {account: str(info.get("status")) for account, info in status.paused.items()}
+    await refresh_insight(redis, metrics.insight, status.counters, [keys.stream(a.account) for a in status.accounts])
 
 
 async def sweep(ctx: dict[str, Any]) -> None:
@@ -152,6 +154,7 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         server: MetricsServer | None = ctx.get("metrics_server")
         if server is not None:
             await server.close()
+        await delivery.trace.writer.flush()
         await ctx["client"].aclose()
         await ctx["delivery_redis"].aclose()
         logger.info("worker stopped")

@@ -35,8 +35,10 @@ from pinsignal.cookies import (
 from pinsignal.errors import EnvelopeError
 from pinsignal.events import parse_envelope
 from pinsignal.pipeline import RequestContext
+from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
 
-from .sink import Sink
+from .observer import MemoryObserver, Observer, RedisObserver
+from .sink import MemorySink, Sink
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
@@ -160,10 +162,15 @@ def identity_keys(user_id: object, traits: Mapping[str, Any] | None, *, default_
 class Intake:
     """Everything a request needs to turn raw events into queued ones; one per middleware."""
 
-    def __init__(self, config: Config, *, sink: Sink, engine: Engine | None = None) -> None:
+    def __init__(self, config: Config, *, sink: Sink, engine: Engine | None = None,
+                 observer: Observer | None = None) -> None:
         secret = config.require_secret()
         self.config = config
         self.sink = sink
+        # the trace, refusal counters and quarantine (pinsignal.trace): Redis beside the queue,
+        # memory beside a MemorySink
+        self.observer = observer or (MemoryObserver(config) if isinstance(sink, MemorySink) else RedisObserver(config))
+        self.account = config.ad_account_id or "default"
         if engine is None:
             from pinsignal.pipeline import Engine
 
@@ -182,11 +189,13 @@ class Intake:
         if not self._opened:
             await self.sink.open()
             self._opened = True
+            await self.observer.open()
 
     async def close(self) -> None:
         if self._opened:
             self._opened = False
             await self.sink.close()
+        await self.observer.close()
 
     def visitor(self, scope: Scope) -> VisitorRequest:
         return VisitorRequest.from_scope(scope, self.proxies)
@@ -205,9 +214,12 @@ class Intake:
         the envelope's size walk can leave out the type tests (see ``parse_envelope``).
         """
         outcome = IntakeResult()
+        debug = visitor.cookies.get(DEBUG_COOKIE)
+        seen = self.observer.request(valid_debug_code(debug) if debug is not None else None)
         if visitor.user_agent is not None and self.bots.is_bot(visitor.user_agent):
             for index, raw in enumerate(raws):
                 outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
+            seen.refused(None, None, "bot", "known crawler", count=len(raws))
             await self.sink.incr("dropped_bot", len(raws))
             return outcome
         consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
@@ -229,7 +241,7 @@ class Intake:
         newest_epik = visitor.epik
         remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
-        pending: list[tuple[int, str, dict[str, Any]]] = []
+        pending: list[tuple[str, str, dict[str, Any]]] = []
         refused = invalid = 0
         identity = dict(remembered)  # an identify early in a batch already counts for the events after it
         process = self.engine.process
@@ -240,14 +252,18 @@ class Intake:
                 continue
             verdict = _event_verdict(consent, raw, request_verdict)
             if verdict != "granted":
-                outcome.rejected.append(_rejection(index, raw, [_CONSENT_REASONS[verdict]]))
+                rejection = _rejection(index, raw, [_CONSENT_REASONS[verdict]])
+                outcome.rejected.append(rejection)
+                seen.refused(rejection["id"], raw.get("event"), "consent", _CONSENT_REASONS[verdict])
                 refused += 1
                 continue
             try:
                 envelope = parse_envelope(raw, received_at=received_at, context=_server_context(raw, visitor),
                                           decoded=decoded)
             except EnvelopeError as exc:
-                outcome.rejected.append(_rejection(index, raw, exc.reasons))
+                rejection = _rejection(index, raw, exc.reasons)
+                outcome.rejected.append(rejection)
+                seen.refused(rejection["id"], raw.get("event"), "invalid_envelope", "; ".join(exc.reasons))
                 invalid += 1
                 continue
             if envelope["type"] == "identify":
@@ -257,20 +273,31 @@ class Intake:
             if renew:
                 newest_epik = _page_epik(envelope) or newest_epik
             reasons: list[str] = []
-            for produced in process(envelope, request):
+            made = process(envelope, request)
+            seen.received(envelope, made)
+            for produced in made:
                 if produced.valid:
-                    pending.append((index, envelope["message_id"], produced.event))
+                    pending.append((envelope["message_id"], produced.pipeline, produced.event))
                 else:
                     reasons.extend(f"{produced.pipeline}: {error}" for error in produced.errors)
             if reasons:
                 outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
+                seen.invalid(envelope, reasons, request, self.config)
                 invalid += 1
             else:
+                if not made:
+                    seen.unmatched(envelope, request, self.config)
                 outcome.accepted.append(envelope["message_id"])
         if pending:
             outcome.events = [event for _, _, event in pending]
             result = await self.sink.enqueue(outcome.events)
             outcome.queued, outcome.duplicates = result.queued, result.duplicates
+            if seen.tracing:
+                duplicates = set(result.duplicates)
+                for message_id, pipeline, event in pending:
+                    seen.queued(message_id, pipeline, event, self.account,
+                                duplicate=bool(duplicates) and str(event["event_id"]) in duplicates)
+        await seen.done()
         if renew:
             if newest_epik is None:
                 cookie = visitor.cookies.get(EPIK_COOKIE)

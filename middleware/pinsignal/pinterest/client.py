@@ -95,8 +95,7 @@ def parse_response(response: httpx.Response, batch_size: int, policy: RetryPolic
     except orjson.JSONDecodeError:
         body = None
     if status == 200:
-        if isinstance(body, dict) and body.get("num_events_processed") == batch_size:
-            return SendResult("ok", status, "ok")            # all processed: no need to read each status
+        # read every status even when all were processed: each may carry a warning_message
         statuses = _statuses(body) or []
         if statuses and len(statuses) != batch_size:
             logger.warning("Pinterest listed %d statuses for a batch of %d events", len(statuses), batch_size)

@@ -1,0 +1,333 @@
+"""The trace: every stage of every event's life, hashed only, in one capped Redis stream.
+
+Web processes write ``received``, ``refused``, ``quarantined``, ``queued`` and ``duplicate``;
+workers write ``sent`` (each attempt, with Pinterest's answer), ``warning``, ``delivered``,
+``failed`` and ``dead_lettered``. ``pinsignal tail``, ``pinsignal inspector`` and ``pinsignal
+quality`` read it::
+
+    writer = TraceWriter(redis, maxlen=20_000)   # one per process
+    writer.add({"stage": "queued", "event_id": "o-1", ...})   # returns at once; flushed in the background
+    await writer.close()
+
+    for record in await read_recent(redis, count=500): ...
+
+Recording must cost the collector next to nothing, so ``add`` only encodes the record and appends
+it to a buffer; one Lua call per ``FLUSH_SECONDS`` (or per ``FLUSH_RECORDS`` records) appends
+everything buffered with ``XADD ... MAXLEN ~ maxlen``, together with the counters that were
+buffered beside it. The trace is best-effort: a Redis failure drops the buffer (logged at most
+every 30 seconds) and never fails a request or a delivery.
+
+A record is one JSON object (field ``r`` of the stream entry): ``at`` (Unix seconds), ``stage``,
+and what the stage knows: ``message_id`` (the incoming event's id), ``event`` (its name),
+``event_name``/``event_id`` (the Pinterest event's), ``pipeline``, ``account``, ``reason``,
+``status``, ``warning``, ``kinds``, ``attempt``, ``latency``, ``keys`` (match keys carried),
+``debug`` (the visitor's ``_psdebug`` code), ``envelope`` (hashed) and ``pinterest`` (the v5 event,
+hashed by construction). Raw emails, phones, names and ids never reach it: see :func:`hashed_envelope`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import struct
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from pinsignal import keys
+
+__all__ = [
+    "DEBUG_COOKIE",
+    "REFUSAL_REASONS",
+    "STAGES",
+    "TraceWriter",
+    "follow",
+    "format_record",
+    "hashed_envelope",
+    "memory_usage",
+    "read_all",
+    "read_recent",
+    "record_matches",
+    "valid_debug_code",
+]
+
+logger = logging.getLogger("pinsignal.trace")
+
+STAGES = ("received", "refused", "quarantined", "queued", "duplicate", "sent", "warning", "delivered", "failed",
+          "dead_lettered")
+"""Every stage, in the order an event meets them."""
+
+REFUSAL_REASONS = ("bot", "consent", "invalid_envelope", "no_pipeline", "invalid_event")
+"""Why the collector refused an event (``refused:<reason>`` counters, ``pinsignal_events_refused_total``)."""
+
+DEBUG_COOKIE = "_psdebug"
+"""The inspector's "only my browser" cookie: a random code, copied into the trace of that browser's events."""
+_DEBUG_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
+
+FLUSH_SECONDS = 0.05
+FLUSH_RECORDS = 1000
+
+# KEYS[1] the trace stream, KEYS[2] the counters hash, KEYS[3] the warnings hash. ARGV[1] maxlen,
+# ARGV[2] records (each a 4-byte big-endian length then the JSON), ARGV[3] counters and ARGV[4]
+# warnings, each as "field=amount" lines. One argument per kind: redis-py copies its buffer per
+# argument, which costs more than the records themselves.
+_FLUSH_LUA = """
+local blob = ARGV[2]
+local pos = 1
+local size = #blob
+local written = 0
+while pos <= size do
+  local length = struct.unpack('>I4', blob, pos)
+  pos = pos + 4
+  if tonumber(ARGV[1]) > 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', string.sub(blob, pos, pos + length - 1))
+  end
+  pos = pos + length
+  written = written + 1
+end
+for i = 3, 4 do
+  for field, amount in string.gmatch(ARGV[i], '([^\\n]+)=(%d+)') do
+    redis.call('HINCRBY', KEYS[i - 1], field, amount)
+  end
+end
+return written
+"""
+
+_LENGTH = struct.Struct(">I")
+
+
+def valid_debug_code(value: str | None) -> str | None:
+    """The ``_psdebug`` code if it is one the inspector could have made, else ``None`` (never reflected)."""
+    return value if value is not None and _DEBUG_RE.match(value) else None
+
+
+def _digest(value: object) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# identify()/track() trait -> the user_data key whose (normalised) hash stands for it
+_TRAIT_KEYS = {"email": "em", "phone": "ph", "first_name": "fn", "firstName": "fn", "last_name": "ln",
+               "lastName": "ln", "gender": "ge", "birthday": "db", "city": "ct", "state": "st", "zip": "zp",
+               "postal_code": "zp", "postalCode": "zp", "country": "country"}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _hash_traits(traits: Mapping[str, Any], user_data: Mapping[str, Any]) -> dict[str, Any]:
+    hashed: dict[str, Any] = {}
+    for name, value in traits.items():
+        if isinstance(value, bool | int | float) or value is None:
+            hashed[name] = value
+            continue
+        key = _TRAIT_KEYS.get(name)
+        known = user_data.get(key) if key else None
+        if type(known) is list and known and type(known[0]) is str:
+            hashed[name] = known[0]  # the normalised hash the pipeline sent, not a second one
+        elif type(value) is str and _HEX64.match(value):
+            hashed[name] = value
+        elif isinstance(value, Mapping):
+            hashed[name] = _hash_traits(value, {})
+        else:
+            hashed[name] = _digest(value)
+    return hashed
+
+
+def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The envelope as the trace keeps it: ``traits`` (and ``context.traits``) and ``user_id`` hashed.
+
+    A trait that a pipeline turned into a match key shows that key's normalised SHA-256 (taken from
+    ``user_data``, so nothing is hashed twice); any other string trait is SHA-256 of the value as
+    received. Numbers and booleans stay. IP, user agent and page stay as the queued event has them.
+    """
+    user_data = user_data or {}
+    copy = dict(envelope)
+    traits = copy.get("traits")
+    if isinstance(traits, Mapping) and traits:
+        copy["traits"] = _hash_traits(traits, user_data)
+    user_id = copy.get("user_id")
+    if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
+        external = user_data.get("external_id")
+        copy["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
+    context = copy.get("context")
+    if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
+        copy["context"] = {**context, "traits": _hash_traits(context["traits"], user_data)}
+    return copy
+
+
+class TraceWriter:
+    """Buffers trace records and counters of one process; flushes them in one Lua call per interval.
+
+    ``maxlen=0`` records nothing in the stream but still flushes the counters (refusals, warnings).
+    """
+
+    def __init__(self, redis: Any, maxlen: int, *, flush_seconds: float = FLUSH_SECONDS) -> None:
+        self.redis = redis
+        self.maxlen = maxlen
+        self.enabled = maxlen > 0
+        self.flush_seconds = flush_seconds
+        self._script = redis.register_script(_FLUSH_LUA)
+        self._records: list[bytes] = []
+        self._counters: Counter[str] = Counter()
+        self._warnings: Counter[str] = Counter()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._failed_at = 0.0
+        self.dropped = 0
+
+    def add(self, record: dict[str, Any]) -> None:
+        """Append one record (``at`` is added when missing); costs an ``orjson.dumps``."""
+        if not self.enabled:
+            return
+        if "at" not in record:
+            record["at"] = round(time.time(), 3)
+        self._records.append(orjson.dumps(record))
+        self._schedule(len(self._records) >= FLUSH_RECORDS)
+
+    def count(self, field: str, amount: int = 1) -> None:
+        """Add to a shared counter (``pinsignal:counters``), written with the next flush."""
+        self._counters[field] += amount
+        self._schedule(False)
+
+    def warn(self, event_name: str, kind: str, amount: int = 1) -> None:
+        """Count one of Pinterest's warnings (``pinsignal:warnings``), written with the next flush."""
+        self._warnings[f"{event_name}|{kind}"] += amount
+        self._schedule(False)
+
+    def _schedule(self, now: bool) -> None:
+        if self._task is not None and not self._task.done():
+            return  # the running flush loops until the buffer is empty
+        if now:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_seconds, self._start)
+
+    def _start(self) -> None:
+        self._timer = None
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        while self._records or self._counters or self._warnings:
+            records, self._records = self._records, []
+            counters, self._counters = self._counters, Counter()
+            warnings, self._warnings = self._warnings, Counter()
+            blob = b"".join(_LENGTH.pack(len(record)) + record for record in records)
+            try:
+                await self._script(keys=[keys.TRACE, keys.COUNTERS, keys.WARNINGS],
+                                   args=[self.maxlen, blob, _lines(counters), _lines(warnings)])
+            except Exception as exc:  # the trace never fails the caller
+                self.dropped += len(records)
+                now = time.monotonic()
+                if now - self._failed_at > 30:
+                    self._failed_at = now
+                    logger.warning("the trace could not be written (%s: %s); %d records dropped",
+                                   type(exc).__name__, exc, len(records))
+
+    async def flush(self) -> None:
+        """Write everything buffered now (tests, shut-down)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None and not self._task.done():
+            await self._task
+        await self._flush()
+
+    async def close(self) -> None:
+        await self.flush()
+
+
+def _lines(counter: Counter[str]) -> str:
+    return "\n".join(f"{field}={amount}" for field, amount in counter.items() if amount > 0)
+
+
+def _decode(entry_id: bytes, fields: Mapping[bytes, bytes]) -> dict[str, Any] | None:
+    raw = fields.get(b"r")
+    if raw is None:
+        return None
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    record["id"] = entry_id.decode()
+    return record
+
+
+async def read_recent(redis: Any, count: int = 1000, *, before: str = "+") -> list[dict[str, Any]]:
+    """The newest ``count`` records, oldest first (``id`` is the stream entry id)."""
+    rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=count)
+    records = [_decode(entry_id, fields) for entry_id, fields in reversed(rows)]
+    return [record for record in records if record is not None]
+
+
+async def read_all(redis: Any, *, page: int = 2000) -> AsyncIterator[dict[str, Any]]:
+    """Every record still in the stream, newest first, a page at a time."""
+    before = "+"
+    while True:
+        rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=page)
+        for entry_id, fields in rows:
+            record = _decode(entry_id, fields)
+            if record is not None:
+                yield record
+        if len(rows) < page:
+            return
+        before = "(" + rows[-1][0].decode()
+
+
+async def follow(redis: Any, *, last: str = "$", block_ms: int = 1000,
+                 stop: asyncio.Event | None = None) -> AsyncIterator[dict[str, Any]]:
+    """Records as they are written, from after entry ``last`` (``$``: from now on)."""
+    if last == "$":
+        newest = await redis.xrevrange(keys.TRACE, count=1)
+        last = newest[0][0].decode() if newest else "0-0"
+    while stop is None or not stop.is_set():
+        reply = await redis.xread({keys.TRACE: last}, count=500, block=block_ms)
+        for _, rows in reply or []:
+            for entry_id, fields in rows:
+                last = entry_id.decode()
+                record = _decode(entry_id, fields)
+                if record is not None:
+                    yield record
+
+
+def record_matches(record: Mapping[str, Any], *, event: str | None = None, stage: str | None = None,
+                   event_id: str | None = None) -> bool:
+    """Filters of ``tail`` and the inspector: event name (incoming or Pinterest's), stage, either id."""
+    if event is not None and event not in (record.get("event"), record.get("event_name")):
+        return False
+    if stage is not None and record.get("stage") != stage:
+        return False
+    return event_id is None or event_id in (record.get("event_id"), record.get("message_id"))
+
+
+def format_record(record: Mapping[str, Any]) -> str:
+    """One line for ``pinsignal tail``."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(float(record.get("at", 0))))
+    name = record.get("event_name") or record.get("event") or "?"
+    ident = record.get("event_id") or record.get("message_id") or ""
+    parts = [stamp, f"{record.get('stage', '?'):<13}", f"{name:<16}", str(ident)]
+    for key in ("pipeline", "account", "status", "reason", "attempt"):
+        if record.get(key) not in (None, ""):
+            parts.append(f"{key}={record[key]}")
+    if record.get("latency") is not None:
+        parts.append(f"latency={float(record['latency']):.3f}s")
+    if record.get("warning"):
+        parts.append(f"warning={record['warning']!r}")
+    if record.get("message"):
+        parts.append(f"message={record['message']!r}")
+    return "  ".join(parts)
+
+
+async def memory_usage(redis: Any) -> int | None:
+    """Bytes the trace stream takes in Redis (``MEMORY USAGE ... SAMPLES 0``), or None when absent."""
+    used = await redis.memory_usage(keys.TRACE, samples=0)
+    return int(used) if used is not None else None
