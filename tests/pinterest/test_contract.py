@@ -23,6 +23,7 @@ from pinsignal.pinterest.contract import (
     schema_errors,
     validate_event,
 )
+from pinsignal.pinterest.schema import SCHEMA_FILE
 
 NOW = 1_795_000_000.0
 HASH = "411e44ce1261728ffd2c0686e44e3fffe413c0e2c5adc498bc7da883d476b9c8"
@@ -279,7 +280,7 @@ def test_committed_schema_matches_the_openapi_file(tmp_path: Path) -> None:
     The regeneration half needs the shared reference folder beside the checkout; the structural
     half always runs.
     """
-    committed = contract._SCHEMA_FILE.read_text(encoding="utf-8")
+    committed = SCHEMA_FILE.read_text(encoding="utf-8")
     document = json.loads(committed)
     assert document["root"] == "ConversionEvents"
     assert set(document["schemas"]) == {

@@ -17,6 +17,7 @@ from pinsignal.errors import PipelineLoadError
 from pinsignal.metrics import MATCH_KEYS, match_key_mask
 from pinsignal.pinterest import contract, fields
 from pinsignal.pinterest.fields import FIELDS, HASHED_FIELDS, MONEY_FIELDS, NEVER_HASHED
+from pinsignal.pinterest.schema import SCHEMA_FILE
 from pinsignal.pipeline import load_pipeline_text
 from pinsignal.pipeline.coerce import COERCERS, CONTENT_COERCERS, money_string
 from pinsignal.pipeline.normalise import HASHED_FIELDS as NORMALISED_FIELDS, NORMALISERS_BY_NAME, normalise
@@ -25,7 +26,7 @@ from pinsignal.queue import entry_meta
 
 NOW = 1_795_000_000.0
 DIGEST = "0123456789abcdef" * 4
-SCHEMA = json.loads(contract._SCHEMA_FILE.read_text(encoding="utf-8"))["schemas"]
+SCHEMA = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))["schemas"]
 PIPELINE = """
 name: t
 trigger: {event: track}

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from pinsignal.pinterest.fields import HASHED_FIELDS, MONEY_FIELDS, RULES, Rule
-from pinsignal.pinterest.schema import SCHEMA_FILE, event_errors, event_ok, request_errors, request_ok, show
+from pinsignal.pinterest.schema import event_errors, event_ok, request_errors, request_ok, show
 
 __all__ = [
     "ACTION_SOURCES",
@@ -70,7 +70,6 @@ STANDARD_EVENT_NAMES = SPEC_EVENT_NAMES | frozenset(
 """Every standard ``event_name``: the spec's 15 plus the 7 added to Pinterest's tag in 2026."""
 ACTION_SOURCES = frozenset({"app_android", "app_ios", "offline", "web"})
 
-_SCHEMA_FILE = SCHEMA_FILE
 _DIGEST = re.compile(r"[0-9a-f]{64}").fullmatch
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?|-?\.[0-9]+")
 _IPV4 = re.compile(r"((25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)")
