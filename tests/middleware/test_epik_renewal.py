@@ -50,6 +50,8 @@ async def test_the_renewal_beacon_is_an_empty_batch_and_renews_only(sink: Memory
     assert response.status_code == 202 and response.json() == {"accepted": [], "rejected": []}
     assert cookies_named(response, "_epik") == [RENEWED]
     assert sink.events == []
+    # No event, no device id: the renewal post at pagehide is not a visitor's first event.
+    assert cookies_named(response, "_psid") == []
 
 
 async def test_a_newer_click_id_in_the_page_url_replaces_the_cookie(sink: MemorySink) -> None:

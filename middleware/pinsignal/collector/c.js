@@ -12,7 +12,7 @@ track:(e,r,o)=>q("track",{event:e,properties:r||{},message_id:o?.event_id||o?.me
 identify:(i,t)=>q("identify",{user_id:i,traits:t||{}}),
 consent:o=>{var e=S?.getItem(K);c=!!o?.advertising;P=0;S?.removeItem(K);c||(h=[]);h.map(x=>x.context.consent={advertising:c});p("consent",{advertising:c,epik:e}).then(()=>{b=b.concat(h);h=[];f()})}};
 try{S=sessionStorage}catch{}
-I&&S&&(m=l.search.match(/[?&]epik=([^&#]*)/))&&S.setItem(K,decodeURIComponent(m[1]));
-"tag"in a&&(A.q=[],(g=d.createElement("script")).src=u+"t.js",s.after(g));w.pinsignal=A;Q?.map?.(x=>A[x[0]](...x.slice(1)));
+I&&S&&(m=new URLSearchParams(l.search).get("epik"))&&S.setItem(K,m);
+"tag"in a&&(A.q=[],(g=d.createElement("script")).src=u+"t.js",s.after(g));w.pinsignal=A;Q?.map?.(([n,...x])=>A[n](...x));
 if(a.auto!="off"){A.page(0,a.pv);if(a.history!="off"){var H=history.pushState;history.pushState=function(){H.apply(this,arguments);v()};addEventListener("popstate",v)}}
-addEventListener("pagehide",()=>f(!P))}(window,document);
+addEventListener("pagehide",()=>f(!P&&d.cookie.includes("_epik=")))}(window,document);

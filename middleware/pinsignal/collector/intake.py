@@ -226,9 +226,10 @@ class Intake:
         request_verdict = consent({})  # the request's own signals; what an event that says nothing gets
         raw_device = visitor.cookies.get(DEVICE_COOKIE)
         device_id: str | None
-        if request_verdict == "granted":
-            # The visitor's first event mints the device id (page loads do not); a returning
-            # visitor's is signed again once a week, so the cookie rolls for 400 days.
+        if request_verdict == "granted" and raws:
+            # The visitor's first event mints the device id (page loads do not, nor c.js's empty
+            # renewal post at pagehide); a returning visitor's is signed again once a week, so the
+            # cookie rolls for 400 days.
             device_id, signed = self.devices.renewal(raw_device)
             if signed is not None:
                 outcome.cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
