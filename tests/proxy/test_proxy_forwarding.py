@@ -129,6 +129,17 @@ def test_chunked_upload_is_streamed_through_and_echoed(make_proxy) -> None:
     assert response.content == b"".join(pieces)
 
 
+def test_an_upload_echoed_as_it_arrives_loses_no_piece(make_proxy) -> None:
+    # The answer starts before the upload ends: the watch for the visitor leaving must not read
+    # the rest of the upload from ``receive`` (it did once, and pieces went missing upstream
+    # whenever the upload waited for the upstream's socket to drain).
+    pieces = [bytes([65 + n % 26]) * (256 * 1024) for n in range(64)]  # 16 MB
+    proxy = make_proxy()
+    for _ in range(3):
+        response = httpx.post(proxy.url + "/echo", content=iter(pieces), timeout=60)
+        assert len(response.content) == 16 * 1024 * 1024 and response.content == b"".join(pieces)
+
+
 def test_upload_with_content_length_keeps_it(make_proxy) -> None:
     payload = os.urandom(300_000)
     response = httpx.put(make_proxy().url + "/echo", content=payload, timeout=30)
@@ -184,7 +195,7 @@ HEADS = [  # the visitor's headers (from an untrusted peer, 203.0.113.9), what g
      [(b"host", b"s"), (b"content-length", b"5"), (b"content-type", b"text/plain"), *FORWARDED,
       (b"x-forwarded-host", b"s")], True),
     ([(b"host", b"s"), (b"transfer-encoding", b"chunked")],
-     [(b"host", b"s"), *FORWARDED, (b"x-forwarded-host", b"s"), (b"transfer-encoding", b"chunked")], True),
+     [(b"host", b"s"), *FORWARDED, (b"x-forwarded-host", b"s")], True),
     ([(b"host", b"s"), (b"content-length", b"0"), (b"connection", b"close")],
      [(b"host", b"s"), (b"content-length", b"0"), *FORWARDED, (b"x-forwarded-host", b"s")], False),
     ([(b"host", b"s"), (b"pragma", b"no-cache"), (b"proxy-authorization", b"Basic x"), (b"proxy", b"http://evil")],

@@ -4,9 +4,9 @@
     app = create_app(ProxySettings(upstream="http://127.0.0.1:8080", inject=True, server_pageviews=True))
 
 Modules: ``app`` (the ASGI app and its lifespan), ``forward`` (one HTTP exchange), ``upstream`` (the
-pooled HTTP/1.1 client to the site), ``headers`` (hop-by-hop, Host, X-Forwarded-*), ``inject``
+client to the site, on aiohttp's), ``headers`` (hop-by-hop, Host, X-Forwarded-*), ``inject``
 (the script tag, streaming), ``pageviews`` (server-side page views), ``websocket`` (pass-through),
-``settings``. Guide: ``docs/proxy.md``.
+``settings``, ``serve`` (under uvicorn). Guide: ``docs/proxy.md``.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import replace
 from typing import Any
 
@@ -73,17 +72,6 @@ class ProxyApp:
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
-    def dispatch(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """``self(scope, receive, send)`` without a coroutine of its own, for a caller that awaits it.
-
-        Every resumption of a request (one per upstream answer at least) passes through each frame
-        of the chain; this one takes a frame out of it. Not ``__call__`` itself: servers tell ASGI 3
-        apps from ASGI 2 ones by ``__call__`` being a coroutine function.
-        """
-        if scope["type"] == "http":
-            return (self._forwarder or self._open())(scope, receive, send)
-        return self(scope, receive, send)
-
     def _open(self) -> Forwarder:
         if self._forwarder is None:
             self._pool = self._given_pool or upstream_pool(self.settings)
@@ -125,7 +113,7 @@ def create_app(settings: ProxySettings, *, config: Config | None = None,
     config = config or Config.from_env()
     settings = replace(settings, collector_prefix=config.collector_prefix)
     proxy = ProxyApp(settings, config=config, upstream=upstream)
-    middleware = PinSignalMiddleware(proxy.dispatch, config=config, sink=sink, engine=engine)
+    middleware = PinSignalMiddleware(proxy, config=config, sink=sink, engine=engine)
     proxy.handoff = _middleware_handoff(middleware)
     proxy.script_src = middleware.script_url
     return middleware

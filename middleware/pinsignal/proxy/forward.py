@@ -31,15 +31,13 @@ from .pageviews import Handoff, PageviewPolicy, is_navigation, page_event
 from .settings import ProxySettings
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse, UpstreamTimeout
 
-__all__ = ["IDEMPOTENT", "ClientDisconnected", "Forwarder", "error_answer"]
+__all__ = ["ClientDisconnected", "Forwarder", "error_answer"]
 
 logger = logging.getLogger("pinsignal.proxy")
 
 # Bodies up to this size are sent without a disconnect watcher: a vanished visitor costs at most
 # this much upstream reading, and small pages skip the cost of a second task.
 _WATCH_ABOVE = 256 * 1024
-# Safe to send twice (RFC 9110 section 9.2.2): only these are retried on a pooled connection found dead.
-IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 # With ``--inject``, a navigation asks for the page uncompressed, in place of the visitor's choice.
 _ACCEPT_ENCODING = frozenset({b"accept-encoding"})
 _ERROR_PAGE = (
@@ -102,17 +100,18 @@ class Forwarder:
         # A page that will be edited must come uncompressed (or at least in gzip/deflate).
         identity = self._inject and (pageview is not None or is_navigation(scope))
         headers, has_body = self.request_headers(scope, identity)
+        visitor = _Visitor(receive, has_body)
         try:
             response = await self._pool.request(method, self.target(scope), headers,
-                                                _request_body(receive) if has_body else None,
-                                                retry=method in IDEMPOTENT)
+                                                visitor.body() if has_body else None)
         except ClientDisconnected:
             return
         except UpstreamError as exc:
-            await _error_page(send, self.failed(exc))
+            if not visitor.disconnected:  # else the upload stopped because the visitor left: no one to answer
+                await _error_page(send, self.failed(exc))
             return
         try:
-            await self._respond(scope, receive, send, response, pageview)
+            await self._respond(scope, visitor, send, response, pageview)
         finally:
             await response.aclose()
 
@@ -120,7 +119,7 @@ class Forwarder:
         """The headers sent upstream, and whether a request body follows.
 
         Hop-by-hop fields are dropped, ``Host`` kept or rewritten, ``X-Forwarded-*`` set (all by
-        ``forwarded_request_headers``); a body without a length goes on chunked.
+        ``forwarded_request_headers``). A body without a length goes on chunked (the client frames it).
         """
         length = encoding = None
         for name, value in scope["headers"]:
@@ -133,8 +132,6 @@ class Forwarder:
             host_mode=self._host_mode, upstream_host=self._upstream_host, trusted=self._trusted,
             extra_drop=_ACCEPT_ENCODING if identity else frozenset())
         has_body = (length is not None and length != b"0") or (length is None and encoding is not None)
-        if has_body and length is None:
-            headers.append((b"transfer-encoding", b"chunked"))  # a chunked upload stays a stream upstream
         if identity:
             headers.append((b"accept-encoding", b"identity"))  # so the page can be edited as it streams
         return headers, has_body
@@ -145,7 +142,7 @@ class Forwarder:
         query: bytes = scope.get("query_string", b"")
         return b"%s%s?%s" % (self._base_path, raw_path, query) if query else self._base_path + raw_path
 
-    async def _respond(self, scope: Scope, receive: Receive, send: Send, response: UpstreamResponse,
+    async def _respond(self, scope: Scope, visitor: _Visitor, send: Send, response: UpstreamResponse,
                        pageview: str | None) -> None:
         headers = response.headers
         if response.status in (204, 304):
@@ -164,7 +161,7 @@ class Forwarder:
         length = next((value for name, value in headers if name.lower() == b"content-length"), None)
         if length is not None and length.isdigit() and int(length) <= _WATCH_ABOVE:
             await _stream(send, response, plan)
-        elif not await _stream_watching(receive, send, response, plan):
+        elif not await _stream_watching(visitor, send, response, plan):
             return
         if plan.pageview is not None and self._handoff is not None:
             try:
@@ -260,13 +257,13 @@ async def _stream(send: Send, response: UpstreamResponse, plan: _Plan) -> None:
     await send({"type": "http.response.body", "body": last, "more_body": False})
 
 
-async def _stream_watching(receive: Receive, send: Send, response: UpstreamResponse, plan: _Plan) -> bool:
+async def _stream_watching(visitor: _Visitor, send: Send, response: UpstreamResponse, plan: _Plan) -> bool:
     """Stream the body while listening for ``http.disconnect``: a visitor who leaves stops the upstream read.
 
     Returns whether the whole body was sent.
     """
     body = asyncio.ensure_future(_stream(send, response, plan))
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    watcher = asyncio.ensure_future(visitor.wait_disconnect())
     try:
         await asyncio.wait((body, watcher), return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -275,31 +272,49 @@ async def _stream_watching(receive: Receive, send: Send, response: UpstreamRespo
             body.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await body
-    if body.cancelled():
+    # Gone before the end, or an upload cut short by the visitor leaving failed the upstream read.
+    if body.cancelled() or (visitor.disconnected and body.exception() is not None):
         logger.info("visitor disconnected; upstream read stopped")
         return False
     body.result()  # an upstream failure mid-body propagates, and the server cuts the connection
     return True
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
+class _Visitor:
+    """The visitor's side of ``receive``: the request body, then the wait for a disconnect.
 
+    The client may still be sending the body upstream while the answer streams back, so the
+    disconnect watch starts reading ``receive`` only once the body has all been read.
+    """
 
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
-    """The visitor's request body, chunk by chunk as the server receives it; never buffered whole."""
-    while True:
-        message: Message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected()
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+    def __init__(self, receive: Receive, has_body: bool) -> None:
+        self._receive = receive
+        self._body_read = asyncio.Event()
+        if not has_body:
+            self._body_read.set()
+        self.disconnected = False
+
+    async def body(self) -> AsyncIterator[bytes]:
+        """The request body, chunk by chunk as the server receives it; never buffered whole."""
+        try:
+            while True:
+                message: Message = await self._receive()
+                if message["type"] == "http.disconnect":
+                    self.disconnected = True
+                    raise ClientDisconnected()
+                chunk = message.get("body", b"")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+        finally:
+            self._body_read.set()
+
+    async def wait_disconnect(self) -> None:
+        await self._body_read.wait()
+        while not self.disconnected:
+            if (await self._receive())["type"] == "http.disconnect":
+                self.disconnected = True
 
 
 def error_answer(status: int) -> tuple[RawHeaders, bytes]:
