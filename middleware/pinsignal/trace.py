@@ -46,6 +46,7 @@ __all__ = [
     "REFUSAL_REASONS",
     "STAGES",
     "TraceWriter",
+    "decode_record",
     "follow",
     "format_record",
     "hashed_envelope",
@@ -69,7 +70,7 @@ DEBUG_COOKIE = "_psdebug"
 """The inspector's "only my browser" cookie: a random code, copied into the trace of that browser's events."""
 _DEBUG_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 
-FLUSH_SECONDS = 0.05
+FLUSH_SECONDS = 0.25  # how stale the live page may be; the longer, the fewer round trips per request
 FLUSH_RECORDS = 1000
 
 # KEYS[1] the trace stream, KEYS[2] the counters hash, KEYS[3] the warnings hash. ARGV[1] maxlen,
@@ -118,19 +119,25 @@ _TRAIT_KEYS = {"email": "em", "phone": "ph", "first_name": "fn", "firstName": "f
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
+_PLAIN = (bool, int, float, type(None))
+
+
 def _hash_traits(traits: Mapping[str, Any], user_data: Mapping[str, Any]) -> dict[str, Any]:
+    # Runs for every traced event: type() tests and dict lookups only, no ABC isinstance.
     hashed: dict[str, Any] = {}
+    get_key = _TRAIT_KEYS.get
     for name, value in traits.items():
-        if isinstance(value, bool | int | float) or value is None:
+        kind = type(value)
+        if kind in _PLAIN:
             hashed[name] = value
             continue
-        key = _TRAIT_KEYS.get(name)
-        known = user_data.get(key) if key else None
+        key = get_key(name)
+        known = user_data.get(key) if key is not None else None
         if type(known) is list and known and type(known[0]) is str:
             hashed[name] = known[0]  # the normalised hash the pipeline sent, not a second one
-        elif type(value) is str and _HEX64.match(value):
+        elif kind is str and len(value) == 64 and _HEX64.match(value):
             hashed[name] = value
-        elif isinstance(value, Mapping):
+        elif kind is dict:
             hashed[name] = _hash_traits(value, {})
         else:
             hashed[name] = _digest(value)
@@ -147,15 +154,17 @@ def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | 
     user_data = user_data or {}
     copy = dict(envelope)
     traits = copy.get("traits")
-    if isinstance(traits, Mapping) and traits:
-        copy["traits"] = _hash_traits(traits, user_data)
+    if traits:
+        copy["traits"] = _hash_traits(traits, user_data) if type(traits) is dict else _digest(traits)
     user_id = copy.get("user_id")
     if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
         external = user_data.get("external_id")
         copy["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
     context = copy.get("context")
-    if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
-        copy["context"] = {**context, "traits": _hash_traits(context["traits"], user_data)}
+    if type(context) is dict and "traits" in context:
+        inner = context["traits"]
+        copy["context"] = {**context, "traits": _hash_traits(inner, user_data) if type(inner) is dict
+                           else _digest(inner)}
     return copy
 
 
@@ -170,7 +179,8 @@ class TraceWriter:
         self.maxlen = maxlen
         self.enabled = maxlen > 0
         self.flush_seconds = flush_seconds
-        self._script = redis.register_script(_FLUSH_LUA)
+        self._sha = hashlib.sha1(_FLUSH_LUA.encode()).hexdigest()
+        self._connection: Any = None  # the flusher's own, made at first use
         self._records: list[bytes] = []
         self._counters: Counter[str] = Counter()
         self._warnings: Counter[str] = Counter()
@@ -219,17 +229,37 @@ class TraceWriter:
             records, self._records = self._records, []
             counters, self._counters = self._counters, Counter()
             warnings, self._warnings = self._warnings, Counter()
-            blob = b"".join(_LENGTH.pack(len(record)) + record for record in records)
+            pack = _LENGTH.pack
+            blob = b"".join([part for record in records for part in (pack(len(record)), record)])
             try:
-                await self._script(keys=[keys.TRACE, keys.COUNTERS, keys.WARNINGS],
-                                   args=[self.maxlen, blob, _lines(counters), _lines(warnings)])
+                await self._send(blob, _lines(counters), _lines(warnings))
             except Exception as exc:  # the trace never fails the caller
+                if self._connection is not None:
+                    await self._connection.disconnect()
                 self.dropped += len(records)
                 now = time.monotonic()
                 if now - self._failed_at > 30:
                     self._failed_at = now
                     logger.warning("the trace could not be written (%s: %s); %d records dropped",
                                    type(exc).__name__, exc, len(records))
+
+    async def _send(self, blob: bytes, counters: str, warnings: str) -> None:
+        # Only the flusher sends, one call at a time: its own connection skips the pool's check-out
+        # and the client's dispatch, which cost more than the call (as in pinsignal.queue).
+        from redis.exceptions import NoScriptError
+
+        connection = self._connection
+        if connection is None:
+            connection = self._connection = self.redis.connection_pool.make_connection()
+        args = (3, keys.TRACE, keys.COUNTERS, keys.WARNINGS, self.maxlen, blob, counters, warnings)
+        try:
+            await connection.send_command("EVALSHA", self._sha, *args)
+            await connection.read_response()
+        except NoScriptError:  # a new or restarted Redis: load the script, send again
+            await connection.send_command("SCRIPT", "LOAD", _FLUSH_LUA)
+            await connection.read_response()
+            await connection.send_command("EVALSHA", self._sha, *args)
+            await connection.read_response()
 
     async def flush(self) -> None:
         """Write everything buffered now (tests, shut-down)."""
@@ -242,13 +272,16 @@ class TraceWriter:
 
     async def close(self) -> None:
         await self.flush()
+        if self._connection is not None:
+            await self._connection.disconnect()
+            self._connection = None
 
 
 def _lines(counter: Counter[str]) -> str:
     return "\n".join(f"{field}={amount}" for field, amount in counter.items() if amount > 0)
 
 
-def _decode(entry_id: bytes, fields: Mapping[bytes, bytes]) -> dict[str, Any] | None:
+def decode_record(entry_id: bytes, fields: Mapping[bytes, bytes]) -> dict[str, Any] | None:
     raw = fields.get(b"r")
     if raw is None:
         return None
@@ -265,7 +298,7 @@ def _decode(entry_id: bytes, fields: Mapping[bytes, bytes]) -> dict[str, Any] | 
 async def read_recent(redis: Any, count: int = 1000, *, before: str = "+") -> list[dict[str, Any]]:
     """The newest ``count`` records, oldest first (``id`` is the stream entry id)."""
     rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=count)
-    records = [_decode(entry_id, fields) for entry_id, fields in reversed(rows)]
+    records = [decode_record(entry_id, fields) for entry_id, fields in reversed(rows)]
     return [record for record in records if record is not None]
 
 
@@ -275,7 +308,7 @@ async def read_all(redis: Any, *, page: int = 2000) -> AsyncIterator[dict[str, A
     while True:
         rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=page)
         for entry_id, fields in rows:
-            record = _decode(entry_id, fields)
+            record = decode_record(entry_id, fields)
             if record is not None:
                 yield record
         if len(rows) < page:
@@ -294,7 +327,7 @@ async def follow(redis: Any, *, last: str = "$", block_ms: int = 1000,
         for _, rows in reply or []:
             for entry_id, fields in rows:
                 last = entry_id.decode()
-                record = _decode(entry_id, fields)
+                record = decode_record(entry_id, fields)
                 if record is not None:
                     yield record
 

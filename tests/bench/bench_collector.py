@@ -14,6 +14,9 @@ answering the same posts from a bare endpoint that reads the body and answers 20
 gzipped size is printed too (target <= 1,000 bytes). After the run the events counted in Redis
 must match the events accepted.
 
+``--trace-maxlen 0`` measures the collector without the trace (the records it writes to Redis for
+``pinsignal tail`` and the inspector), for the trace's cost against the default in the same code.
+
 ``--callgrind`` adds the user-space instructions of the whole collector server (uvicorn, the
 middleware, the pipelines, the Redis client) per single-event post and per event in batches of 20,
 under valgrind: counters zeroed after warm-up, idle ticks subtracted, the same posts with unique
@@ -86,7 +89,8 @@ def build_app(variant: str, redis_url: str) -> Any:
 
     app = Starlette(routes=[Route("/", home)])
     if variant == "collector":
-        config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=ACCOUNT, pipelines=pipeline_paths())
+        config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=ACCOUNT, pipelines=pipeline_paths(),
+                        trace_maxlen=int(os.environ.get("BENCH_TRACE_MAXLEN", Config.trace_maxlen)))
         return PinSignalMiddleware(app, config=config)
 
     async def bare(scope: Any, receive: Any, send: Any) -> None:
@@ -172,7 +176,11 @@ def main() -> int:
     parser.add_argument("--callgrind", action="store_true", help="also count instructions under valgrind (slow)")
     parser.add_argument("--callgrind-posts", type=int, default=320)
     parser.add_argument("--no-wall-clock", action="store_true", help="callgrind figures only")
+    parser.add_argument("--trace-maxlen", type=int, help="the collector's PINSIGNAL_TRACE_MAXLEN (default: "
+                        "Config's; 0 measures the collector without the trace)")
     args = parser.parse_args()
+    if args.trace_maxlen is not None:
+        os.environ["BENCH_TRACE_MAXLEN"] = str(args.trace_maxlen)  # read by the server processes
     if args.callgrind:
         counts = callgrind(args.callgrind_posts)
         print("\ncallgrind: user-space instructions of the collector server (start-up and idle subtracted)")

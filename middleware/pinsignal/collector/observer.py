@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -38,7 +39,7 @@ logger = logging.getLogger("pinsignal.collector")
 class RequestObserver:
     """The records of one request's events; made by :meth:`Observer.request`."""
 
-    __slots__ = ("_add", "_observer", "debug", "quarantined", "tracing")
+    __slots__ = ("_add", "_observer", "at", "debug", "quarantined", "tracing")
 
     def __init__(self, observer: Observer, debug: str | None) -> None:
         self._observer = observer
@@ -46,17 +47,17 @@ class RequestObserver:
         self.tracing = observer.tracing
         self._add = observer.add
         self.quarantined: list[dict[str, Any]] = []
+        self.at = round(time.time(), 3)  # one time for the records of one request
 
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
         if not self.tracing:
             return
         user_data: Mapping[str, Any] = {}
-        for item in produced:
-            data = item.event.get("user_data")
+        if produced:
+            data = produced[0].event.get("user_data")
             if type(data) is dict:
                 user_data = data
-                break
-        record: dict[str, Any] = {"stage": "received", "message_id": envelope.get("message_id"),
+        record: dict[str, Any] = {"at": self.at, "stage": "received", "message_id": envelope.get("message_id"),
                                   "event": envelope.get("event") or envelope.get("type"),
                                   "source": envelope.get("source", "browser"),
                                   "envelope": hashed_envelope(envelope, user_data)}
@@ -68,7 +69,8 @@ class RequestObserver:
         self._observer.count(f"refused:{reason}", count)
         if not self.tracing:
             return
-        record: dict[str, Any] = {"stage": "refused", "message_id": message_id if type(message_id) is str else None,
+        record: dict[str, Any] = {"at": self.at, "stage": "refused",
+                                  "message_id": message_id if type(message_id) is str else None,
                                   "event": event if type(event) is str else None, "reason": reason,
                                   "message": message}
         if count > 1:
@@ -100,7 +102,7 @@ class RequestObserver:
                                default_country=config.default_country)
         self.quarantined.append(item)
         if self.tracing:
-            record: dict[str, Any] = {"stage": "quarantined", "message_id": envelope.get("message_id"),
+            record: dict[str, Any] = {"at": self.at, "stage": "quarantined", "message_id": envelope.get("message_id"),
                                       "event": item["event"], "reason": reason, "quarantine_id": item["id"]}
             if self.debug:
                 record["debug"] = self.debug
@@ -110,7 +112,8 @@ class RequestObserver:
                duplicate: bool) -> None:
         if not self.tracing:
             return
-        record: dict[str, Any] = {"stage": "duplicate" if duplicate else "queued", "message_id": message_id,
+        record: dict[str, Any] = {"at": self.at, "stage": "duplicate" if duplicate else "queued",
+                                  "message_id": message_id,
                                   "event_name": event.get("event_name"), "event_id": event.get("event_id"),
                                   "pipeline": pipeline, "account": account}
         if self.debug:

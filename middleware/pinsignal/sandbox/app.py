@@ -9,6 +9,7 @@
     # GET/POST/DELETE /_sandbox/faults    inspect, add, clear injected faults (see faults.py)
     # GET/POST /_sandbox/settings         show or switch settings ({"partial_failure": 200}) until reset
     # GET  /_sandbox/health               {"ok": true}
+    # GET  /v5/ad_accounts/{id}/conversion_eqs?lookback_period=14d   Event Quality Score from what it recorded
 
 The ``/_sandbox`` prefix is one Pinterest never uses, so the same client code works against both.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import secrets
+import time
 from typing import Any
 
 import orjson
@@ -127,6 +129,19 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
     async def health(request: Request) -> Response:
         return _json({"ok": True})
 
+    async def conversion_eqs(request: Request) -> Response:
+        from pinsignal.sandbox.eqs import LOOKBACKS, event_quality
+
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or token.strip() not in state.settings.tokens:
+            return _json({"code": 2, "message": "Authentication failed."}, 401)
+        lookback = request.query_params.get("lookback_period")
+        if lookback not in LOOKBACKS:
+            return _json({"code": 1, "message": f"lookback_period must be one of 1d, 14d, got {lookback!r}."}, 400)
+        account = request.path_params["ad_account_id"]
+        return Response(orjson.dumps(event_quality(state.records, account, now=time.time(), lookback=lookback)),
+                        media_type="application/json")
+
     async def not_found(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
         message = "Resource not found." if status == 404 else f"Method {request.method} is not allowed here."
@@ -136,6 +151,7 @@ def create_app(settings: SandboxSettings | None = None) -> Starlette:
 
     routes = [
         Route("/v5/ad_accounts/{ad_account_id}/events", events.__call__, methods=["POST"]),
+        Route("/v5/ad_accounts/{ad_account_id}/conversion_eqs", conversion_eqs, methods=["GET"]),
         Route("/", page, methods=["GET"]),
         Route("/_sandbox/events", recorded, methods=["GET"]),
         Route("/_sandbox/stats", stats, methods=["GET"]),
