@@ -34,6 +34,7 @@ from pinsignal.cookies import (
 )
 from pinsignal.errors import EnvelopeError
 from pinsignal.events import parse_envelope
+from pinsignal.pinterest.fields import IDENTITY_TRAITS
 from pinsignal.pipeline import RequestContext
 from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
 
@@ -47,12 +48,9 @@ __all__ = ["Intake", "IntakeResult", "VisitorRequest", "identity_keys"]
 
 logger = logging.getLogger("pinsignal.collector")
 
-# identify() traits -> the Pinterest field whose normalisation applies. Segment's camelCase and
-# address sub-object are folded into these names, which is what the shipped pipelines read.
-IDENTITY_TRAITS = {
-    "email": "em", "phone": "ph", "first_name": "fn", "last_name": "ln", "gender": "ge",
-    "birthday": "db", "city": "ct", "state": "st", "zip": "zp", "country": "country",
-}
+# identify() traits come from the v5 field table (IDENTITY_TRAITS: trait -> the Pinterest field whose
+# normalisation applies). Segment's camelCase and address sub-object are folded into those names,
+# which is what the shipped pipelines read.
 _TRAIT_ALIASES = {
     "firstName": "first_name", "lastName": "last_name", "postal_code": "zip", "postalCode": "zip",
     "phone_number": "phone", "phoneNumber": "phone", "date_of_birth": "birthday", "dob": "birthday",
