@@ -35,8 +35,8 @@ if TYPE_CHECKING:
     from pinsignal.pinterest.client import SendResult
     from pinsignal.trace import TraceWriter
 
-__all__ = ["WARNING_KINDS", "DeliveryTrace", "InsightMetrics", "keys_of", "read_warnings", "refresh_insight",
-           "warning_kinds"]
+__all__ = ["WARNING_KINDS", "DeliveryTrace", "InsightMetrics", "format_insight", "keys_of", "read_warnings",
+           "refresh_insight", "warning_kinds"]
 
 WARNING_KINDS = ("external_id_missing", "click_id_missing", "email_missing", "ip_ua_missing", "unknown_event_name",
                  "not_hashed", "other")
@@ -134,6 +134,22 @@ async def read_warnings(redis: Any) -> dict[str, dict[str, int]]:
         name, _, kind = field.decode().rpartition("|")
         table.setdefault(name, {})[kind] = int(value)
     return table
+
+
+def format_insight(warnings: Mapping[str, Mapping[str, int]], refused: Mapping[str, int]) -> str:
+    """The lines ``pinsignal status`` adds: Pinterest's warnings by event name and kind, refusals by reason."""
+    lines = ["Pinterest's warnings (by event name and kind; see pinsignal quality for the fixes)"]
+    if not warnings:
+        lines.append("  none")
+    for name, kinds in sorted(warnings.items()):
+        shown = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items(), key=lambda item: -item[1]))
+        lines.append(f"  {name}: {shown}")
+    lines.append("refused after reaching pinsignal (by reason; invalid_event is quarantined)")
+    if not refused:
+        lines.append("  none")
+    for reason, count in sorted(refused.items()):
+        lines.append(f"  {reason}: {count}")
+    return "\n".join(lines)
 
 
 class DeliveryTrace:

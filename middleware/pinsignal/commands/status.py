@@ -17,18 +17,26 @@ def run(args: argparse.Namespace) -> int:
 
     from pinsignal.config import Config
     from pinsignal.embedded import redis_url
+    from pinsignal.insight import format_insight, read_warnings
+    from pinsignal.queue import unavailable
     from pinsignal.status import format_status, read_status
 
     async def main() -> int:
         redis = aioredis.Redis.from_url(redis_url(Config.from_env()), socket_connect_timeout=5)
         try:
             status = await read_status(redis)
+            with unavailable("reading Pinterest's warnings"):
+                warnings = await read_warnings(redis)
         finally:
             await redis.aclose()
+        refused = {name.split(":", 1)[1]: value for name, value in status.counters.items()
+                   if name.startswith("refused:")}
         if args.json:
-            print(orjson.dumps(status.to_dict(), option=orjson.OPT_INDENT_2).decode())
+            print(orjson.dumps({**status.to_dict(), "warnings": warnings, "refused": refused},
+                               option=orjson.OPT_INDENT_2).decode())
         else:
             print(format_status(status))
+            print(format_insight(warnings, refused))
         return 0
 
     return asyncio.run(main())
