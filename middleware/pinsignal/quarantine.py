@@ -66,7 +66,8 @@ def _plain(value: object) -> str:
 def quarantine_item(envelope: Mapping[str, Any], *, reason: str, errors: Sequence[str], epik: str | None,
                     cookies: Mapping[str, str], default_country: str, at: float | None = None) -> dict[str, Any]:
     """What the quarantine keeps of one refused event: hashed envelope, reason, request context."""
-    from pinsignal.collector.intake import IDENTITY_TRAITS, identity_keys
+    from pinsignal.collector.intake import identity_keys
+    from pinsignal.pinterest.fields import IDENTITY_TRAITS
 
     traits = envelope.get("traits")
     traits = traits if isinstance(traits, Mapping) else {}
