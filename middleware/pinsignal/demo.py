@@ -6,7 +6,8 @@
 
 It starts, in order: the embedded Redis (unless ``REDIS_URL`` is set), the local Pinterest sandbox
 (unless ``PINTEREST_ACCESS_TOKEN`` and ``PINTEREST_AD_ACCOUNT_ID`` are set: then the real API, in
-test mode unless ``PINTEREST_TEST_MODE`` says otherwise), the arq delivery worker, and the example
+test mode unless ``PINTEREST_TEST_MODE`` says otherwise), the arq delivery worker, the inspector
+(``pinsignal inspector``, skipped with one line when its port is busy), and the example
 shop wrapped by the middleware under uvicorn. It prints what to open; Ctrl-C (or SIGTERM) stops
 everything in reverse order (:mod:`pinsignal.supervisor`), so no Redis or worker is left behind.
 """
@@ -46,6 +47,7 @@ class DemoOptions:
     host: str = "127.0.0.1"
     port: int = 8000
     sandbox_port: int = 8410
+    inspector_port: int = 8420
     data_dir: Path | None = None
     hints: bool = True  # the guided hints; False prints only the URLs, one per line
     log_level: str = "info"
@@ -88,6 +90,7 @@ def run_demo(options: DemoOptions, base: Config | None = None) -> int:
                 children.wait_for_port(sandbox, options.url_host.strip("[]"), options.sandbox_port)
             # the worker may finish the batch in hand before it stops
             children.spawn("worker", [*command, "worker"], env=env, stop_timeout=15.0)
+            inspector = _start_inspector(options, env, command, children)
             config = Config.from_env(env)
             app = load_shop().create_app(config)
             if children.stopping.is_set():
@@ -100,7 +103,7 @@ def run_demo(options: DemoOptions, base: Config | None = None) -> int:
                 while not server.started and not server.should_exit:
                     time.sleep(0.05)
                 if server.started:
-                    print(hints(options, config, data_dir, real=real), flush=True)
+                    print(hints(options, config, data_dir, real=real, inspector=inspector), flush=True)
                 exited = children.wait_for_exit(until=lambda: bool(server.should_exit))
                 if exited is not None:
                     print(f"pinsignal demo: the {exited.name} exited with code {exited.process.returncode}; "
@@ -113,6 +116,20 @@ def run_demo(options: DemoOptions, base: Config | None = None) -> int:
     except KeyboardInterrupt:
         return 0  # Ctrl-C or SIGTERM: a requested, clean stop
     return 1 if failed else 0
+
+
+def _start_inspector(options: DemoOptions, env: dict[str, str], command: list[str], children: Supervisor) -> bool:
+    """The inspector beside the shop; a busy port skips it with one line (the demo is still whole)."""
+    from pinsignal.inspector import is_loopback
+
+    host = options.host if is_loopback(options.host) or env.get("PINSIGNAL_ADMIN_TOKEN") else "127.0.0.1"
+    problem = port_problem(host, options.inspector_port, "--inspector-port")
+    if problem:
+        print(f"pinsignal demo: no inspector: {problem}", file=sys.stderr)
+        return False
+    children.spawn("inspector", [*command, "inspector", "--host", host, "--port", str(options.inspector_port)],
+                   env=env)
+    return True
 
 
 def _start_redis(base: Config, data_dir: Path, children: Supervisor) -> str:
@@ -143,16 +160,21 @@ def child_environment(options: DemoOptions, base: Config, data_dir: Path, redis_
     return env
 
 
-def hints(options: DemoOptions, config: Config, data_dir: Path, *, real: bool) -> str:
+def hints(options: DemoOptions, config: Config, data_dir: Path, *, real: bool, inspector: bool = True) -> str:
     """What to open once the shop listens: guided, or only the URLs (``options.hints=False``).
 
-    ``config`` is the shop's; ``real`` says it delivers to Pinterest rather than the local sandbox.
+    ``config`` is the shop's; ``real`` says it delivers to Pinterest rather than the local sandbox;
+    ``inspector`` that the inspector runs (its port was free).
     """
     shop = f"http://{options.url_host}:{options.port}"
     landing = f"{shop}/?epik={demo_epik()}"
     sandbox = f"http://{options.url_host}:{options.sandbox_port}/"
+    inspector_host = options.url_host if options.url_host.strip("[]") in ("127.0.0.1", "::1", "localhost") \
+        else "127.0.0.1"
+    inspector_url = f"http://{inspector_host}:{options.inspector_port}/"
     if not options.hints:
-        return f"shop: {landing}" + ("" if real else f"\nsandbox: {sandbox}")
+        return (f"shop: {landing}" + ("" if real else f"\nsandbox: {sandbox}")
+                + (f"\ninspector: {inspector_url}" if inspector else ""))
     target = (f"Pinterest ad account {config.ad_account_id}"
               + (" in test mode (validated, not recorded)" if config.test_mode else ", LIVE (recorded)")
               if real else "the local Pinterest sandbox (no credentials set)")
@@ -168,6 +190,9 @@ def hints(options: DemoOptions, config: Config, data_dir: Path, *, real: bool) -
         lines.append("  3. Watch them in Ads Manager's Test events view (it shows only what arrives while open).")
     else:
         lines += ["  3. Watch them arrive, with their hashed match keys and click id:", f"       {sandbox}"]
+    if inspector:
+        lines += ["  4. See what Pinterest sees, live: every stage of every event, warnings, match keys:",
+                  f"       {inspector_url}"]
     lines += ["", f"  delivering to {target}", f"  data dir {data_dir}", ""]
     return "\n".join(lines)
 

@@ -40,6 +40,7 @@ from typing import Any
 import orjson
 
 from pinsignal import keys
+from pinsignal.pinterest.fields import IDENTITY_TRAITS
 
 __all__ = [
     "DEBUG_COOKIE",
@@ -112,10 +113,9 @@ def _digest(value: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# identify()/track() trait -> the user_data key whose (normalised) hash stands for it
-_TRAIT_KEYS = {"email": "em", "phone": "ph", "first_name": "fn", "firstName": "fn", "last_name": "ln",
-               "lastName": "ln", "gender": "ge", "birthday": "db", "city": "ct", "state": "st", "zip": "zp",
-               "postal_code": "zp", "postalCode": "zp", "country": "country"}
+# trait -> the user_data key whose (normalised) hash stands for it: the field table's, with
+# Segment's camelCase spellings
+_TRAIT_KEYS = {**IDENTITY_TRAITS, "firstName": "fn", "lastName": "ln", "postal_code": "zp", "postalCode": "zp"}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -195,53 +195,67 @@ class TraceWriter:
             return
         if "at" not in record:
             record["at"] = round(time.time(), 3)
-        self._records.append(orjson.dumps(record))
-        self._schedule(len(self._records) >= FLUSH_RECORDS)
+        records = self._records
+        records.append(orjson.dumps(record))
+        if self._timer is None and self._task is None:
+            self._schedule()
+        elif len(records) >= FLUSH_RECORDS and self._task is None:
+            self._start()
 
     def count(self, field: str, amount: int = 1) -> None:
         """Add to a shared counter (``pinsignal:counters``), written with the next flush."""
         self._counters[field] += amount
-        self._schedule(False)
+        if self._timer is None and self._task is None:
+            self._schedule()
 
     def warn(self, event_name: str, kind: str, amount: int = 1) -> None:
         """Count one of Pinterest's warnings (``pinsignal:warnings``), written with the next flush."""
         self._warnings[f"{event_name}|{kind}"] += amount
-        self._schedule(False)
+        if self._timer is None and self._task is None:
+            self._schedule()
 
-    def _schedule(self, now: bool) -> None:
-        if self._task is not None and not self._task.done():
-            return  # the running flush loops until the buffer is empty
-        if now:
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
-            self._task = asyncio.get_running_loop().create_task(self._flush())
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.flush_seconds, self._start)
+    # One round trip per interval at most (or per FLUSH_RECORDS records): a flush sends what was
+    # buffered when it started; what arrives meanwhile waits for the next interval, so a busy
+    # collector never sends a round trip per request.
+    def _schedule(self) -> None:
+        self._timer = asyncio.get_running_loop().call_later(self.flush_seconds, self._start)
 
     def _start(self) -> None:
-        self._timer = None
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._flush())
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._task = asyncio.get_running_loop().create_task(self._flush_once())
 
-    async def _flush(self) -> None:
-        while self._records or self._counters or self._warnings:
-            records, self._records = self._records, []
-            counters, self._counters = self._counters, Counter()
-            warnings, self._warnings = self._warnings, Counter()
-            pack = _LENGTH.pack
-            blob = b"".join([part for record in records for part in (pack(len(record)), record)])
-            try:
-                await self._send(blob, _lines(counters), _lines(warnings))
-            except Exception as exc:  # the trace never fails the caller
-                if self._connection is not None:
-                    await self._connection.disconnect()
-                self.dropped += len(records)
-                now = time.monotonic()
-                if now - self._failed_at > 30:
-                    self._failed_at = now
-                    logger.warning("the trace could not be written (%s: %s); %d records dropped",
-                                   type(exc).__name__, exc, len(records))
+    async def _flush_once(self) -> None:
+        try:
+            await self._write()
+        finally:
+            self._task = None
+            if self._timer is None and (self._records or self._counters or self._warnings):
+                if len(self._records) >= FLUSH_RECORDS:
+                    self._start()
+                else:
+                    self._schedule()
+
+    async def _write(self) -> None:
+        records, self._records = self._records, []
+        counters, self._counters = self._counters, Counter()
+        warnings, self._warnings = self._warnings, Counter()
+        if not (records or counters or warnings):
+            return
+        pack = _LENGTH.pack
+        blob = b"".join([part for record in records for part in (pack(len(record)), record)])
+        try:
+            await self._send(blob, _lines(counters), _lines(warnings))
+        except Exception as exc:  # the trace never fails the caller
+            if self._connection is not None:
+                await self._connection.disconnect()
+            self.dropped += len(records)
+            now = time.monotonic()
+            if now - self._failed_at > 30:
+                self._failed_at = now
+                logger.warning("the trace could not be written (%s: %s); %d records dropped",
+                               type(exc).__name__, exc, len(records))
 
     async def _send(self, blob: bytes, counters: str, warnings: str) -> None:
         # Only the flusher sends, one call at a time: its own connection skips the pool's check-out
@@ -266,9 +280,16 @@ class TraceWriter:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._task is not None and not self._task.done():
-            await self._task
-        await self._flush()
+        while self._task is not None:
+            task = self._task
+            await task
+            if self._task is task:
+                break
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._records or self._counters or self._warnings:
+            await self._write()
 
     async def close(self) -> None:
         await self.flush()

@@ -107,10 +107,13 @@ def test_urls_name_a_host_a_browser_can_open(host: str, url_host: str) -> None:
 def test_hints_name_the_shop_the_sandbox_and_the_data_dir(tmp_path: Path) -> None:
     shop_config = Config(ad_account_id=SANDBOX_ACCOUNT, access_token=SANDBOX_TOKEN)
     short = hints(DemoOptions(port=9000, sandbox_port=9410, hints=False), shop_config, tmp_path, real=False)
-    shop, sandbox = short.splitlines()
+    shop, sandbox, inspector = short.splitlines()
     assert shop.startswith("shop: http://127.0.0.1:9000/?epik=") and valid_epik(shop.rpartition("=")[2])
     assert sandbox == "sandbox: http://127.0.0.1:9410/"
-    assert hints(DemoOptions(hints=False), shop_config, tmp_path, real=True).count("\n") == 0
+    assert inspector == "inspector: http://127.0.0.1:8420/"
+    assert hints(DemoOptions(hints=False), shop_config, tmp_path, real=True).count("\n") == 1
+    assert hints(DemoOptions(hints=False), shop_config, tmp_path, real=True, inspector=False).count("\n") == 0
+    assert "http://127.0.0.1:8420/" in hints(DemoOptions(), shop_config, tmp_path, real=False)
     guided = hints(DemoOptions(), shop_config, tmp_path, real=False)
     assert "delivering to the local Pinterest sandbox" in guided and f"data dir {tmp_path}" in guided
     real = hints(DemoOptions(), Config(ad_account_id="123456789", access_token="pina_x", test_mode=True), tmp_path,
