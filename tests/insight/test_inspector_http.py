@@ -118,7 +118,7 @@ def test_binding_beyond_loopback_needs_the_token(redis_url: str, monkeypatch: py
 
 def test_new_records_arrive_on_the_live_stream(redis_url: str) -> None:
     ready = threading.Event()
-    redis_app = create_app(Config(), aioredis.Redis.from_url(redis_url), heartbeat=0.5)
+    redis_app = create_app(Config(), redis_url=redis_url, heartbeat=0.5)
     with ServerThread(redis_app) as server, httpx.Client(base_url=server.url, timeout=10) as client:
         lines: list[str] = []
 

@@ -16,7 +16,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    import redis.asyncio as aioredis
     import uvicorn
 
     from pinsignal.config import Config
@@ -30,18 +29,11 @@ def run(args: argparse.Namespace) -> int:
                           "string) so that the inspector asks for it, or bind to 127.0.0.1.")
     url = redis_url(config)
 
-    async def main() -> None:
-        redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, max_connections=64)
-        server = uvicorn.Server(uvicorn.Config(create_app(config, redis), host=args.host, port=args.port,
-                                               log_level="warning", access_log=False, lifespan="off",
-                                               timeout_graceful_shutdown=2))
-        shown = f"[{args.host}]" if ":" in args.host else args.host
-        print(f"pinsignal inspector on http://{shown}:{args.port}/"
-              + (" (token required: open /?token=... once)" if config.admin_token else ""), flush=True)
-        try:
-            await server.serve()
-        finally:
-            await redis.aclose()
-
-    asyncio.run(main())
+    server = uvicorn.Server(uvicorn.Config(create_app(config, redis_url=url), host=args.host, port=args.port,
+                                           log_level="warning", access_log=False, lifespan="on",
+                                           timeout_graceful_shutdown=2))
+    shown = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"pinsignal inspector on http://{shown}:{args.port}/"
+          + (" (token required: open /?token=... once)" if config.admin_token else ""), flush=True)
+    asyncio.run(server.serve())
     return 0

@@ -16,6 +16,7 @@ The page runs no inline script (a strict Content-Security-Policy) and writes eve
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import logging
@@ -178,8 +179,32 @@ async def summary(redis: Any) -> dict[str, Any]:
     }
 
 
-def create_app(config: Config, redis: Any, *, heartbeat: float = 15.0) -> ASGIApp:
-    """The inspector for ``redis`` (an ``redis.asyncio.Redis``, closed by the caller)."""
+class _Redis:
+    """The app's Redis client: the caller's, or one made at first use from ``url`` and closed on shut-down."""
+
+    def __init__(self, client: Any, url: str | None) -> None:
+        self.client = client
+        self.url = url
+        self.owned = client is None
+
+    def get(self) -> Any:
+        if self.client is None:
+            import redis.asyncio as aioredis
+
+            self.client = aioredis.Redis.from_url(self.url or "", socket_connect_timeout=5, max_connections=64)
+        return self.client
+
+    async def close(self) -> None:
+        if self.owned and self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+
+def create_app(config: Config, redis: Any = None, *, redis_url: str | None = None,
+               heartbeat: float = 15.0) -> ASGIApp:
+    """The inspector over ``redis`` (a ``redis.asyncio.Redis`` the caller closes), or over a client
+    made from ``redis_url`` at first use and closed by the app's lifespan shut-down."""
+    holder = _Redis(redis, redis_url)
 
     async def page(request: Request) -> Response:
         return _asset("page.html", "text/html; charset=utf-8")
@@ -195,11 +220,13 @@ def create_app(config: Config, redis: Any, *, heartbeat: float = 15.0) -> ASGIAp
             limit = max(1, min(20_000, int(request.query_params.get("limit", "3000"))))
         except ValueError:
             return _json({"message": "limit must be a whole number."}, 400)
-        return _json({"records": await read_recent(redis, count=limit)})
+        return _json({"records": await read_recent(holder.get(), count=limit)})
 
     async def stream(request: Request) -> Response:
         last = request.query_params.get("last") or request.headers.get("last-event-id") or "$"
         from pinsignal import keys
+
+        redis = holder.get()
 
         async def events() -> AsyncIterator[bytes]:
             position = last
@@ -225,15 +252,20 @@ def create_app(config: Config, redis: Any, *, heartbeat: float = 15.0) -> ASGIAp
                                  headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 
     async def detail(request: Request) -> Response:
-        return _json(await event_detail(redis, request.path_params["ident"]))
+        return _json(await event_detail(holder.get(), request.path_params["ident"]))
 
     async def summary_route(request: Request) -> Response:
-        return _json(await summary(redis))
+        return _json(await summary(holder.get()))
 
     routes = [
         Route("/", page), Route("/inspector.js", script), Route("/inspector.css", style),
         Route("/api/recent", recent), Route("/api/stream", stream), Route("/api/event/{ident:path}", detail),
         Route("/api/summary", summary_route),
     ]
-    return _Guard(Starlette(routes=routes), config.admin_token)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await holder.close()
+
+    return _Guard(Starlette(routes=routes, lifespan=lifespan), config.admin_token)
 
