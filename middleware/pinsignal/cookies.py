@@ -7,6 +7,14 @@
 All three live 400 days (the most RFC 6265bis lets a browser keep), are ``SameSite=Lax`` and
 ``Secure`` on https. They are set by the server on the site's own origin, which is what keeps
 Safari from capping them to 7 days (``reference/perf-reliability.md`` section 6).
+
+The two signed cookies carry the time they were signed inside the signature (itsdangerous's
+timestamp format), and the server holds them to the same 400 days when reading: a value signed
+longer ago, or more than :data:`CLOCK_SKEW` seconds in the future, is treated as absent
+(``_psid`` gets a new id, ``_psu`` gives no match keys), whatever the browser kept or an attacker
+replays. ``_psid`` rolls (signed again weekly while the visitor is active); ``_psu`` lives 400 days
+from the last ``identify()``. Every value pinsignal has ever issued carries its timestamp, so there
+is no transition: the cookies in browsers today are read as before until they are 400 days old.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from itsdangerous.encoding import base64_decode, base64_encode, bytes_to_int, in
 from publicsuffixlist import PublicSuffixList
 
 __all__ = [
+    "CLOCK_SKEW",
     "CONSENT_MAX_AGE",
     "COOKIE_MAX_AGE",
     "DEVICE_COOKIE",
@@ -47,6 +56,7 @@ IDENTITY_COOKIE = "_psu"
 COOKIE_MAX_AGE = 34_560_000  # 400 days, in seconds: the cap of RFC 6265bis and Chrome
 DEVICE_RENEW_AFTER = 7 * 24 * 3600  # a week: re-issue the device cookie so it keeps rolling
 CONSENT_MAX_AGE = 180 * 24 * 3600  # consent is asked again after about six months
+CLOCK_SKEW = 300  # seconds a signature may be "from the future": web servers' clocks differ a little
 EPIK_MAX_LENGTH = 1024
 
 # RFC 6265 cookie-octet: printable ASCII without space, '"', ',', ';' and '\'. Anything else in an
@@ -212,7 +222,8 @@ class DeviceIds:
     def read(self, raw: str | None, *, now: float | None = None) -> tuple[str | None, float]:
         """The device id in a cookie value and the age of its signature in seconds.
 
-        A missing, forged or tampered value gives ``(None, 0.0)``.
+        A missing, forged or tampered value gives ``(None, 0.0)``, and so does one signed over
+        400 days ago (:data:`COOKIE_MAX_AGE`) or more than :data:`CLOCK_SKEW` seconds ahead.
         """
         if not raw:
             return None, 0.0
@@ -224,8 +235,10 @@ class DeviceIds:
             if len(self._verified) >= _VERIFIED_CACHE_LIMIT:
                 self._verified.clear()
             self._verified[raw] = known
-        current = time.time() if now is None else now
-        return known[0], max(0.0, current - known[1])
+        age = (time.time() if now is None else now) - known[1]
+        if not -CLOCK_SKEW <= age <= COOKIE_MAX_AGE:
+            return None, 0.0
+        return known[0], max(0.0, age)
 
     def _verify(self, raw: str) -> tuple[str, int] | None:
         """``(device id, signed at)`` of a value whose signature holds; ``None`` otherwise."""
@@ -282,13 +295,18 @@ class IdentityCookie:
         value: str = self._serializer.dumps(hashed)
         return value
 
-    def loads(self, raw: str | None) -> dict[str, str]:
-        """The hashed keys in a cookie value; a forged, tampered or malformed value gives ``{}``."""
+    def loads(self, raw: str | None, *, now: float | None = None) -> dict[str, str]:
+        """The hashed keys in a cookie value; a forged, tampered or malformed value gives ``{}``,
+        and so does one signed over 400 days ago or more than :data:`CLOCK_SKEW` seconds ahead."""
         if not raw:
             return {}
         try:
-            data: Any = self._serializer.loads(raw)
+            data: Any
+            data, signed_at = self._serializer.loads(raw, return_timestamp=True)
         except (BadSignature, ValueError):
+            return {}
+        age = (time.time() if now is None else now) - signed_at.timestamp()
+        if not -CLOCK_SKEW <= age <= COOKIE_MAX_AGE:
             return {}
         if not isinstance(data, dict):
             return {}

@@ -140,7 +140,76 @@ def test_device_cookies_signed_by_earlier_releases_still_verify_and_are_reproduc
 @pytest.mark.parametrize(("secret", "hashed", "signed_at", "value"), GOLDEN_IDENTITY_COOKIES)
 def test_identity_cookies_signed_by_earlier_releases_still_load_and_are_reproduced(
         secret: str, hashed: dict[str, str], signed_at: int, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert IdentityCookie(secret).loads(value) == hashed
-    assert IdentityCookie("other-secret-0123456789").loads(value) == {}
+    # Read a minute after signing: since issue 18 (item 10) a value is honoured for 400 days only,
+    # so the check names its moment (the second value was signed "in the future" of this machine).
+    assert IdentityCookie(secret).loads(value, now=signed_at + 60) == hashed
+    assert IdentityCookie("other-secret-0123456789").loads(value, now=signed_at + 60) == {}
     monkeypatch.setattr(time, "time", lambda: signed_at + 0.25)
     assert IdentityCookie(secret).dumps(hashed) == value
+
+
+# ---------------------------------------------------------------- issue 18, item 10: lifetimes enforced
+
+
+DAY = 24 * 3600
+
+
+def test_regression_item10_a_device_cookie_is_honoured_for_400_days_only() -> None:
+    devices = DeviceIds(SECRET)
+    device_id, signed = devices.mint()
+    now = time.time()
+    assert devices.read(signed, now=now + 399 * DAY)[0] == device_id
+    assert devices.read(signed, now=now + 401 * DAY) == (None, 0.0)  # even from the verified cache
+    assert DeviceIds(SECRET).read(signed, now=now + 401 * DAY) == (None, 0.0)
+    assert devices.read(signed, now=now - 3600) == (None, 0.0)  # signed an hour in the future: not ours
+    assert devices.read(signed, now=now - 60)[0] == device_id  # a minute: another server's clock
+    for secret, golden_id, signed_at, value in GOLDEN_DEVICE_COOKIES:
+        assert DeviceIds(secret).read(value, now=signed_at + 399 * DAY)[0] == golden_id
+        assert DeviceIds(secret).read(value, now=signed_at + 401 * DAY) == (None, 0.0)
+    # An expired id is a new visitor: renewal mints a new id rather than signing the old one again.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "time", lambda: now + 401 * DAY)
+        assert devices.renewal(signed)[0] != device_id
+
+
+def test_regression_item10_an_identity_cookie_is_honoured_for_400_days_only() -> None:
+    cookie = IdentityCookie(SECRET)
+    hashed = {"email": "a" * 64}
+    signed = cookie.dumps(hashed)
+    now = time.time()
+    assert cookie.loads(signed, now=now + 399 * DAY) == hashed
+    assert cookie.loads(signed, now=now + 401 * DAY) == {}
+    assert cookie.loads(signed, now=now - 3600) == {}
+    for secret, golden, signed_at, value in GOLDEN_IDENTITY_COOKIES:
+        assert IdentityCookie(secret).loads(value, now=signed_at + 401 * DAY) == {}
+        assert IdentityCookie(secret).loads(value, now=signed_at + 399 * DAY) == golden
+
+
+@pytest.mark.anyio
+async def test_regression_item10_a_psu_signed_years_ago_adds_no_match_keys_and_an_old_psid_is_replaced(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mw_support import BROWSER, SECRET as MW_SECRET, client, cookies_named, wrap
+
+    from pinsignal import MemorySink
+
+    real_time = time.time
+    with monkeypatch.context() as patch:  # what a browser (or an attacker) kept from two years ago
+        patch.setattr(time, "time", lambda: real_time() - 730 * DAY)
+        old_identity = IdentityCookie(MW_SECRET).dumps({"email": "e" * 64})
+        old_device_id, old_device = DeviceIds(MW_SECRET).mint()
+    fresh_identity = IdentityCookie(MW_SECRET).dumps({"email": "f" * 64})
+    sink = MemorySink()
+    headers = {"content-type": "application/json", "user-agent": BROWSER}
+    body = {"type": "track", "event": "order_completed", "message_id": "m-old", "properties": {}}
+    async with client(wrap(sink=sink)) as http:
+        stale = await http.post("/_ps/e", json=body, headers={
+            **headers, "cookie": f"_psu={old_identity}; _psid={old_device}"})
+        fresh = await http.post("/_ps/e", json={**body, "message_id": "m-new"},
+                                headers={**headers, "cookie": f"_psu={fresh_identity}"})
+    assert stale.status_code == 202 and fresh.status_code == 202
+    old_event, new_event = sink.events
+    assert "email" not in old_event["envelope"].get("traits", {})
+    assert old_event["envelope"]["anonymous_id"] != old_device_id
+    [device] = cookies_named(stale, "_psid")  # a new device id is issued in its place
+    assert not device.startswith(f"_psid={old_device_id}.")
+    assert new_event["envelope"]["traits"]["email"] == "f" * 64
