@@ -250,6 +250,14 @@ def main() -> int:
             proxied = median(results[f"{case} {client}"])
             line += f"{proxied:>10.0f}{proxied / direct:>7.2f}"
         print(line + ("  >= 0.5" if case != "hello" else "  (for scale)"))
+    # Each round's proxied run is next to its direct one, so their ratio moves less with other work
+    # on the machine than the medians do: the median of those ratios, beside.
+    def round_ratio(case: str, client: str) -> float:
+        pairs = zip(results[f"{case} {client}"], results[f"{case} direct"], strict=True)
+        return median([proxied / direct for proxied, direct in pairs])
+
+    print("median of the per-round ratios: " + "; ".join(
+        f"{case} " + ", ".join(f"{client} {round_ratio(case, client):.2f}" for client in clients) for case in cases))
     for client in clients[1:]:
         first = clients[0]
         print(f"{first} / {client}, requests/s through the proxy: " + ", ".join(

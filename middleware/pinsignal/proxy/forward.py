@@ -1,10 +1,10 @@
 """One HTTP exchange: the visitor's request streamed to the upstream, the answer streamed back.
 
-Bytes pass through as they are: the request head is written from the visitor's headers in one
-piece, the request body is forwarded chunk by chunk as ASGI ``receive`` delivers it, and the
-response body is the upstream's raw bytes (never decompressed, never re-encoded); status and every
-header are kept, in order, repeated ones separate. Only ``--inject`` touches a body, and only an
-HTML page's.
+Bytes pass through as they are: the request goes up with the visitor's header pairs in order
+(hop-by-hop ones out, ``Host`` and ``X-Forwarded-*`` set), the request body is forwarded chunk
+by chunk as ASGI ``receive`` delivers it, and the response body is the upstream's raw bytes (never
+decompressed, never re-encoded); status and every header are kept, in order, repeated ones
+separate. Only ``--inject`` touches a body, and only an HTML page's.
 
 Failures: upstream unreachable -> 502, no answer within the timeout -> 504, both with a short
 page. Once the answer has started, an upstream failure can only end the connection, so the visitor

@@ -161,9 +161,9 @@ class UpstreamPool:
                       body: AsyncIterator[bytes] | None = None) -> UpstreamResponse:
         """Send the request (``headers`` as they are, ``body`` as it comes) and return the answer's head.
 
-        ``target`` is the path and query as they go on the request line. A body goes out as
-        ``headers`` frame it (``Content-Length``, or ``Transfer-Encoding: chunked``). Raises
-        ``UpstreamError`` subclasses, and whatever ``body`` raises.
+        ``target`` is the path and query as they go on the request line. A body goes up with the
+        ``Content-Length`` among ``headers``, or chunked when there is none. Raises ``UpstreamError``
+        subclasses, and whatever ``body`` raises.
         """
         if self._closed:
             raise UpstreamConnectError("The connection pool to the upstream is closed.")
