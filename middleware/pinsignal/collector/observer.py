@@ -80,7 +80,12 @@ class RequestObserver:
         self._add(record)
 
     def unmatched(self, envelope: dict[str, Any], request: Any, config: Config) -> None:
-        """No pipeline matched: counted, and quarantined only when ``quarantine_unmatched`` says so."""
+        """No pipeline matched: counted, and quarantined only when ``quarantine_unmatched`` says so.
+
+        ``identify`` calls are left out: they feed the ``_psu`` cookie, never a Pinterest event by themselves.
+        """
+        if envelope.get("type") == "identify":
+            return
         self.refused(envelope.get("message_id"), envelope.get("event") or envelope.get("type"), "no_pipeline",
                      "no pipeline matches this event")
         if config.quarantine_unmatched:

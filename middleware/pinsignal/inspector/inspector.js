@@ -196,10 +196,13 @@ function chartOutcomes() {
   });
   s.appendChild(svg("text", { x: left, y: H - 5 }, "-30 min"));
   s.appendChild(svg("text", { x: W - 2, y: H - 5, "text-anchor": "end" }, "now"));
-  OUTCOMES.forEach(([o, color], i) => {
-    s.appendChild(svg("rect", { x: left + i * 54, y: 2, width: 8, height: 8, fill: color }));
-    s.appendChild(svg("text", { x: left + i * 54 + 11, y: 10 }, o.replace("_lettered", "")));
-  });
+  let x = 4;
+  for (const [o, color] of OUTCOMES) {
+    const label = o.replace("_lettered", "");
+    s.appendChild(svg("rect", { x, y: 2, width: 8, height: 8, fill: color }));
+    s.appendChild(svg("text", { x: x + 10, y: 10 }, label));
+    x += 16 + label.length * 5.4;
+  }
   box.replaceChildren(s);
 }
 
@@ -217,10 +220,11 @@ function chartCoverage() {
   }
   if (!tally.size) return empty(box, "nothing delivered yet");
   const names = Array.from(tally.keys()).sort();
-  const left = 90, top = 16, cw = (360 - left) / keys.length, ch = 18;
+  const left = 80, top = 26, cw = (360 - left) / keys.length, ch = 18;
   const H = top + names.length * ch + 4;
   const s = svg("svg", { viewBox: `0 0 360 ${H}`, role: "img", "aria-label": "match-key coverage per event name" });
-  keys.forEach((k, i) => s.appendChild(svg("text", { x: left + i * cw + cw / 2, y: 11, "text-anchor": "middle" }, k)));
+  // staggered: the key names are wider than their columns
+  keys.forEach((k, i) => s.appendChild(svg("text", { x: left + i * cw + cw / 2, y: i % 2 ? 22 : 11, "text-anchor": "middle" }, k)));
   names.forEach((name, row) => {
     const t = tally.get(name);
     s.appendChild(svg("text", { x: left - 4, y: top + row * ch + 12, "text-anchor": "end" }, name));
