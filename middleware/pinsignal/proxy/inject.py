@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import re
 import zlib
+from typing import Protocol
 
 __all__ = ["Decoder", "HeadInjector", "is_html", "script_tag"]
 
@@ -79,6 +80,14 @@ class HeadInjector:
         return held
 
 
+class _Inflater(Protocol):
+    """What ``zlib.decompressobj()`` gives, as far as a decoder uses it."""
+
+    def decompress(self, data: bytes, /) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
 class Decoder:
     """Streaming gzip/deflate decoding for pages that arrive compressed although identity was asked."""
 
@@ -86,9 +95,8 @@ class Decoder:
 
     def __init__(self, encoding: bytes) -> None:
         # 32 + MAX_WBITS reads both gzip and zlib headers; a raw deflate stream needs negative bits.
-        self._inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)
-        if encoding == b"deflate":
-            self._inflater = _DeflateEither()  # type: ignore[assignment]
+        self._inflater: _Inflater = (_DeflateEither() if encoding == b"deflate"
+                                     else zlib.decompressobj(32 + zlib.MAX_WBITS))
 
     def feed(self, chunk: bytes) -> bytes:
         return self._inflater.decompress(chunk)
@@ -101,7 +109,7 @@ class _DeflateEither:
     """``Content-Encoding: deflate`` is zlib-wrapped by the RFC, raw deflate by some servers: try both."""
 
     def __init__(self) -> None:
-        self._inflater: zlib._Decompress | None = None
+        self._inflater: _Inflater | None = None
         self._start = b""
 
     def decompress(self, chunk: bytes) -> bytes:
