@@ -199,6 +199,13 @@ def test_parse_time() -> None:
     assert iso_time(RECEIVED + 0.9999) == "2026-11-18T11:06:41.000Z"
 
 
+def test_digits_that_are_not_ascii_are_not_a_time() -> None:
+    # str.isdigit() takes superscripts and Arabic-Indic digits; float() of them raised ValueError (a 5xx)
+    assert parse_time("\u00b9") is None and parse_time("\u0663\u0663") is None
+    with pytest.raises(EnvelopeError):
+        parse_envelope({"type": "track", "event": "x", "timestamp": "\u00b9"}, received_at=RECEIVED)
+
+
 @settings(max_examples=300, deadline=None)
 @given(seconds=st.floats(min_value=-86400 * 365, max_value=7_000 * 365 * 86400, allow_nan=False))
 def test_times_formatted_here_read_back_as_the_parser_reads_them(seconds: float) -> None:

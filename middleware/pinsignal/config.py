@@ -67,6 +67,8 @@ class Config:
     allowed_origins: tuple[str, ...] = ()
     epik_httponly: bool = False
     default_country: str = "US"
+    # server sources (DESIGN 8.1): name:key pairs or bare keys; never shown
+    write_keys: tuple[str, ...] = field(default=(), repr=False)
     # delivery
     http_timeout: float = 10.0
     batch_max_wait: float = 0.5
@@ -106,6 +108,10 @@ class Config:
                 raise ConfigError(
                     f"PINSIGNAL_ALLOWED_ORIGINS entries must look like 'https://shop.example', got {origin!r}."
                 )
+        if self.write_keys:
+            from pinsignal.sources import WriteKeys
+
+            WriteKeys.parse(self.write_keys)
         if not _COUNTRY_RE.match(self.default_country):
             raise ConfigError(
                 f"PINSIGNAL_DEFAULT_COUNTRY must be a two-letter ISO country code like 'US', "
@@ -230,6 +236,7 @@ ENVIRONMENT: dict[str, str] = {
     "allowed_origins": "PINSIGNAL_ALLOWED_ORIGINS",
     "epik_httponly": "PINSIGNAL_EPIK_HTTPONLY",
     "default_country": "PINSIGNAL_DEFAULT_COUNTRY",
+    "write_keys": "PINSIGNAL_WRITE_KEYS",
     "http_timeout": "PINSIGNAL_HTTP_TIMEOUT",
     "batch_max_wait": "PINSIGNAL_BATCH_MAX_WAIT",
     "metrics_port": "PINSIGNAL_METRICS_PORT",

@@ -187,7 +187,7 @@ def parse_time(value: object) -> float | None:
         if known is not None:
             return known
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # str.isdigit() also takes '¹' and '٣', which float() does not
             seconds = float(text)
         else:
             try:

@@ -71,15 +71,19 @@ _MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays respons
 # four big-endian 32-bit integers (Redis's Lua has the struct library), then those four. One argument for
 # the whole call because redis-py re-copies its output buffer for every small argument (quadratic up to
 # 6 KB), which cost more than the script itself; an argument over 6 KB is sent as is. Returns one flag per
-# event: 1 queued, 0 duplicate.
+# event: 1 queued, 0 duplicate. ARGV[4], when given, has one byte per event: 's' for a server event, which
+# takes precedence (DESIGN 8.1): it is queued when only a browser event ('b') held its id, and then holds it.
+# A key written before sources were recorded ('1') counts as a server's.
 _ENQUEUE_LUA = """
 local flags = {}
 local queued = 0
 local ttl = ARGV[1]
 local prefix = ARGV[2]
 local blob = ARGV[3]
+local sources = ARGV[4] or ''
 local pos = 1
 local size = #blob
+local n = 0
 while pos <= size do
   local ln, li, lm, lp, at = struct.unpack('>I4I4I4I4', blob, pos)
   local name = string.sub(blob, at, at + ln - 1)
@@ -89,7 +93,17 @@ while pos <= size do
   local meta = string.sub(blob, at, at + lm - 1)
   at = at + lm
   pos = at + lp
-  if redis.call('SET', prefix .. name .. ':' .. id, '1', 'NX', 'EX', ttl) then
+  n = n + 1
+  local key = prefix .. name .. ':' .. id
+  local fresh
+  if string.byte(sources, n) == 115 then
+    local held = redis.call('GET', key)
+    fresh = (not held) or held == 'b'
+    if fresh then redis.call('SET', key, 's', 'EX', ttl) end
+  else
+    fresh = redis.call('SET', key, 'b', 'NX', 'EX', ttl)
+  end
+  if fresh then
     redis.call('XADD', KEYS[1], '*', 'e', string.sub(blob, at, pos - 1), 'm', meta)
     flags[#flags + 1] = 1
     queued = queued + 1
@@ -184,6 +198,7 @@ class EnqueueResult:
 class _Pending:
     events: Sequence[dict[str, Any]]
     future: asyncio.Future[EnqueueResult]
+    trusted: bool = False
 
 
 class EventQueue:
@@ -226,8 +241,11 @@ class EventQueue:
                                          retry_on_error=[RedisConnectionError, OSError])
         return cls(client, config.ad_account_id or keys.UNASSIGNED_ACCOUNT)
 
-    async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult:
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
         """Queue hashed, validated v5 events; ``(event_name, event_id)`` seen in 48 h is a duplicate.
+
+        ``trusted=True`` (a server source's events): a pair that only a browser event holds is not a
+        duplicate; the server event is queued and holds the pair from then on.
 
         Raises :class:`QueueUnavailable` when Redis cannot take them: the caller must not answer
         as if the events were accepted.
@@ -235,7 +253,7 @@ class EventQueue:
         if not events:
             return EnqueueResult()
         future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(events, future))
+        self._pending.append(_Pending(events, future, trusted))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         try:  # (not ``with unavailable(...)``: this runs for every request)
@@ -254,6 +272,8 @@ class EventQueue:
                 size += len(item.events)
             records = encode_records([event for item in chunk for event in item.events], self._encode)
             args: list[Any] = [DEDUP_SECONDS, self._prefix, records]
+            if any(item.trusted for item in chunk):
+                args.append(b"".join((b"s" if item.trusted else b"b") * len(item.events) for item in chunk))
             try:
                 flags = await self._run_script([self._stream, keys.COUNTERS, keys.STREAMS], args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise

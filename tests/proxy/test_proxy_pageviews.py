@@ -10,7 +10,7 @@ import httpx
 import pytest
 from test_proxy_inject import BROWSER
 
-from pinsignal.proxy.pageviews import PageviewPolicy, page_event
+from pinsignal.proxy.pageviews import PageviewPolicy, is_navigation, page_event
 
 FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"
 
@@ -33,6 +33,20 @@ def scope(method: str = "GET", **headers: str) -> dict[str, Any]:
 ])
 def test_policy(request_scope: dict[str, Any], counted: bool) -> None:
     assert (PageviewPolicy().pageview_id(request_scope) is not None) is counted
+
+
+@pytest.mark.parametrize(("request_scope", "page", "frame"), [
+    (scope(sec_fetch_dest="document"), True, True),
+    (scope(sec_fetch_dest="iframe"), False, True),  # a navigation, but not a page view of its own
+    (scope(accept="text/html,*/*"), True, True),  # no fetch metadata: Accept decides
+    (scope(accept="text/html", sec_fetch_dest="image"), False, False),  # fetch metadata wins, wherever it is
+    (scope(sec_fetch_dest="empty", accept="text/html"), False, False),
+    (scope("POST", sec_fetch_dest="document"), False, False),
+    (scope(accept="application/json"), False, False),
+])
+def test_is_navigation(request_scope: dict[str, Any], page: bool, frame: bool) -> None:
+    assert is_navigation(request_scope, frames=False) is page
+    assert is_navigation(request_scope) is frame
 
 
 def test_page_event_has_url_referrer_and_the_id() -> None:

@@ -38,11 +38,12 @@ from pinsignal.pinterest.fields import IDENTITY_TRAITS
 from pinsignal.pipeline import RequestContext
 from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
 
-from .observer import MemoryObserver, Observer, RedisObserver
+from .observer import MemoryObserver, Observer, RedisObserver, RequestObserver
 from .sink import MemorySink, Sink
 
 if TYPE_CHECKING:
-    from pinsignal.pipeline import Engine
+    from pinsignal.pipeline import Engine, Produced
+    from pinsignal.sources import Source
 
 __all__ = ["Intake", "IntakeResult", "VisitorRequest", "identity_keys"]
 
@@ -75,6 +76,8 @@ class VisitorRequest:
     epik: str | None = None
     content_type: bytes | None = None
     content_length: bytes | None = None
+    content_encoding: bytes | None = None
+    authorization: bytes | None = None
 
     @property
     def secure(self) -> bool:
@@ -104,6 +107,10 @@ class VisitorRequest:
                 visitor.content_type = value
             elif name == b"content-length":
                 visitor.content_length = value
+            elif name == b"content-encoding":
+                visitor.content_encoding = value
+            elif name == b"authorization":
+                visitor.authorization = value
         if cookie_header:
             visitor.cookies = cookie_parser("; ".join(cookie_header))
         query = scope.get("query_string", b"")
@@ -205,12 +212,17 @@ class Intake:
         return None if signed is None else self.cookies.device(signed, secure=secure, host=host)
 
     async def accept(self, raws: Sequence[object], visitor: VisitorRequest, *, received_at: float,
-                     decoded: bool = False) -> IntakeResult:
+                     decoded: bool = False, source: Source = "browser", believe_context: bool = False) -> IntakeResult:
         """Process a batch of raw events from one request; raises whatever the sink raises.
 
         ``decoded=True``: the events come straight from JSON decoding (the collector's bodies), so
         the envelope's size walk can leave out the type tests (see ``parse_envelope``).
+        ``source="server"``: ``track()`` or a write-key post (DESIGN 8.1), whose server events take
+        precedence over browser ones in the queue's dedup. ``believe_context=True`` (a write-key
+        post): the events carry their visitors' context themselves, see :meth:`_accept_server`.
         """
+        if believe_context:
+            return await self._accept_server(raws, visitor, received_at=received_at, decoded=decoded)
         outcome = IntakeResult()
         debug = visitor.cookies.get(DEBUG_COOKIE)
         seen = self.observer.request(valid_debug_code(debug) if debug is not None else None)
@@ -241,7 +253,7 @@ class Intake:
         remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
         pending: list[tuple[str, str, dict[str, Any]]] = []
-        refused = invalid = 0
+        refused = invalid = refused_source = 0
         identity = dict(remembered)  # an identify early in a batch already counts for the events after it
         process = self.engine.process
         for index, raw in enumerate(raws):
@@ -265,6 +277,7 @@ class Intake:
                 seen.refused(rejection["id"], raw.get("event"), "invalid_envelope", "; ".join(exc.reasons))
                 invalid += 1
                 continue
+            envelope["source"] = source
             if envelope["type"] == "identify":
                 identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
                                               default_country=self.config.default_country))
@@ -274,6 +287,9 @@ class Intake:
             reasons: list[str] = []
             made = process(envelope, request)
             seen.received(envelope, made)
+            if _source_refused(made, index, envelope, outcome, seen):
+                refused_source += 1
+                continue
             for produced in made:
                 if produced.valid:
                     pending.append((envelope["message_id"], produced.pipeline, produced.event))
@@ -287,15 +303,7 @@ class Intake:
                 if not made:
                     seen.unmatched(envelope, request, self.config)
                 outcome.accepted.append(envelope["message_id"])
-        if pending:
-            outcome.events = [event for _, _, event in pending]
-            result = await self.sink.enqueue(outcome.events)
-            outcome.queued, outcome.duplicates = result.queued, result.duplicates
-            if seen.tracing:
-                duplicates = set(result.duplicates)
-                for message_id, pipeline, event in pending:
-                    seen.queued(message_id, pipeline, event, self.account,
-                                duplicate=bool(duplicates) and str(event["event_id"]) in duplicates)
+        await self._enqueue(pending, outcome, seen, source)
         await seen.done()
         if renew:
             if newest_epik is None:
@@ -310,6 +318,96 @@ class Intake:
             await self.sink.incr("dropped_consent", refused)
         if invalid:
             await self.sink.incr("rejected_invalid", invalid)
+        if refused_source:
+            await self.sink.incr("refused_source", refused_source)
+        return outcome
+
+    async def _enqueue(self, pending: list[tuple[str, str, dict[str, Any]]], outcome: IntakeResult,
+                       seen: RequestObserver, source: Source) -> None:
+        if not pending:
+            return
+        outcome.events = [event for _, _, event in pending]
+        # a server event is never a duplicate of a browser one (DESIGN 8.1): the queue gives it precedence
+        result = await (self.sink.enqueue(outcome.events, trusted=True) if source == "server"
+                        else self.sink.enqueue(outcome.events))
+        outcome.queued, outcome.duplicates = result.queued, result.duplicates
+        if seen.tracing:
+            duplicates = set(result.duplicates)
+            for message_id, pipeline, event in pending:
+                seen.queued(message_id, pipeline, event, self.account,
+                            duplicate=bool(duplicates) and str(event["event_id"]) in duplicates)
+
+    async def _accept_server(self, raws: Sequence[object], visitor: VisitorRequest, *, received_at: float,
+                             decoded: bool) -> IntakeResult:
+        """A server source's batch: each event speaks for its own visitor (DESIGN 8.1).
+
+        ``context.ip``, ``context.userAgent`` and ``context.page`` are the shopper's, as the site
+        sent them (the request's own address and user agent are the site's server, and are not
+        used); ``context.epik`` is the click id the site read from the visitor's ``_epik`` cookie;
+        crawlers are recognised by ``context.userAgent``. No cookie is read or set: the request
+        is not the visitor's. The consent rules are the configured mode's, with what each event's
+        ``context.consent`` says.
+        """
+        outcome = IntakeResult()
+        seen = self.observer.request(None)
+        consent = self.consent.for_request(gpc=False, cookies={})
+        request_verdict = consent({})
+        pending: list[tuple[str, str, dict[str, Any]]] = []
+        refused = invalid = bots = refused_source = 0
+        process = self.engine.process
+        is_bot = self.bots.is_bot
+        for index, raw in enumerate(raws):
+            if type(raw) is not dict:
+                outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
+                invalid += 1
+                continue
+            context = raw.get("context")
+            agent = context.get("userAgent") if type(context) is dict else None
+            if type(agent) is str and is_bot(agent):
+                rejection = _rejection(index, raw, ["known crawler (context.userAgent); nothing is sent for crawlers"])
+                outcome.rejected.append(rejection)
+                seen.refused(rejection["id"], raw.get("event"), "bot", "known crawler")
+                bots += 1
+                continue
+            verdict = _event_verdict(consent, raw, request_verdict)
+            if verdict != "granted":
+                rejection = _rejection(index, raw, [_CONSENT_REASONS[verdict]])
+                outcome.rejected.append(rejection)
+                seen.refused(rejection["id"], raw.get("event"), "consent", _CONSENT_REASONS[verdict])
+                refused += 1
+                continue
+            try:
+                envelope = parse_envelope(raw, received_at=received_at, decoded=decoded)
+            except EnvelopeError as exc:
+                rejection = _rejection(index, raw, exc.reasons)
+                outcome.rejected.append(rejection)
+                seen.refused(rejection["id"], raw.get("event"), "invalid_envelope", "; ".join(exc.reasons))
+                invalid += 1
+                continue
+            envelope["source"] = "server"
+            epik = envelope.get("context", {}).get("epik")
+            request = RequestContext(epik=epik if type(epik) is str and valid_epik(epik) else None)
+            made = process(envelope, request)
+            seen.received(envelope, made)
+            if _source_refused(made, index, envelope, outcome, seen):
+                refused_source += 1
+                continue
+            reasons = [f"{produced.pipeline}: {error}" for produced in made for error in produced.errors]
+            if reasons:
+                outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
+                seen.invalid(envelope, reasons, request, self.config)
+                invalid += 1
+                continue
+            if not made:
+                seen.unmatched(envelope, request, self.config)
+            pending.extend((envelope["message_id"], produced.pipeline, produced.event) for produced in made)
+            outcome.accepted.append(envelope["message_id"])
+        await self._enqueue(pending, outcome, seen, "server")
+        await seen.done()
+        for counter, amount in (("dropped_bot", bots), ("dropped_consent", refused), ("rejected_invalid", invalid),
+                                ("refused_source", refused_source)):
+            if amount:
+                await self.sink.incr(counter, amount)
         return outcome
 
     def _pipeline_cookies(self, visitor: VisitorRequest, device_id: str | None) -> dict[str, str]:
@@ -329,6 +427,22 @@ class Intake:
 
 
 
+def _source_refused(made: list[Produced], index: int, envelope: dict[str, Any], outcome: IntakeResult,
+                    seen: RequestObserver) -> bool:
+    """Whether a pipeline refused the event for its source; then the refusal is recorded.
+
+    An event that a ``trigger.source`` pipeline matched but does not take from its source is
+    refused as a whole, with the reason, and counted (``refused:source``), not quarantined: it is
+    not a mistake to fix and replay, it is someone else's to send.
+    """
+    if not made or all(produced.refused is None for produced in made):
+        return False
+    reasons = [produced.refused for produced in made if produced.refused is not None]
+    outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
+    seen.refused(envelope["message_id"], envelope.get("event"), "source", "; ".join(reasons))
+    return True
+
+
 def _event_verdict(consent: Callable[[Mapping[str, object]], str], raw: dict[str, Any], request_verdict: str) -> str:
     """``consent(raw)``, without the call for an event with no ``context.consent`` (most of them).
 
@@ -342,8 +456,14 @@ def _event_verdict(consent: Callable[[Mapping[str, object]], str], raw: dict[str
 
 
 def _server_context(raw: dict[str, Any], visitor: VisitorRequest) -> dict[str, Any]:
-    """The event's ``context`` (a copy) with what the server knows: IP, user agent, page URL from ``Referer``."""
+    """The event's ``context`` (a copy) with what the server knows: IP, user agent, page URL from ``Referer``.
+
+    ``epik`` and ``visitor_key`` in a browser's context are dropped: only a server source is believed
+    about them (DESIGN 8.1).
+    """
     context = raw.get("context")
+    if type(context) is dict and ("epik" in context or "visitor_key" in context):
+        context = {key: value for key, value in context.items() if key != "epik" and key != "visitor_key"}
     context = {**context, "ip": visitor.ip, "userAgent": visitor.user_agent} if type(context) is dict else {
         "ip": visitor.ip, "userAgent": visitor.user_agent}
     page = context.get("page")

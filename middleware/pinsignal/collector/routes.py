@@ -5,18 +5,21 @@
 | ``GET c.js`` | the browser script (:mod:`pinsignal.collector.script`) |
 | ``GET t.js`` | the Tag companion, loaded by ``c.js`` only with ``data-tag`` (:mod:`pinsignal.collector.companion`) |
 | ``POST e`` | one event or ``{"batch": [...], "sent_at": ...}`` from the browser script |
-| ``POST v1/batch``, ``v1/t``, ``v1/p``, ``v1/i`` | Segment's tracking-API shapes (``v1/track``... too) |
-| ``POST consent`` | ``{"advertising": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
+| ``POST v1/*`` | Segment's HTTP Tracking API, answered as Segment does (:mod:`pinsignal.collector.segment`) |
+| ``POST consent`` | ``{"advertising": true|false, "ldp": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
+| ``POST remember`` | ``{"key": "..."}`` from ``pinsignal.remember(key)`` (:mod:`pinsignal.visitors`) |
 | ``GET health`` | ``{"status": "ok"}`` for the web process's health check |
 
-Event posts answer ``202`` with ``{"accepted": [message ids], "rejected": [{"index": i, "id": ...,
+``POST e`` answers ``202`` with ``{"accepted": [message ids], "rejected": [{"index": i, "id": ...,
 "reasons": [...]}]}`` (an event whose id is in ``accepted`` was queued, or matched no pipeline, or
 was a duplicate of one already queued). Refusals of the whole request: ``413`` when the body is over
 64 KiB (by ``Content-Length`` or counted while reading), ``400`` for malformed JSON, a non-object
 body or more than 100 events, ``403`` for a cross-site post from an origin not in
 ``PINSIGNAL_ALLOWED_ORIGINS``, ``405`` for a wrong method, ``415`` for a body that is neither
-``application/json`` nor ``text/plain``, ``503`` when the queue cannot be reached. Each error body is
-``{"error": "one sentence"}``.
+``application/json`` nor ``text/plain``, ``429`` with ``Retry-After``
+past the client's quota (:mod:`pinsignal.collector.quota`), ``503`` when the queue cannot be reached.
+Each error body is
+``{"error": "one sentence"}`` (``/v1/*``'s are Segment's: ``{"success": false, "code", "message"}``).
 """
 
 from __future__ import annotations
@@ -31,9 +34,14 @@ from starlette.types import Receive, Scope, Send
 from pinsignal.config import Config
 from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
 from pinsignal.errors import QueueUnavailable
+from pinsignal.ldp import consent_cookies
+from pinsignal.sources import WriteKeys
+from pinsignal.visitors import remember_post
 
 from .intake import Intake, VisitorRequest
+from .quota import ClientQuota
 from .script import Companion, Script
+from .segment import ROUTES as SEGMENT_ROUTES, SegmentAPI, SegmentRefusal, refuse
 
 __all__ = ["MAX_BODY", "MAX_EVENTS", "Collector"]
 
@@ -42,12 +50,7 @@ logger = logging.getLogger("pinsignal.collector")
 MAX_BODY = 64 * 1024  # what a browser lets keepalive/sendBeacon requests carry in flight anyway
 MAX_EVENTS = 100
 _JSON_TYPES = (b"application/json", b"text/plain")
-# Segment route -> the type its body carries when it does not say.
-_EVENT_ROUTES: dict[str, str | None] = {
-    "/e": None, "/v1/batch": None, "/v1/import": None,
-    "/v1/t": "track", "/v1/track": "track", "/v1/p": "page", "/v1/page": "page",
-    "/v1/i": "identify", "/v1/identify": "identify",
-}
+_EVENT_ROUTES: dict[str, str | None] = {"/e": None}
 
 
 class _Refusal(Exception):
@@ -70,10 +73,20 @@ class Collector:
         self._script = script
         self._companion = companion
         self._allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
+        self._quota = (ClientQuota(per_minute=config.client_events_per_minute, burst=config.client_burst)
+                       if config.client_events_per_minute else None)
+        self._segment = SegmentAPI(intake, WriteKeys.parse(config.write_keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][self._prefix_length:]
         method = scope["method"]
+        if method == "POST" and self._quota is not None:
+            wait = self._over_quota(scope)
+            if wait:  # before the body is read: a flood costs as little as it can
+                after = ClientQuota.retry_after(wait)
+                await _json(send, 429, {"error": "too many posts from this address; try again in "
+                                                 f"{after.decode()} s"}, [(b"retry-after", after)])
+                return
         try:
             if path == "/c.js":
                 _require(method, b"GET, HEAD")
@@ -84,7 +97,9 @@ class Collector:
             elif path == "/health":
                 _require(method, b"GET, HEAD")
                 await _json(send, 200, {"status": "ok"})
-            elif path in _EVENT_ROUTES or path == "/consent":
+            elif path in SEGMENT_ROUTES:
+                await self._segment_route(path, scope, receive, send)
+            elif path in _EVENT_ROUTES or path == "/consent" or path == "/remember":
                 visitor = self._intake.visitor(scope)
                 if method == "OPTIONS":
                     await self._preflight(send, visitor, self._cors_headers(visitor))
@@ -94,6 +109,8 @@ class Collector:
                 payload = await self._read_json(receive, visitor, cors)
                 if path == "/consent":
                     await self._consent(send, payload, visitor, cors)
+                elif path == "/remember":
+                    await self._remember(send, payload, visitor, cors)
                 else:
                     await self._events(send, payload, _EVENT_ROUTES[path], visitor, cors)
             else:
@@ -105,9 +122,32 @@ class Collector:
 
     # ------------------------------------------------------------------ events
 
+    async def _segment_route(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        visitor = self._intake.visitor(scope)
+        try:
+            if scope["method"] == "OPTIONS":
+                await self._preflight(send, visitor, self._segment_cors(visitor))
+                return
+            if scope["method"] != "POST":
+                raise SegmentRefusal(405, "method_not_allowed", f"method {scope['method']} is not allowed here; "
+                                     "use POST", [(b"allow", b"POST")])
+            await self._segment(path, receive, send, visitor, self._segment_cors(visitor))
+        except SegmentRefusal as refusal:
+            await refuse(send, refusal)
+        except _Refusal as refusal:  # the cross-site check
+            await refuse(send, SegmentRefusal(refusal.status, "forbidden", str(refusal), refusal.headers))
+
+    def _segment_cors(self, visitor: VisitorRequest) -> list[tuple[bytes, bytes]]:
+        """A server library sends no ``Origin``: only a browser's post is held to the cross-site rule."""
+        if visitor.origin is None and visitor.fetch_site is None:
+            return []
+        return self._cors_headers(visitor)
+
     async def _events(self, send: Send, payload: object, default_type: str | None, visitor: VisitorRequest,
                       cors: list[tuple[bytes, bytes]]) -> None:
         raws = _unbatch(payload, default_type)
+        if self._quota is not None:
+            self._quota.charge(visitor.ip, len(raws))
         await self._intake.open()
         try:
             outcome = await self._intake.accept(raws, visitor, received_at=time.time(), decoded=True)
@@ -128,7 +168,9 @@ class Collector:
         cookies: list[str] = []
         if intake.consent.writes_cookie:
             cookies.append(intake.cookies.consent(intake.consent.cookie_name, granted, secure=secure, host=host))
-        if granted and not visitor.gpc:
+        refused_by_gpc = visitor.gpc and intake.consent.gpc_refuses
+        cookies += consent_cookies(intake, payload, visitor, granted and not refused_by_gpc)
+        if granted and not refused_by_gpc:
             epik = payload.get("epik")
             if type(epik) is str and valid_epik(epik):
                 cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
@@ -141,9 +183,29 @@ class Collector:
                 if name in visitor.cookies:
                     cookies.append(intake.cookies.expire(name, secure=secure, host=host))
         headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in cookies]
-        await _json(send, 200, {"advertising": granted and not visitor.gpc}, headers)
+        await _json(send, 200, {"advertising": granted and not refused_by_gpc}, headers)
+
+    async def _remember(self, send: Send, payload: object, visitor: VisitorRequest,
+                        cors: list[tuple[bytes, bytes]]) -> None:
+        await self._intake.open()
+        try:
+            body = await remember_post(self._intake, payload, visitor)
+        except ValueError as exc:
+            raise _Refusal(400, str(exc), cors) from None
+        except QueueUnavailable:
+            raise _Refusal(503, "the visitor store is unavailable; try again later", [(b"retry-after", b"5")]) from None
+        await _json(send, 200, body, cors)
 
     # ------------------------------------------------------------------ request checks
+
+    def _over_quota(self, scope: Scope) -> float:
+        """Seconds until this post's client may post again (issue 18, item 8); ``0.0``: go ahead."""
+        assert self._quota is not None
+        for name, _ in scope["headers"]:
+            if name == b"authorization":  # a server source's write key: checked, never counted
+                return 0.0
+        ip, _ = self._intake.proxies.resolve(scope)
+        return self._quota.check(ip)
 
     def _cors_headers(self, visitor: VisitorRequest) -> list[tuple[bytes, bytes]]:
         """Refuse cross-site posts; CORS headers for an allowed other origin, else none."""
@@ -158,7 +220,7 @@ class Collector:
 
     async def _preflight(self, send: Send, visitor: VisitorRequest, cors: list[tuple[bytes, bytes]]) -> None:
         headers = cors + [(b"access-control-allow-methods", b"POST"),
-                          (b"access-control-allow-headers", b"content-type"),
+                          (b"access-control-allow-headers", b"content-type, content-encoding"),
                           (b"access-control-max-age", b"86400")]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})

@@ -26,7 +26,9 @@ class Sink(Protocol):
 
     async def open(self) -> None: ...
 
-    async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult: ...
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
+        """``trusted``: server events, which a browser event with the same name and id never suppresses."""
+        ...
 
     async def incr(self, name: str, amount: int = 1) -> None: ...
 
@@ -36,7 +38,8 @@ class Sink(Protocol):
 class MemorySink:
     """Keeps events and counters in memory; ``events`` lists everything enqueued.
 
-    Like the Redis queue, an ``(event_name, event_id)`` pair already queued is a duplicate.
+    Like the Redis queue, an ``(event_name, event_id)`` pair already queued is a duplicate, except
+    for a server event (``trusted``) whose pair only a browser event held.
     """
 
     def __init__(self) -> None:
@@ -44,20 +47,21 @@ class MemorySink:
         self.counters: Counter[str] = Counter()
         self.opened = 0
         self.closed = 0
-        self._seen: set[tuple[str, str]] = set()
+        self._seen: dict[tuple[str, str], bool] = {}  # pair -> held by a server event
 
     async def open(self) -> None:
         self.opened += 1
 
-    async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult:
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
         result = EnqueueResult()
         for event in events:
             event_id = str(event.get("event_id", ""))
             key = (str(event.get("event_name", "")), event_id)
-            if key in self._seen:
+            held = self._seen.get(key)
+            if held is not None and (held or not trusted):
                 result.duplicates.append(event_id)
                 continue
-            self._seen.add(key)
+            self._seen[key] = trusted
             self.events.append(event)
             result.queued.append(event_id)
         return result
@@ -88,10 +92,11 @@ class QueueSink:
 
                 self._queue = await EventQueue.connect(self._config)
 
-    async def enqueue(self, events: Sequence[dict[str, Any]]) -> EnqueueResult:
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
         if self._queue is None:
             await self.open()
-        result: EnqueueResult = await self._queue.enqueue(list(events))
+        result: EnqueueResult = await (self._queue.enqueue(list(events), trusted=True) if trusted
+                                       else self._queue.enqueue(list(events)))
         return result
 
     async def incr(self, name: str, amount: int = 1) -> None:

@@ -96,6 +96,9 @@ class Engine:
                 matches = compiled.others if indexed else compiled.matches
                 if matches is not None and not matches(envelope):
                     continue
+                if compiled.sources is not None and envelope.get("source", "browser") not in compiled.sources:
+                    produced.append(Produced(compiled.name, {}, refused=compiled.refusal(envelope)))
+                    continue
                 event = compiled.build(envelope, request)
             except Exception as exc:  # a transform bug rejects this event, it does not crash the collector
                 logger.warning("pipeline %s failed on message %r: %s", compiled.name, envelope.get("message_id"),
@@ -109,7 +112,7 @@ class Engine:
 
 
 class _Compiled:
-    __slots__ = ("build", "matches", "name", "names", "others", "validate")
+    __slots__ = ("build", "matches", "name", "names", "others", "sources", "validate")
 
     def __init__(self, pipeline: Pipeline, default_country: str) -> None:
         self.name = pipeline.name
@@ -119,6 +122,15 @@ class _Compiled:
         self.others: Predicate | None = compile_conditions(others) if others else None
         self.build: Builder = generate(pipeline, default_country, _click_id)
         self.validate = pipeline.output.validate
+        self.sources = pipeline.sources
+
+    def refusal(self, envelope: dict[str, Any]) -> str:
+        source = envelope.get("source", "browser")
+        taken = " or ".join(sorted(self.sources or ()))
+        how = ("send it from the site's server (track(), or a write key on /v1)" if taken == "server"
+               else f"send it from a {taken} source")
+        return (f"{self.name}: this pipeline takes {envelope.get('event') or envelope.get('type')!r} only from "
+                f"a {taken} source, and this event came from a {source}; {how}")
 
 
 def _event_names(pipeline: Pipeline) -> tuple[frozenset[str] | None, Condition | None]:

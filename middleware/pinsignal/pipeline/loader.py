@@ -26,7 +26,8 @@ __all__ = ["load_pipeline_file", "load_pipeline_text", "load_pipelines", "pipeli
 logger = logging.getLogger("pinsignal.pipeline")
 
 _TOP_KEYS = ("name", "integration", "description", "enabled", "trigger", "transform", "output")
-_TRIGGER_KEYS = ("event", "conditions")
+_TRIGGER_KEYS = ("event", "source", "conditions")
+_SOURCES = ("browser", "server")
 _CONDITION_KEYS = ("field", "operator", "value")
 _OUTPUT_KEYS = ("format", "endpoint", "auth", "validate")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
@@ -152,6 +153,7 @@ class _Checker:
         if not isinstance(enabled, bool):
             self.error(document.line_of("enabled"), f"enabled must be true or false, got {enabled!r}")
         events, conditions = self.trigger(document)
+        sources = self.sources(document)
         steps = self.transform(document)
         output = self.output(document)
         if self.errors:
@@ -159,7 +161,7 @@ class _Checker:
         return Pipeline(
             name=name, events=events, conditions=conditions, steps=steps, output=output,
             description=description if isinstance(description, str) else None, enabled=enabled is not False,
-            file=self.file, line=document.line_of("name"),
+            file=self.file, line=document.line_of("name"), sources=sources,
         )
 
     # ---------------------------------------------------------------- helpers
@@ -212,6 +214,24 @@ class _Checker:
             if condition is not None:
                 conditions.append(condition)
         return tuple(events), tuple(conditions)
+
+    def sources(self, document: YMap) -> frozenset[str] | None:
+        """``trigger.source``: ``server``, ``browser`` or a list of them (DESIGN 8.1)."""
+        trigger = document.get("trigger")
+        if not isinstance(trigger, YMap) or "source" not in trigger:
+            return None
+        raw = trigger.get("source")
+        listed = list(raw) if isinstance(raw, list) else [raw]
+        found: set[str] = set()
+        for source in listed:
+            if source in _SOURCES:
+                found.add(source)
+            else:
+                hint = suggest(str(source), _SOURCES) or "; use server, browser or a list of them"
+                self.error(trigger.line_of("source"), f"trigger.source {source!r} is not a source{hint}")
+        if not listed:
+            self.error(trigger.line_of("source"), "trigger.source is an empty list; name server, browser or both")
+        return frozenset(found)
 
     def condition(self, item: Any, line: int) -> Condition | None:
         if not isinstance(item, YMap):

@@ -21,12 +21,17 @@ class RequestContext:
 
 @dataclass
 class Produced:
-    """One Pinterest v5 event from one pipeline; ``errors`` is empty when it passed validation."""
+    """One Pinterest v5 event from one pipeline; ``errors`` is empty when it passed validation.
+
+    ``refused`` (with an empty ``event``): the pipeline's trigger matched, but its ``trigger.source``
+    does not take events from this event's source; the sentence says so.
+    """
 
     pipeline: str
     event: dict[str, Any]
     errors: list[str] = field(default_factory=list)
+    refused: str | None = None
 
     @property
     def valid(self) -> bool:
-        return not self.errors
+        return not self.errors and self.refused is None

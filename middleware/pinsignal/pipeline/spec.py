@@ -129,6 +129,8 @@ class Pipeline:
     enabled: bool = True
     file: str = "<memory>"
     line: int = 1
+    sources: frozenset[str] | None = None
+    """``trigger.source``: the sources (``browser``, ``server``) it takes events from; ``None``: any."""
 
     @property
     def cookie_names(self) -> frozenset[str]:
