@@ -6,8 +6,7 @@
 | ``GET t.js`` | the Tag companion, loaded by ``c.js`` only with ``data-tag`` (:mod:`pinsignal.collector.companion`) |
 | ``POST e`` | one event or ``{"batch": [...], "sent_at": ...}`` from the browser script |
 | ``POST v1/*`` | Segment's HTTP Tracking API, answered as Segment does (:mod:`pinsignal.collector.segment`) |
-| ``POST consent`` | ``{"advertising": true|false, "ldp": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
-| ``POST remember`` | ``{"key": "..."}`` from ``pinsignal.remember(key)`` (:mod:`pinsignal.visitors`) |
+| ``POST consent`` | ``{"advertising": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
 | ``GET health`` | ``{"status": "ok"}`` for the web process's health check |
 
 ``POST e`` answers ``202`` with ``{"accepted": [message ids], "rejected": [{"index": i, "id": ...,
@@ -16,9 +15,7 @@ was a duplicate of one already queued). Refusals of the whole request: ``413`` w
 64 KiB (by ``Content-Length`` or counted while reading), ``400`` for malformed JSON, a non-object
 body or more than 100 events, ``403`` for a cross-site post from an origin not in
 ``PINSIGNAL_ALLOWED_ORIGINS``, ``405`` for a wrong method, ``415`` for a body that is neither
-``application/json`` nor ``text/plain``, ``429`` with ``Retry-After``
-past the client's quota (:mod:`pinsignal.collector.quota`), ``503`` when the queue cannot be reached.
-Each error body is
+``application/json`` nor ``text/plain``, ``503`` when the queue cannot be reached. Each error body is
 ``{"error": "one sentence"}`` (``/v1/*``'s are Segment's: ``{"success": false, "code", "message"}``).
 """
 
@@ -34,12 +31,9 @@ from starlette.types import Receive, Scope, Send
 from pinsignal.config import Config
 from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
 from pinsignal.errors import QueueUnavailable
-from pinsignal.ldp import consent_cookies
 from pinsignal.sources import WriteKeys
-from pinsignal.visitors import remember_post
 
 from .intake import Intake, VisitorRequest
-from .quota import ClientQuota
 from .script import Companion, Script
 from .segment import ROUTES as SEGMENT_ROUTES, SegmentAPI, SegmentRefusal, refuse
 
@@ -73,20 +67,11 @@ class Collector:
         self._script = script
         self._companion = companion
         self._allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
-        self._quota = (ClientQuota(per_minute=config.client_events_per_minute, burst=config.client_burst)
-                       if config.client_events_per_minute else None)
         self._segment = SegmentAPI(intake, WriteKeys.parse(config.write_keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][self._prefix_length:]
         method = scope["method"]
-        if method == "POST" and self._quota is not None:
-            wait = self._over_quota(scope)
-            if wait:  # before the body is read: a flood costs as little as it can
-                after = ClientQuota.retry_after(wait)
-                await _json(send, 429, {"error": "too many posts from this address; try again in "
-                                                 f"{after.decode()} s"}, [(b"retry-after", after)])
-                return
         try:
             if path == "/c.js":
                 _require(method, b"GET, HEAD")
@@ -99,7 +84,7 @@ class Collector:
                 await _json(send, 200, {"status": "ok"})
             elif path in SEGMENT_ROUTES:
                 await self._segment_route(path, scope, receive, send)
-            elif path in _EVENT_ROUTES or path == "/consent" or path == "/remember":
+            elif path in _EVENT_ROUTES or path == "/consent":
                 visitor = self._intake.visitor(scope)
                 if method == "OPTIONS":
                     await self._preflight(send, visitor, self._cors_headers(visitor))
@@ -109,8 +94,6 @@ class Collector:
                 payload = await self._read_json(receive, visitor, cors)
                 if path == "/consent":
                     await self._consent(send, payload, visitor, cors)
-                elif path == "/remember":
-                    await self._remember(send, payload, visitor, cors)
                 else:
                     await self._events(send, payload, _EVENT_ROUTES[path], visitor, cors)
             else:
@@ -146,8 +129,6 @@ class Collector:
     async def _events(self, send: Send, payload: object, default_type: str | None, visitor: VisitorRequest,
                       cors: list[tuple[bytes, bytes]]) -> None:
         raws = _unbatch(payload, default_type)
-        if self._quota is not None:
-            self._quota.charge(visitor.ip, len(raws))
         await self._intake.open()
         try:
             outcome = await self._intake.accept(raws, visitor, received_at=time.time(), decoded=True)
@@ -168,9 +149,7 @@ class Collector:
         cookies: list[str] = []
         if intake.consent.writes_cookie:
             cookies.append(intake.cookies.consent(intake.consent.cookie_name, granted, secure=secure, host=host))
-        refused_by_gpc = visitor.gpc and intake.consent.gpc_refuses
-        cookies += consent_cookies(intake, payload, visitor, granted and not refused_by_gpc)
-        if granted and not refused_by_gpc:
+        if granted and not visitor.gpc:
             epik = payload.get("epik")
             if type(epik) is str and valid_epik(epik):
                 cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
@@ -183,29 +162,9 @@ class Collector:
                 if name in visitor.cookies:
                     cookies.append(intake.cookies.expire(name, secure=secure, host=host))
         headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in cookies]
-        await _json(send, 200, {"advertising": granted and not refused_by_gpc}, headers)
-
-    async def _remember(self, send: Send, payload: object, visitor: VisitorRequest,
-                        cors: list[tuple[bytes, bytes]]) -> None:
-        await self._intake.open()
-        try:
-            body = await remember_post(self._intake, payload, visitor)
-        except ValueError as exc:
-            raise _Refusal(400, str(exc), cors) from None
-        except QueueUnavailable:
-            raise _Refusal(503, "the visitor store is unavailable; try again later", [(b"retry-after", b"5")]) from None
-        await _json(send, 200, body, cors)
+        await _json(send, 200, {"advertising": granted and not visitor.gpc}, headers)
 
     # ------------------------------------------------------------------ request checks
-
-    def _over_quota(self, scope: Scope) -> float:
-        """Seconds until this post's client may post again (issue 18, item 8); ``0.0``: go ahead."""
-        assert self._quota is not None
-        for name, _ in scope["headers"]:
-            if name == b"authorization":  # a server source's write key: checked, never counted
-                return 0.0
-        ip, _ = self._intake.proxies.resolve(scope)
-        return self._quota.check(ip)
 
     def _cors_headers(self, visitor: VisitorRequest) -> list[tuple[bytes, bytes]]:
         """Refuse cross-site posts; CORS headers for an allowed other origin, else none."""
