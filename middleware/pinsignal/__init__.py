@@ -19,7 +19,9 @@ if typing.TYPE_CHECKING:
     from pinsignal.config import Config
     from pinsignal.errors import ConfigError, EnvelopeError, PinSignalError, PipelineLoadError, QueueUnavailable
     from pinsignal.tag import TagCall, tag_call
+    from pinsignal.tracker import Tracker
     from pinsignal.tracking import TrackResult, event_id_for, identify, script_url, track
+    from pinsignal.visitors import remember
 
 __version__ = "0.1.0"
 
@@ -35,8 +37,10 @@ __all__ = [
     "Sink",
     "TagCall",
     "TrackResult",
+    "Tracker",
     "event_id_for",
     "identify",
+    "remember",
     "script_url",
     "tag_call",
     "track",
@@ -55,8 +59,10 @@ _HOMES = {
     "Sink": "pinsignal.collector.sink",
     "TagCall": "pinsignal.tag",
     "TrackResult": "pinsignal.tracking",
+    "Tracker": "pinsignal.tracker",
     "event_id_for": "pinsignal.tracking",
     "identify": "pinsignal.tracking",
+    "remember": "pinsignal.visitors",
     "script_url": "pinsignal.tracking",
     "tag_call": "pinsignal.tag",
     "track": "pinsignal.tracking",

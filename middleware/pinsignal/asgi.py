@@ -236,7 +236,7 @@ class PinSignalMiddleware:
                 else:
                     forwarded_proto = value
         if cookie is None:
-            if gpc or not self._granted_without_cookies:
+            if (gpc and self.intake.consent.gpc_refuses) or not self._granted_without_cookies:
                 return
         elif self.intake.consent.verdict(gpc=gpc, cookies=cookie_parser(cookie.decode("latin-1"))) != "granted":
             return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie

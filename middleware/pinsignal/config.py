@@ -21,9 +21,10 @@ from typing import Any, Literal
 from pinsignal.envsettings import env_bool, env_list, from_env
 from pinsignal.errors import ConfigError
 
-__all__ = ["ENVIRONMENT", "Config", "ConsentMode", "env_bool", "env_list", "shipped_pipelines_dir"]
+__all__ = ["ENVIRONMENT", "Config", "ConsentMode", "LdpMode", "env_bool", "env_list", "shipped_pipelines_dir"]
 
 ConsentMode = Literal["opt-out", "opt-in"]
+LdpMode = Literal["off", "always", "gpc"]
 
 DEFAULT_API_URL = "https://api.pinterest.com"
 _AD_ACCOUNT_RE = re.compile(r"^\d{1,18}$")
@@ -69,6 +70,9 @@ class Config:
     default_country: str = "US"
     # server sources (DESIGN 8.1): name:key pairs or bare keys; never shown
     write_keys: tuple[str, ...] = field(default=(), repr=False)
+    # visitors remembered by key, Limited Data Processing (DESIGN 8.2)
+    remember_days: float = 7.0
+    ldp: LdpMode = "off"
     # delivery
     http_timeout: float = 10.0
     batch_max_wait: float = 0.5
@@ -117,6 +121,11 @@ class Config:
                 f"PINSIGNAL_DEFAULT_COUNTRY must be a two-letter ISO country code like 'US', "
                 f"got {self.default_country!r}."
             )
+        if self.remember_days <= 0:
+            raise ConfigError(
+                f"PINSIGNAL_REMEMBER_DAYS must be a positive number of days, got {self.remember_days}.")
+        if self.ldp not in ("off", "always", "gpc"):
+            raise ConfigError(f"PINSIGNAL_LDP must be 'off', 'always' or 'gpc', got {self.ldp!r}.")
         if self.http_timeout <= 0:
             raise ConfigError(f"PINSIGNAL_HTTP_TIMEOUT must be a positive number of seconds, got {self.http_timeout}.")
         if self.batch_max_wait < 0:
@@ -237,6 +246,8 @@ ENVIRONMENT: dict[str, str] = {
     "epik_httponly": "PINSIGNAL_EPIK_HTTPONLY",
     "default_country": "PINSIGNAL_DEFAULT_COUNTRY",
     "write_keys": "PINSIGNAL_WRITE_KEYS",
+    "remember_days": "PINSIGNAL_REMEMBER_DAYS",
+    "ldp": "PINSIGNAL_LDP",
     "http_timeout": "PINSIGNAL_HTTP_TIMEOUT",
     "batch_max_wait": "PINSIGNAL_BATCH_MAX_WAIT",
     "metrics_port": "PINSIGNAL_METRICS_PORT",

@@ -3,7 +3,8 @@
 ``PINSIGNAL_CONSENT=opt-out`` (the default): send unless refused. ``opt-in``: nothing, not even a
 cookie, before consent is given. The signals, strongest first:
 
-1. ``Sec-GPC: 1`` (Global Privacy Control) refuses, in both modes;
+1. ``Sec-GPC: 1`` (Global Privacy Control) refuses, in both modes, unless ``PINSIGNAL_LDP=gpc``
+   makes it a request for Limited Data Processing instead (:mod:`pinsignal.ldp`);
 2. the event's own ``context.consent.advertising`` (``true`` or ``false``);
 3. the consent cookie: ``PINSIGNAL_CONSENT_COOKIE`` names the site's own (CMP) cookie, read only;
    without it pinsignal keeps its own ``_psc`` cookie, set by ``POST {prefix}/consent`` (which is
@@ -40,6 +41,8 @@ class ConsentPolicy:
         # A site's CMP cookie is the CMP's to write; pinsignal only writes its own.
         self.writes_cookie = config.consent_cookie is None
         self._default: bool = config.consent == "opt-out"
+        # PINSIGNAL_LDP=gpc: a GPC visitor is sent with LDP instead of not at all
+        self.gpc_refuses = config.ldp != "gpc"
 
     def cookie_state(self, cookies: Mapping[str, str]) -> bool | None:
         """What the consent cookie says: ``True``, ``False`` or ``None`` (absent or unreadable)."""
@@ -55,7 +58,7 @@ class ConsentPolicy:
 
     def verdict(self, *, gpc: bool, event_consent: object = None, cookies: Mapping[str, str]) -> Verdict:
         """``"granted"``, or why not: ``"gpc"``, ``"refused"`` or ``"not_given"`` (opt-in, no answer yet)."""
-        if gpc:
+        if gpc and self.gpc_refuses:
             return "gpc"
         given = event_consent if isinstance(event_consent, bool) else self.cookie_state(cookies)
         if given is None:
@@ -65,7 +68,7 @@ class ConsentPolicy:
 
     def for_request(self, *, gpc: bool, cookies: Mapping[str, str]) -> Callable[[Mapping[str, object]], Verdict]:
         """:meth:`verdict` for each raw event of one request, with the request's signals read once."""
-        if gpc:
+        if gpc and self.gpc_refuses:
             return lambda raw_event: "gpc"
         state = self.cookie_state(cookies)
         fallback: Verdict

@@ -19,6 +19,9 @@ dead-lettered, so ``tests/delivery/test_keys.py`` holds each to its value.
 | ``pinsignal:trace`` | stream, capped | every stage of every event's life, hashed only |
 | ``pinsignal:quarantine``, ``:quarantine:index`` | hash, zset | events refused after intake, hashed, expiring |
 | ``pinsignal:warnings`` | hash | Pinterest's warnings by ``<event_name>|<kind>`` |
+| ``pinsignal:visitor:<token>`` | string, ``PINSIGNAL_REMEMBER_DAYS`` | a visitor's context, hashed, by key |
+| ``pinsignal:import:<file>`` | hash | how far ``pinsignal import`` got in a file |
+| ``pinsignal:imported:<account>:<event_name>:<event_id>`` | string | a row imported |
 
 ::
 
@@ -44,11 +47,15 @@ __all__ = [
     "WARNINGS",
     "account_of",
     "backoff",
+    "import_progress",
+    "imported",
+    "imported_prefix",
     "probe",
     "ratelimit",
     "seen",
     "seen_prefix",
     "stream",
+    "visitor",
 ]
 
 GROUP = "pinsignal"  # the consumer group every worker reads the event streams through
@@ -105,3 +112,23 @@ def ratelimit(account: str) -> str:
 def backoff(account: str) -> str:
     """Exists while every worker holds off one account (after a 429, a 5xx, a timeout)."""
     return f"pinsignal:backoff:{account}"
+
+
+def visitor(token: str) -> str:
+    """A visitor's context remembered by key (``pinsignal.visitors``); ``token`` is the key's HMAC."""
+    return f"pinsignal:visitor:{token}"
+
+
+def import_progress(file_id: str) -> str:
+    """How far ``pinsignal import`` got in one file (byte offset, line), to resume an interrupted import."""
+    return f"pinsignal:import:{file_id}"
+
+
+def imported_prefix(account: str) -> str:
+    """Rows already imported (``pinsignal import``): ``<prefix><event_name>:<event_id>``, kept while
+    Pinterest would still take the event, since it does not deduplicate offline events."""
+    return f"pinsignal:imported:{account}:"
+
+
+def imported(account: str, event_name: str, event_id: str) -> str:
+    return f"{imported_prefix(account)}{event_name}:{event_id}"

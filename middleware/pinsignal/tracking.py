@@ -46,6 +46,8 @@ class TrackResult:
     ``skipped`` names why nothing went out (a reason sentence); ``duplicate`` means the same
     event id was already queued (a retry). ``events`` are the Pinterest events the pipelines made
     (match keys hashed): :func:`pinsignal.tag.tag_call` renders the Pinterest Tag's call for them.
+    ``visitor_known`` is ``None`` without a ``visitor_key``, ``False`` when the key was unknown or
+    expired (the event went out with what the call had).
     """
 
     event_id: str
@@ -53,6 +55,7 @@ class TrackResult:
     duplicate: bool = False
     reasons: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    visitor_known: bool | None = None
 
     @property
     def skipped(self) -> bool:
@@ -91,8 +94,14 @@ def event_id_for(event: str, properties: Mapping[str, Any] | None = None, *, use
 
 async def track(request: HTTPConnection, event: str, *, properties: Mapping[str, Any] | None = None,
                 traits: Mapping[str, Any] | None = None, user_id: str | None = None,
-                message_id: str | None = None) -> TrackResult:
+                message_id: str | None = None, visitor_key: str | None = None, timestamp: object = None,
+                ldp: bool | None = None) -> TrackResult:
     """Send a server-side event through the pipelines, enriched from ``request``.
+
+    ``visitor_key``: the request is not the visitor's (a payment webhook); the visitor's context
+    comes from what :func:`~pinsignal.visitors.remember` kept under the key, never from ``request``
+    (see :class:`~pinsignal.tracker.Tracker`). ``timestamp`` is when the event happened (an order's
+    time; default now); ``ldp=True`` flags it for Limited Data Processing.
 
     ``event_id`` is ``message_id`` when given, else derived by :func:`event_id_for`. Raw traits
     are hashed by the pipelines before anything is queued. Raises only
@@ -103,8 +112,14 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         result.event_id, result.queued
     """
     hook = _hook(request)
-    visitor = hook.visitor()
     intake = hook.intake
+    if visitor_key is not None:
+        from pinsignal.tracker import track_for_visitor
+
+        await intake.open()
+        return await track_for_visitor(intake, event, visitor_key=visitor_key, properties=properties, traits=traits,
+                                       user_id=user_id, message_id=message_id, timestamp=timestamp, ldp=ldp)
+    visitor = hook.visitor()
     if message_id is None:
         device_id, _ = intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))
         message_id = event_id_for(event, properties, user_id=user_id, device_id=device_id)
@@ -114,6 +129,12 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         raw["user_id"] = user_id
     if visitor.referer is None:
         raw["context"] = {"page": {"url": str(request.url)}}
+    if timestamp is not None:
+        from pinsignal.tracker import event_timestamp
+
+        raw["timestamp"] = event_timestamp(timestamp)
+    if ldp:
+        raw["context"] = {**raw.get("context", {}), "limited_data_processing": True}
     await intake.open()
     outcome = await intake.accept([raw], visitor, received_at=time.time())
     hook.set_cookies(outcome.cookies)

@@ -34,9 +34,11 @@ from pinsignal.cookies import (
 )
 from pinsignal.errors import EnvelopeError
 from pinsignal.events import parse_envelope
+from pinsignal.ldp import LdpPolicy, flag_ldp
 from pinsignal.pinterest.fields import IDENTITY_TRAITS
 from pinsignal.pipeline import RequestContext
 from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
+from pinsignal.visitors import visitor_store
 
 from .observer import MemoryObserver, Observer, RedisObserver, RequestObserver
 from .sink import MemorySink, Sink
@@ -183,6 +185,9 @@ class Intake:
         self.engine = engine
         self.pipeline_cookies = frozenset(self.engine.cookie_names)
         self.consent = ConsentPolicy(config)
+        self.ldp = LdpPolicy(config)
+        # visitors remembered by key (pinsignal.visitors): Redis beside the queue, memory beside a MemorySink
+        self.visitors = visitor_store(config, memory=isinstance(sink, MemorySink))
         self.bots = BotFilter()
         self.proxies = TrustedProxies(config.trusted_proxies)
         self.devices = DeviceIds(secret)
@@ -201,6 +206,7 @@ class Intake:
             self._opened = False
             await self.sink.close()
         await self.observer.close()
+        await self.visitors.close()
 
     def visitor(self, scope: Scope) -> VisitorRequest:
         return VisitorRequest.from_scope(scope, self.proxies)
@@ -234,6 +240,7 @@ class Intake:
             return outcome
         consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
         request_verdict = consent({})  # the request's own signals; what an event that says nothing gets
+        ldp = self.ldp.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
         raw_device = visitor.cookies.get(DEVICE_COOKIE)
         device_id: str | None
         if request_verdict == "granted" and raws:
@@ -286,6 +293,9 @@ class Intake:
                 newest_epik = _page_epik(envelope) or newest_epik
             reasons: list[str] = []
             made = process(envelope, request)
+            if ldp or envelope["context"].get("limited_data_processing") is True:
+                for produced in made:
+                    flag_ldp(produced.event)
             seen.received(envelope, made)
             if _source_refused(made, index, envelope, outcome, seen):
                 refused_source += 1

@@ -223,6 +223,7 @@ class RedisObserver(Observer):
                 writer.count(field, amount)
             self._records, self._pending = [], []
             self._writer = writer
+            self.add = writer.add  # type: ignore[method-assign]  # the hot path: one call per record, not two
 
     def add(self, record: dict[str, Any]) -> None:
         writer = self._writer

@@ -6,7 +6,8 @@
 | ``GET t.js`` | the Tag companion, loaded by ``c.js`` only with ``data-tag`` (:mod:`pinsignal.collector.companion`) |
 | ``POST e`` | one event or ``{"batch": [...], "sent_at": ...}`` from the browser script |
 | ``POST v1/*`` | Segment's HTTP Tracking API, answered as Segment does (:mod:`pinsignal.collector.segment`) |
-| ``POST consent`` | ``{"advertising": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
+| ``POST consent`` | ``{"advertising": true|false, "ldp": true|false, "epik": "..."}`` from ``pinsignal.consent()`` |
+| ``POST remember`` | ``{"key": "..."}`` from ``pinsignal.remember(key)`` (:mod:`pinsignal.visitors`) |
 | ``GET health`` | ``{"status": "ok"}`` for the web process's health check |
 
 ``POST e`` answers ``202`` with ``{"accepted": [message ids], "rejected": [{"index": i, "id": ...,
@@ -31,7 +32,9 @@ from starlette.types import Receive, Scope, Send
 from pinsignal.config import Config
 from pinsignal.cookies import DEVICE_COOKIE, EPIK_COOKIE, IDENTITY_COOKIE, valid_epik
 from pinsignal.errors import QueueUnavailable
+from pinsignal.ldp import consent_cookies
 from pinsignal.sources import WriteKeys
+from pinsignal.visitors import remember_post
 
 from .intake import Intake, VisitorRequest
 from .script import Companion, Script
@@ -84,7 +87,7 @@ class Collector:
                 await _json(send, 200, {"status": "ok"})
             elif path in SEGMENT_ROUTES:
                 await self._segment_route(path, scope, receive, send)
-            elif path in _EVENT_ROUTES or path == "/consent":
+            elif path in _EVENT_ROUTES or path == "/consent" or path == "/remember":
                 visitor = self._intake.visitor(scope)
                 if method == "OPTIONS":
                     await self._preflight(send, visitor, self._cors_headers(visitor))
@@ -94,6 +97,8 @@ class Collector:
                 payload = await self._read_json(receive, visitor, cors)
                 if path == "/consent":
                     await self._consent(send, payload, visitor, cors)
+                elif path == "/remember":
+                    await self._remember(send, payload, visitor, cors)
                 else:
                     await self._events(send, payload, _EVENT_ROUTES[path], visitor, cors)
             else:
@@ -149,7 +154,9 @@ class Collector:
         cookies: list[str] = []
         if intake.consent.writes_cookie:
             cookies.append(intake.cookies.consent(intake.consent.cookie_name, granted, secure=secure, host=host))
-        if granted and not visitor.gpc:
+        refused_by_gpc = visitor.gpc and intake.consent.gpc_refuses
+        cookies += consent_cookies(intake, payload, visitor, granted and not refused_by_gpc)
+        if granted and not refused_by_gpc:
             epik = payload.get("epik")
             if type(epik) is str and valid_epik(epik):
                 cookies.append(intake.cookies.epik(epik, secure=secure, host=host))
@@ -162,7 +169,18 @@ class Collector:
                 if name in visitor.cookies:
                     cookies.append(intake.cookies.expire(name, secure=secure, host=host))
         headers = cors + [(b"set-cookie", cookie.encode("latin-1")) for cookie in cookies]
-        await _json(send, 200, {"advertising": granted and not visitor.gpc}, headers)
+        await _json(send, 200, {"advertising": granted and not refused_by_gpc}, headers)
+
+    async def _remember(self, send: Send, payload: object, visitor: VisitorRequest,
+                        cors: list[tuple[bytes, bytes]]) -> None:
+        await self._intake.open()
+        try:
+            body = await remember_post(self._intake, payload, visitor)
+        except ValueError as exc:
+            raise _Refusal(400, str(exc), cors) from None
+        except QueueUnavailable:
+            raise _Refusal(503, "the visitor store is unavailable; try again later", [(b"retry-after", b"5")]) from None
+        await _json(send, 200, body, cors)
 
     # ------------------------------------------------------------------ request checks
 
