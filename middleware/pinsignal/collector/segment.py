@@ -79,12 +79,13 @@ class SegmentAPI:
         self._intake = intake
         self._keys = write_keys
 
-    def authenticate(self, visitor: VisitorRequest, body_key: object) -> str | None:
+    def authenticate(self, visitor: VisitorRequest, body_key: object = None) -> str | None:
         """The write key's name for a server source, ``None`` for an anonymous (browser) post.
 
-        A key is looked for in HTTP Basic's user name, then in the body's ``writeKey`` unless a
-        browser sent the request (``Origin`` or ``Sec-Fetch-Site``): analytics.js puts its own,
-        public, key in every body, and a key a page can read must never make its posts trusted.
+        A key is looked for in HTTP Basic's user name (checked before the body is read), then in the
+        body's ``writeKey`` unless a browser sent the request (``Origin`` or ``Sec-Fetch-Site``):
+        analytics.js puts its own, public, key in every body, and a key a page can read must never
+        make its posts trusted.
         """
         candidate = basic_user(visitor.authorization)
         if candidate is None and type(body_key) is str and visitor.origin is None and visitor.fetch_site is None:
@@ -105,6 +106,9 @@ class SegmentAPI:
                        cors: list[tuple[bytes, bytes]]) -> None:
         default_type, batched = ROUTES[path]
         limit = MAX_BATCH_BODY if batched else MAX_EVENT_BODY
+        name = None
+        if visitor.authorization is not None:  # a wrong key is refused before its body is read
+            name = await self._authenticate(visitor, None, cors)
         try:
             body = await read_body(receive, visitor, limit=limit)
             payload = decode_json(body)
@@ -114,14 +118,8 @@ class SegmentAPI:
         if type(payload) is not dict:
             raise SegmentRefusal(400, "invalid_request", "the body must be a JSON object (one event, or "
                                  f"{{\"batch\": [...]}} on /v1/batch), got {_short(payload)}", cors)
-        try:
-            name = self.authenticate(visitor, payload.get("writeKey"))
-        except SegmentRefusal as refusal:
-            refusal.headers = [*cors, *refusal.headers]
-            await self._intake.open()
-            self._intake.observer.request(None).refused(None, None, "write_key", str(refusal))
-            await self._intake.sink.incr("refused_write_key")
-            raise
+        if name is None and "writeKey" in payload:
+            name = await self._authenticate(visitor, payload["writeKey"], cors)
         source: Source = "browser" if name is None else "server"
         raws = _events(payload, default_type, batched, len(body), cors)
         kept = [raw for raw in raws if type(raw) is not dict or raw.get("type") not in _IGNORED_TYPES]
@@ -141,6 +139,17 @@ class SegmentAPI:
             cookies = []
         headers = [*cors, *((b"set-cookie", cookie.encode("latin-1")) for cookie in cookies)]
         await answer(send, 200, _SUCCESS, headers)
+
+    async def _authenticate(self, visitor: VisitorRequest, body_key: object,
+                                cors: list[tuple[bytes, bytes]]) -> str | None:
+            try:
+                return self.authenticate(visitor, body_key)
+            except SegmentRefusal as refusal:
+                refusal.headers = [*cors, *refusal.headers]
+                await self._intake.open()
+                self._intake.observer.request(None).refused(None, None, "write_key", str(refusal))
+                await self._intake.sink.incr("refused_write_key")
+                raise
 
 
 def _events(payload: dict[str, Any], default_type: str | None, batched: bool, size: int,
