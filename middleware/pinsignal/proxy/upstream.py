@@ -30,6 +30,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
+from aiohttp.tracing import Trace
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -108,6 +109,30 @@ class UpstreamResponse:
         self._response.release()
 
 
+class _CleanConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, but a pooled connection the upstream wrote to while it sat idle is closed,
+    never reused.
+
+    A response the upstream sends unasked (bytes after a complete answer, arriving once the
+    connection is back in the pool) would otherwise be parsed and queued on that connection, and
+    taken as the answer to the next visitor's request: a redirect or ``Set-Cookie`` of the
+    upstream's choosing in someone else's response. ``should_close`` is aiohttp's own verdict on a
+    connection: it holds when answers are queued or a body is unfinished; like nginx with idle
+    upstream connections that turn readable, such a connection is closed and another one taken.
+    Bytes in the same segment as the answer are caught by the same verdict when the answer is
+    released.
+    """
+
+    async def connect(self, req: aiohttp.ClientRequest, traces: list[Trace],
+                      timeout: aiohttp.ClientTimeout) -> aiohttp.connector.Connection:
+        while True:
+            connection = await super().connect(req, traces, timeout)
+            protocol = connection.protocol
+            if protocol is None or not protocol.should_close:
+                return connection
+            connection.close()
+
+
 def _text(value: bytes) -> str:
     # aiohttp writes header values as UTF-8: bytes that are UTF-8 go out unchanged.
     try:
@@ -148,7 +173,7 @@ class UpstreamPool:
         context: ssl.SSLContext | bool = True
         if self._tls:
             context = self._ssl_context or ssl.create_default_context()
-        connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0,
+        connector = _CleanConnector(limit=self._max_connections, limit_per_host=0,
                                          keepalive_timeout=self._keepalive_expiry, ssl=context)
         self._session = aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False, trust_env=False,
