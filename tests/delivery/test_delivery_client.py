@@ -59,6 +59,16 @@ def test_per_event_statuses_keep_order_and_tolerate_missing_messages() -> None:
     assert result.message == "m"
 
 
+def test_all_processed_lists_no_statuses_unless_one_carries_a_warning() -> None:
+    quiet = {"num_events_received": 2, "num_events_processed": 2,
+             "events": [{"status": "processed", "error_message": "", "warning_message": ""}] * 2}
+    assert parse_response(reply(200, quiet), batch_size=2).events == []        # every event processed, nothing to read
+    warned = {**quiet, "events": [{"status": "processed"}, {"status": "processed", "warning_message": "no click_id"}]}
+    result = parse_response(reply(200, warned), batch_size=2)
+    assert [(status.processed, status.warning_message) for status in result.events] == [
+        (True, ""), (True, "no click_id")]
+
+
 def test_a_status_list_of_the_wrong_length_is_not_trusted() -> None:
     result = parse_response(reply(200, {"events": [{"status": "failed"}]}), batch_size=2)
     assert result.action == "ok" and result.events == []

@@ -81,6 +81,12 @@ def _statuses(body: Any) -> list[EventStatus] | None:
     return statuses
 
 
+def _warned(body: dict[str, Any]) -> bool:
+    """Whether any event's status carries a ``warning_message`` (a scan, no objects built)."""
+    events = body.get("events")
+    return isinstance(events, list) and any(type(item) is dict and item.get("warning_message") for item in events)
+
+
 def _message(body: Any, response: httpx.Response) -> str:
     if isinstance(body, dict) and isinstance(body.get("message"), str):
         return str(body["message"])
@@ -95,7 +101,8 @@ def parse_response(response: httpx.Response, batch_size: int, policy: RetryPolic
     except orjson.JSONDecodeError:
         body = None
     if status == 200:
-        # read every status even when all were processed: each may carry a warning_message
+        if isinstance(body, dict) and body.get("num_events_processed") == batch_size and not _warned(body):
+            return SendResult("ok", status, "ok")  # all processed, nothing to warn about: no status to read
         statuses = _statuses(body) or []
         if statuses and len(statuses) != batch_size:
             logger.warning("Pinterest listed %d statuses for a batch of %d events", len(statuses), batch_size)
