@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from starlette.types import Receive, Scope, Send
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from pinsignal.clientip import TrustedProxies
 
@@ -33,22 +34,47 @@ _HANDSHAKE = frozenset({b"sec-websocket-key", b"sec-websocket-version", b"sec-we
 _MAX_MESSAGE = 16 * 1024 * 1024  # uvicorn's own default limit for the visitor's side
 
 
+_ABSOLUTE_SCHEMES = frozenset({"http", "https", "ws", "wss"})
+
+
 class WebSocketRelay:
-    """Relays one ``websocket`` scope to ``ws(s)://`` + the upstream's host."""
+    """Relays one ``websocket`` scope to the upstream's own scheme, host and port, with the request's
+    path and query only."""
 
     def __init__(self, settings: ProxySettings, trusted: TrustedProxies) -> None:
         self._settings = settings
         self._trusted = trusted
-        base = settings.upstream.rstrip("/")
-        self._base = ("wss" + base[5:]) if base.startswith("https") else ("ws" + base[4:])
-        self._upstream_host = base.split("://", 1)[1].split("/", 1)[0].encode()
+        base = urlsplit(settings.upstream)
+        # Host and port come from the upstream URL alone; nothing the visitor sends is put before
+        # the path (a target such as ``admin://x/`` or ``@other:81/`` must not reach another host).
+        self._origin = f"{'wss' if base.scheme == 'https' else 'ws'}://{base.netloc}"
+        self._base_path = base.path.rstrip("/")
+        self._upstream_host = base.netloc.encode()
+
+    def target(self, scope: Scope) -> str | None:
+        """The path and query sent upstream (base path first), or ``None`` for a target that is not a path.
+
+        An absolute-form target (``ws://host/path``, RFC 9112 section 3.2.2) counts for its path only.
+        """
+        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        query = scope.get("query_string", b"").decode("latin-1")
+        if not path.startswith("/"):
+            parts = urlsplit(path)
+            if parts.scheme.lower() not in _ABSOLUTE_SCHEMES or not parts.netloc:
+                return None
+            path, query = parts.path or "/", parts.query or query
+        if any(ord(char) <= 32 or ord(char) == 127 or char == "#" for char in path + query):
+            return None
+        return self._base_path + path + ("?" + query if query else "")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        query = scope.get("query_string", b"").decode("latin-1")
-        url = self._base + path + ("?" + query if query else "")
+        path = self.target(scope)
+        if path is None:
+            await _refuse(scope, send, 400, b"The request target must be a path, like /socket.")
+            return
+        url = self._origin + path
         headers = forwarded_request_headers(
             scope["headers"], client=scope.get("client"), scheme=scope.get("scheme", "ws"),
             host_mode="upstream", upstream_host=self._upstream_host, trusted=self._trusted, extra_drop=_HANDSHAKE)
@@ -62,7 +88,7 @@ class WebSocketRelay:
             logger.info("upstream refused the WebSocket at %s with %s", path, exc.response.status_code)
             await _refuse(scope, send, exc.response.status_code, bytes(exc.response.body or b""))
             return
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
             logger.warning("WebSocket to upstream %s failed: %s", self._settings.upstream, exc)
             await _refuse(scope, send, 502, b"The site cannot be reached right now.")
             return
