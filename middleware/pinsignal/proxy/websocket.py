@@ -56,8 +56,8 @@ class WebSocketRelay:
 
         An absolute-form target (``ws://host/path``, RFC 9112 section 3.2.2) counts for its path only.
         """
-        path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        query = scope.get("query_string", b"").decode("latin-1")
+        path: str = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        query: str = scope.get("query_string", b"").decode("latin-1")
         if not path.startswith("/"):
             parts = urlsplit(path)
             if parts.scheme.lower() not in _ABSOLUTE_SCHEMES or not parts.netloc:
