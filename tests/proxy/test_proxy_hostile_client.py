@@ -14,8 +14,11 @@ import socketserver
 import threading
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
+from pinsignal.config import Config
+from pinsignal.proxy import ProxyApp, ProxySettings
 from support import ServerThread
 
 pytestmark = pytest.mark.integration
@@ -91,3 +94,35 @@ def test_regression_item3_an_absolute_form_websocket_target_counts_for_its_path_
     assert decoy.hits == 0
     assert status_of(answer) == 101, answer[:200]  # the upstream's /ws, not the host named in the target
 
+
+
+CLIENT_IP_FORGERIES = {
+    "X-Real-IP": "6.6.6.6", "True-Client-IP": "6.6.6.6", "CF-Connecting-IP": "6.6.6.6", "X-Client-IP": "6.6.6.6",
+    "Client-IP": "6.6.6.6", "X-Forwarded-Port": "6666", "X-Forwarded-Prefix": "/evil", "X-Forwarded-Server": "evil",
+    "X-Forwarded-Scheme": "https", "X-Forwarded-Ssl": "on", "Front-End-Https": "on", "X-Original-URL": "/admin",
+    "X-Rewrite-URL": "/admin", "X-Cluster-Client-IP": "6.6.6.6", "Forwarded": "for=6.6.6.6;proto=https",
+    "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example",
+}
+
+
+def arrived_headers(proxy_url: str) -> list[tuple[str, str]]:
+    report = httpx.get(proxy_url + "/inspect", headers={"host": "shop.example", **CLIENT_IP_FORGERIES}).json()
+    return [(name.lower(), value) for name, value in report["headers"]]
+
+
+def test_regression_item4_client_ip_headers_from_an_untrusted_peer_are_dropped(make_proxy, upstream) -> None:
+    untrusting = ProxyApp(ProxySettings(upstream=upstream.url), config=Config(trusted_proxies=("10.0.0.1",)))
+    arrived = arrived_headers(make_proxy(untrusting).url)
+    forged = {name.lower() for name in CLIENT_IP_FORGERIES} - {"x-forwarded-for", "x-forwarded-proto",
+                                                                "x-forwarded-host"}
+    assert [pair for pair in arrived if pair[0] in forged] == []
+    assert [value for name, value in arrived if "6.6.6.6" in value or "evil" in value] == []
+    # What the proxy itself says about the visitor:
+    assert ("x-forwarded-for", "127.0.0.1") in arrived and ("x-forwarded-proto", "http") in arrived
+    assert ("x-forwarded-host", "shop.example") in arrived
+
+
+def test_client_ip_headers_from_a_trusted_proxy_pass_on(make_proxy) -> None:
+    arrived = dict(arrived_headers(make_proxy().url))  # 127.0.0.1 is trusted by default
+    assert arrived["x-real-ip"] == "6.6.6.6" and arrived["x-forwarded-port"] == "6666"
+    assert arrived["x-forwarded-for"] == "6.6.6.6, 127.0.0.1"

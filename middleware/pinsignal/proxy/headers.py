@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 from pinsignal.clientip import TrustedProxies
 
 __all__ = [
-    "HOP_BY_HOP", "REQUEST_SPECIAL", "RawHeaders", "forwarded_request_headers", "forwarding_headers",
-    "map_location", "split_request_headers", "strip_hop_by_hop",
+    "CLIENT_IP_HEADERS", "HOP_BY_HOP", "REQUEST_SPECIAL", "RawHeaders", "forwarded_request_headers",
+    "forwarding_headers", "is_client_ip_header", "map_location", "split_request_headers", "strip_hop_by_hop",
 ]
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -25,9 +25,23 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
     b"proxy-authenticate", b"proxy-authorization", b"expect",
 })
-_FORWARDING = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"host"})
-# The visitor's headers that are not passed on as they are.
-REQUEST_SPECIAL = HOP_BY_HOP | _FORWARDING
+# What frameworks and servers take, unchecked, for the client's address, scheme, port or URL (Flask's
+# and Django's proxy fixes, Rails, Express, Spring, Symfony, IIS...). Each is passed on only from a
+# trusted proxy (PINSIGNAL_TRUSTED_PROXIES); from anyone else it is dropped, since a visitor could
+# write anything into it. Every ``X-Forwarded-*`` field counts too (``is_client_ip_header``).
+CLIENT_IP_HEADERS = frozenset({
+    b"forwarded", b"x-forwarded", b"x-real-ip", b"true-client-ip", b"cf-connecting-ip", b"x-client-ip",
+    b"client-ip", b"x-cluster-client-ip", b"fastly-client-ip", b"x-original-forwarded-for", b"front-end-https",
+    b"x-original-url", b"x-rewrite-url",
+})
+_X_FORWARDED = b"x-forwarded-"
+# The visitor's headers that are not passed on as they are (plus every ``Proxy*`` and ``X-Forwarded-*``).
+REQUEST_SPECIAL = HOP_BY_HOP | CLIENT_IP_HEADERS | {b"host"}
+
+
+def is_client_ip_header(name: bytes) -> bool:
+    """Whether a (lowercased) request header says who the client is: ``CLIENT_IP_HEADERS`` or ``X-Forwarded-*``."""
+    return name in CLIENT_IP_HEADERS or name.startswith(_X_FORWARDED)
 
 
 def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[bytes] = frozenset()) -> RawHeaders:
@@ -50,7 +64,7 @@ def strip_hop_by_hop(headers: Iterable[tuple[bytes, bytes]], extra: frozenset[by
 def split_request_headers(headers: Iterable[tuple[bytes, bytes]], special: frozenset[bytes]
                           ) -> tuple[RawHeaders, RawHeaders]:
     """The visitor's headers in two groups, each in order: the ones to pass on, and the ``special``
-    (plus every ``Proxy*``) that need a decision. Fields that ``Connection`` names are dropped.
+    (plus every ``Proxy*`` and ``X-Forwarded-*``) that need a decision. Fields that ``Connection`` names are dropped.
 
     Names are compared as ASGI servers deliver them, lowercased. Pairs are passed on as they are
     (no copies), so a request with nothing special costs one loop.
@@ -59,7 +73,7 @@ def split_request_headers(headers: Iterable[tuple[bytes, bytes]], special: froze
     noted: RawHeaders = []
     for pair in headers:
         name = pair[0]
-        if name in special or name.startswith(b"proxy"):
+        if name in special or name.startswith((b"proxy", _X_FORWARDED)):
             noted.append(pair)
         else:
             kept.append(pair)
@@ -73,7 +87,8 @@ def split_request_headers(headers: Iterable[tuple[bytes, bytes]], special: froze
 
 def forwarding_headers(noted: Iterable[tuple[bytes, bytes]], *, client: tuple[str, int] | None, scheme: str,
                        host_mode: str, upstream_host: bytes, trusted: TrustedProxies) -> tuple[bytes, RawHeaders]:
-    """``Host`` and the ``X-Forwarded-*`` (and trusted ``Forwarded``) headers, from the visitor's own.
+    """``Host`` and the ``X-Forwarded-*`` headers, from the visitor's own; the other client-IP headers
+    (``CLIENT_IP_HEADERS``, every other ``X-Forwarded-*``) pass only from a trusted proxy.
 
     An incoming ``X-Forwarded-For`` chain is extended only when the peer is a trusted proxy; from
     anyone else it is replaced, since a visitor could write any address into it.
@@ -92,7 +107,7 @@ def forwarding_headers(noted: Iterable[tuple[bytes, bytes]], *, client: tuple[st
             proto = value
         elif name == b"x-forwarded-host":
             forwarded_host = value
-        elif name == b"forwarded":
+        elif is_client_ip_header(name):
             forwarded.append((name, value))
     peer = client[0] if client else None
     believed = bool(chain or proto or forwarded_host or forwarded) and peer is not None and trusted.trusts(peer)
