@@ -397,3 +397,21 @@ async def test_memory_sink_precedence_rules() -> None:
     assert (await sink.enqueue([event], trusted=True)).queued == ["o-1"]
     assert (await sink.enqueue([event], trusted=True)).duplicates == ["o-1"]
     assert (await sink.enqueue([event])).duplicates == ["o-1"]
+
+
+async def test_analytics_js_batching_basic_key_is_a_browsers_and_never_refused() -> None:
+    # analytics-next's batching sends its public key as HTTP Basic too (and so needs the preflight to
+    # allow Authorization cross-origin): a browser's key is never read, whichever way it comes.
+    sink = MemorySink()
+    allowed = {"origin": "https://www.shop.example", "sec-fetch-site": "cross-site"}
+    async with client(wrap(sink=sink, engine=StubEngine(), write_keys=KEYS,
+                           allowed_origins=("https://www.shop.example",))) as http:
+        preflight = await http.options("/_ps/v1/b", headers={**allowed, "access-control-request-method": "POST",
+                                                             "access-control-request-headers": "authorization"})
+        post = await http.post("/_ps/v1/b", json={"batch": [order("b-1")]},
+                               headers={**BROWSER_POST, **allowed, **basic("public-ajs-key-0000")})
+        with_server_key = await http.post("/_ps/v1/b", json={"batch": [order("b-2")]},
+                                          headers={**BROWSER_POST, **basic(KEY)})
+    assert "authorization" in preflight.headers["access-control-allow-headers"]
+    assert post.status_code == 200 and with_server_key.status_code == 200
+    assert [event["envelope"]["source"] for event in sink.events] == ["browser", "browser"]

@@ -117,7 +117,7 @@ def site(config: Config) -> PinSignalMiddleware:
 
 
 @contextmanager
-def stack(sandbox: Any, redis_url: str, tmp_path: Path, **changes: Any) -> Iterator[Stack]:
+def stack(sandbox: Any, redis_url: str, tmp_path: Path, port: int | None = None, **changes: Any) -> Iterator[Stack]:
     config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=sandbox.account_id,
                     access_token=sandbox.token, api_url=sandbox.url, batch_max_wait=0.2,
                     write_keys=(f"shop-backend:{WRITE_KEY}",), **changes)
@@ -125,6 +125,6 @@ def stack(sandbox: Any, redis_url: str, tmp_path: Path, **changes: Any) -> Itera
                   "PINTEREST_ACCESS_TOKEN": sandbox.token, "PINTEREST_API_URL": sandbox.url,
                   "PINSIGNAL_BATCH_MAX_WAIT": "0.2", "PINSIGNAL_DATA_DIR": str(tmp_path),
                   "PYTHONPATH": str(ROOT / "middleware")}
-    with ServerThread(site(config)) as server, \
+    with ServerThread(site(config), port=port) as server, \
             run_process(pinsignal_cmd("worker"), env=worker_env, log=tmp_path / "worker.log"):
         yield Stack(server.url, sandbox)

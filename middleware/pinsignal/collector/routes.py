@@ -197,7 +197,7 @@ class Collector:
 
     async def _preflight(self, send: Send, visitor: VisitorRequest, cors: list[tuple[bytes, bytes]]) -> None:
         headers = cors + [(b"access-control-allow-methods", b"POST"),
-                          (b"access-control-allow-headers", b"content-type, content-encoding"),
+                          (b"access-control-allow-headers", b"content-type, content-encoding, authorization"),
                           (b"access-control-max-age", b"86400")]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})

@@ -83,12 +83,14 @@ class SegmentAPI:
         """The write key's name for a server source, ``None`` for an anonymous (browser) post.
 
         A key is looked for in HTTP Basic's user name (checked before the body is read), then in the
-        body's ``writeKey`` unless a browser sent the request (``Origin`` or ``Sec-Fetch-Site``):
-        analytics.js puts its own, public, key in every body, and a key a page can read must never
-        make its posts trusted.
+        body's ``writeKey``, unless a browser sent the request (``Origin`` or ``Sec-Fetch-Site``):
+        analytics.js puts its own, public, key in every body, and as HTTP Basic too when it
+        batches; a key a page can read must never make its posts trusted, nor refuse them.
         """
+        if visitor.origin is not None or visitor.fetch_site is not None:
+            return None
         candidate = basic_user(visitor.authorization)
-        if candidate is None and type(body_key) is str and visitor.origin is None and visitor.fetch_site is None:
+        if candidate is None and type(body_key) is str:
             candidate = body_key.encode("utf-8", "replace")
         if candidate is None:
             return None
