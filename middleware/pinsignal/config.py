@@ -84,6 +84,12 @@ class Config:
     quarantine_unmatched: bool = False
     admin_token: str | None = field(default=None, repr=False)
     read_token: str | None = field(default=None, repr=False)
+    # limits against hostile input (issue 18, docs/security.md)
+    client_events_per_minute: int = 1200
+    client_burst: int = 400
+    browser_dedup_max: int = 100_000
+    track_raises: bool = False
+    metrics_host: str | None = None
 
     def __post_init__(self) -> None:
         if self.ad_account_id is not None and not _AD_ACCOUNT_RE.match(self.ad_account_id):
@@ -143,6 +149,15 @@ class Config:
             raise ConfigError("PINSIGNAL_ADMIN_TOKEN must be at least 16 characters long; use a long random string.")
         if self.read_token is not None and not self.read_token.strip():
             raise ConfigError("PINTEREST_READ_TOKEN is set but empty; set an ads:read token or unset it.")
+        if self.client_events_per_minute < 0:
+            raise ConfigError("PINSIGNAL_CLIENT_EVENTS_PER_MINUTE must be 0 (no quota) or more, "
+                              f"got {self.client_events_per_minute}.")
+        if self.client_burst < 1:
+            raise ConfigError(f"PINSIGNAL_CLIENT_BURST must be at least 1, got {self.client_burst}.")
+        if self.browser_dedup_max < 0:
+            raise ConfigError(f"PINSIGNAL_BROWSER_DEDUP_MAX must be 0 or more, got {self.browser_dedup_max}.")
+        if self.metrics_host is not None and not self.metrics_host.strip():
+            raise ConfigError("PINSIGNAL_METRICS_HOST is set but empty; set an address such as 127.0.0.1 or 0.0.0.0.")
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("PINSIGNAL_SECRET must be at least 16 characters long; use a long random string.")
         if self.secret is not None and _is_placeholder(self.secret):
@@ -257,6 +272,11 @@ ENVIRONMENT: dict[str, str] = {
     "quarantine_unmatched": "PINSIGNAL_QUARANTINE_UNMATCHED",
     "admin_token": "PINSIGNAL_ADMIN_TOKEN",
     "read_token": "PINTEREST_READ_TOKEN",
+    "client_events_per_minute": "PINSIGNAL_CLIENT_EVENTS_PER_MINUTE",
+    "client_burst": "PINSIGNAL_CLIENT_BURST",
+    "browser_dedup_max": "PINSIGNAL_BROWSER_DEDUP_MAX",
+    "track_raises": "PINSIGNAL_TRACK_RAISES",
+    "metrics_host": "PINSIGNAL_METRICS_HOST",
 }
 
 _PARSERS = {"default_country": str.upper}

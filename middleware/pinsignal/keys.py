@@ -9,6 +9,7 @@ dead-lettered, so ``tests/delivery/test_keys.py`` holds each to its value.
 | ``pinsignal:events:<account>`` | stream, group ``pinsignal`` | queued and in-flight events |
 | ``pinsignal:streams`` | set | every event stream ever written (``status`` needs no SCAN) |
 | ``pinsignal:seen:<account>:<event_name>:<event_id>`` | string, 48 h | the dedup window |
+| ``pinsignal:seen-count:<account>:<window>`` | string, 96 h | browser dedup entries made in one 48 h window (capped) |
 | ``pinsignal:counters`` | hash | ``enqueued``, ``duplicates``, ``delivered``, ``failed``, ... |
 | ``pinsignal:dlq``, ``:dlq:index``, ``:dlq:reasons`` | hash, zset, hash | dead letters |
 | ``pinsignal:paused`` | hash | paused accounts: HTTP status, Pinterest's message, since |
@@ -47,6 +48,7 @@ __all__ = [
     "WARNINGS",
     "account_of",
     "backoff",
+    "browser_seen_count",
     "import_progress",
     "imported",
     "imported_prefix",
@@ -112,6 +114,11 @@ def ratelimit(account: str) -> str:
 def backoff(account: str) -> str:
     """Exists while every worker holds off one account (after a 429, a 5xx, a timeout)."""
     return f"pinsignal:backoff:{account}"
+
+
+def browser_seen_count(account: str, window: int) -> str:
+    """How many browser events' dedup entries one 48 h window made (``PINSIGNAL_BROWSER_DEDUP_MAX`` caps it)."""
+    return f"pinsignal:seen-count:{account}:{window}"
 
 
 def visitor(token: str) -> str:

@@ -159,7 +159,7 @@ HealthCheck = Callable[[], tuple[bool, str]]
 class MetricsServer:
     """``GET /metrics`` (Prometheus text) and ``GET /healthz`` (200 when healthy, else 503)."""
 
-    def __init__(self, metrics: Metrics, port: int, host: str = "0.0.0.0",
+    def __init__(self, metrics: Metrics, port: int, host: str = "127.0.0.1",
                  health: HealthCheck | None = None) -> None:
         self.metrics = metrics
         self.port = port

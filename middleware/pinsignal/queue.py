@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import logging
 import struct
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ from pinsignal.retry import RetryPolicy
 
 __all__ = [
     "DEDUP_SECONDS",
+    "DEFAULT_BROWSER_DEDUP_MAX",
     "EnqueueResult",
     "EventQueue",
     "encode_records",
@@ -64,6 +66,9 @@ __all__ = [
 logger = logging.getLogger("pinsignal.queue")
 
 DEDUP_SECONDS = 48 * 3600
+# Browser dedup entries made per 48 h window and account (PINSIGNAL_BROWSER_DEDUP_MAX, 100,000): about
+# 180 bytes each, so at most two windows' worth, 36 MB, are alive at once.
+DEFAULT_BROWSER_DEDUP_MAX: int = Config.browser_dedup_max
 _MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays responsive to everyone else
 
 # KEYS[1] stream, KEYS[2] counters hash, KEYS[3] set of streams. ARGV[1] dedup seconds, ARGV[2] dedup key
@@ -74,6 +79,10 @@ _MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays respons
 # event: 1 queued, 0 duplicate. ARGV[4], when given, has one byte per event: 's' for a server event, which
 # takes precedence (DESIGN 8.1): it is queued when only a browser event ('b') held its id, and then holds it.
 # A key written before sources were recorded ('1') counts as a server's.
+# Browser ids are bounded (issue 18, item 8): anyone can post new ones, so at most ARGV[5] browser dedup
+# entries (ARGV[4] is then always given) are made per 48 h window, counted in KEYS[4] (expiring
+# after two windows, by when every entry it counted has expired); past that, a browser event is still caught
+# by an entry that exists, but makes none. Without ARGV[5], browser entries are not capped.
 _ENQUEUE_LUA = """
 local flags = {}
 local queued = 0
@@ -81,6 +90,10 @@ local ttl = ARGV[1]
 local prefix = ARGV[2]
 local blob = ARGV[3]
 local sources = ARGV[4] or ''
+local capped = ARGV[5] ~= nil
+local budget = 0
+local made = 0
+if capped then budget = tonumber(ARGV[5]) - tonumber(redis.call('GET', KEYS[4]) or '0') end
 local pos = 1
 local size = #blob
 local n = 0
@@ -100,8 +113,11 @@ while pos <= size do
     local held = redis.call('GET', key)
     fresh = (not held) or held == 'b'
     if fresh then redis.call('SET', key, 's', 'EX', ttl) end
-  else
+  elseif not capped or made < budget then
     fresh = redis.call('SET', key, 'b', 'NX', 'EX', ttl)
+    if fresh then made = made + 1 end
+  else
+    fresh = redis.call('EXISTS', key) == 0
   end
   if fresh then
     redis.call('XADD', KEYS[1], '*', 'e', string.sub(blob, at, pos - 1), 'm', meta)
@@ -118,6 +134,10 @@ if queued > 0 then
 end
 local dups = #flags - queued
 if dups > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dups) end
+if capped and made > 0 then
+  redis.call('INCRBY', KEYS[4], made)
+  redis.call('EXPIRE', KEYS[4], 2 * tonumber(ttl))
+end
 return flags
 """
 
@@ -209,9 +229,11 @@ class EventQueue:
     EnqueueResult(queued=['o-1'], duplicates=[])
     """
 
-    def __init__(self, redis: aioredis.Redis, account: str) -> None:
+    def __init__(self, redis: aioredis.Redis, account: str, *,
+                 browser_dedup_max: int | None = DEFAULT_BROWSER_DEDUP_MAX) -> None:
         self.redis = redis
         self.account = account
+        self._browser_cap = browser_dedup_max  # None: browser dedup entries are not capped
         self._stream = keys.stream(account)
         self._prefix = keys.seen_prefix(account)
         self._script = redis.register_script(_ENQUEUE_LUA)
@@ -239,7 +261,7 @@ class EventQueue:
                       policy.enqueue_retries)
         client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30, retry=retry,
                                          retry_on_error=[RedisConnectionError, OSError])
-        return cls(client, config.ad_account_id or keys.UNASSIGNED_ACCOUNT)
+        return cls(client, config.ad_account_id or keys.UNASSIGNED_ACCOUNT, browser_dedup_max=config.browser_dedup_max)
 
     async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
         """Queue hashed, validated v5 events; ``(event_name, event_id)`` seen in 48 h is a duplicate.
@@ -272,10 +294,14 @@ class EventQueue:
                 size += len(item.events)
             records = encode_records([event for item in chunk for event in item.events], self._encode)
             args: list[Any] = [DEDUP_SECONDS, self._prefix, records]
-            if any(item.trusted for item in chunk):
+            if self._browser_cap is not None or any(item.trusted for item in chunk):
                 args.append(b"".join((b"s" if item.trusted else b"b") * len(item.events) for item in chunk))
             try:
-                flags = await self._run_script([self._stream, keys.COUNTERS, keys.STREAMS], args)
+                if self._browser_cap is not None:
+                    args.append(self._browser_cap)
+                window = int(time.time()) // DEDUP_SECONDS
+                flags = await self._run_script([self._stream, keys.COUNTERS, keys.STREAMS,
+                                                keys.browser_seen_count(self.account, window)], args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
                 for item in chunk:
                     if not item.future.done():

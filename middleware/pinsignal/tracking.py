@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,9 @@ from starlette.requests import HTTPConnection
 from pinsignal.asgi import RequestHook
 from pinsignal.collector.intake import identity_keys
 from pinsignal.cookies import DEVICE_COOKIE, IDENTITY_COOKIE
+from pinsignal.errors import QueueUnavailable
 
-__all__ = ["TrackResult", "event_id_for", "identify", "script_url", "track"]
+__all__ = ["UNQUEUED", "TrackResult", "event_id_for", "identify", "script_url", "track"]
 
 logger = logging.getLogger("pinsignal.tracking")
 
@@ -104,9 +106,14 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
     time; default now); ``ldp=True`` flags it for Limited Data Processing.
 
     ``event_id`` is ``message_id`` when given, else derived by :func:`event_id_for`. Raw traits
-    are hashed by the pipelines before anything is queued. Raises only
-    :class:`~pinsignal.errors.QueueUnavailable`, when Redis cannot take the event (it is then not
-    accepted; retry with the same ``message_id``, which is deduplicated).
+    are hashed by the pipelines before anything is queued.
+
+    When Redis cannot take the event (unreachable, or refusing writes: ``OOM command not allowed``
+    under ``maxmemory-policy noeviction``), ``track()`` does not break the app's own request: it
+    returns ``queued=False`` with the reason, logs a warning and counts it in :data:`UNQUEUED`.
+    With ``PINSIGNAL_TRACK_RAISES=true`` (``Config(track_raises=True)``) it raises
+    :class:`~pinsignal.errors.QueueUnavailable` instead; either way nothing was accepted, and a
+    retry with the same ``message_id`` is deduplicated.
 
         result = await track(request, "order_completed", properties={"order_id": "o-1", "revenue": 72.39})
         result.event_id, result.queued
@@ -136,7 +143,12 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
     if ldp:
         raw["context"] = {**raw.get("context", {}), "limited_data_processing": True}
     await intake.open()
-    outcome = await intake.accept([raw], visitor, received_at=time.time())
+    try:
+        outcome = await intake.accept([raw], visitor, received_at=time.time())
+    except QueueUnavailable as exc:
+        if intake.config.track_raises:
+            raise
+        return _unqueued(event, message_id, exc)
     hook.set_cookies(outcome.cookies)
     result = TrackResult(event_id=message_id, events=outcome.events)
     result.duplicate = bool(outcome.duplicates) and not outcome.queued
@@ -146,6 +158,18 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
     if result.reasons:
         logger.warning("server event %r (%s) not sent: %s", event, message_id, "; ".join(result.reasons))
     return result
+
+
+# track() calls that queued nothing because Redis failed, in this process, by cause. Redis is what
+# failed, so the shared counters of ``pinsignal status`` cannot hold them: the log and this do.
+UNQUEUED: Counter[str] = Counter()
+
+
+def _unqueued(event: str, message_id: str, exc: QueueUnavailable) -> TrackResult:
+    UNQUEUED["queue_unavailable"] += 1
+    logger.warning("server event %r (%s) not queued, the app's request goes on (%d so far in this process): %s",
+                   event, message_id, UNQUEUED["queue_unavailable"], exc)
+    return TrackResult(event_id=message_id, reasons=[f"not queued: {exc}"])
 
 
 def identify(request: HTTPConnection, user_id: str | None = None, traits: Mapping[str, Any] | None = None) -> bool:

@@ -22,6 +22,8 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -110,6 +112,22 @@ def _redis_settings(url: str, policy: RetryPolicy) -> RedisSettings:
     return settings
 
 
+def in_container(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> bool:
+    """Whether this process runs in a container: Docker's ``/.dockerenv``, Podman's
+    ``/run/.containerenv``, or the variable Kubernetes sets in every pod."""
+    environ = os.environ if environ is None else environ
+    return ("KUBERNETES_SERVICE_HOST" in environ or (root / ".dockerenv").exists()
+            or (root / "run" / ".containerenv").exists())
+
+
+def metrics_host(config: Config) -> str:
+    """``PINSIGNAL_METRICS_HOST``, else loopback, or every interface inside a container (issue 18, item 13):
+    outside one, the metrics and health page need not be open to the network."""
+    if config.metrics_host is not None:
+        return config.metrics_host
+    return "0.0.0.0" if in_container() else "127.0.0.1"
+
+
 def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int | None = None,
                     reclaim_after: float = 5.0, probe_interval: float = 5.0,
                     calls_per_minute: int | None = None, policy: RetryPolicy | None = None) -> dict[str, Any]:
@@ -138,7 +156,8 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         tasks.append(asyncio.create_task(_refresh_forever(ctx), name="refresh"))
         ctx.update(delivery=delivery, metrics=metrics, client=client, tasks=tasks, delivery_redis=redis)
         if port is not None:
-            ctx["metrics_server"] = await MetricsServer(metrics, port, health=lambda: _health(delivery, tasks)).start()
+            ctx["metrics_server"] = await MetricsServer(metrics, port, metrics_host(config),
+                                                        health=lambda: _health(delivery, tasks)).start()
         logger.info("delivering ad account %s to %s%s with %d loops (consumer %s)", config.ad_account_id,
                     config.api_url, " in TEST mode" if config.test_mode else "", concurrency, consumer)
 

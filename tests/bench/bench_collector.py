@@ -90,6 +90,7 @@ def build_app(variant: str, redis_url: str) -> Any:
     app = Starlette(routes=[Route("/", home)])
     if variant == "collector":
         config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=ACCOUNT, pipelines=pipeline_paths(),
+                        client_events_per_minute=0,  # the load generator is one address
                         trace_maxlen=int(os.environ.get("BENCH_TRACE_MAXLEN", Config.trace_maxlen)))
         return PinSignalMiddleware(app, config=config)
 

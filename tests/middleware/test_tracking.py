@@ -148,11 +148,27 @@ async def test_without_the_middleware_the_error_says_what_to_do() -> None:
             await http.get("/")
 
 
-async def test_track_raises_queue_unavailable_when_redis_cannot_take_the_event() -> None:
+async def test_regression_item8_track_fails_soft_when_redis_cannot_take_the_event_or_raises_when_told(
+        caplog: pytest.LogCaptureFixture) -> None:
     class DownSink(MemorySink):
         async def enqueue(self, events: Any) -> Any:
             raise QueueUnavailable("Redis failed while queueing events (ConnectionError: down)")
 
+    from pinsignal.tracking import UNQUEUED
+
+    # The default: the app's own request goes on; nothing was queued, and it says why.
+    before = UNQUEUED["queue_unavailable"]
+    async with client(app_with(DownSink())) as http:
+        response = await http.post("/orders", json={"properties": {"order_id": "o-1", "revenue": 1}},
+                                   headers=HEADERS)
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["queued"] is False and answer["duplicate"] is False
+    assert answer["event_id"] == event_id_for("order_completed", {"order_id": "o-1"})
+    assert answer["reasons"] == ["not queued: Redis failed while queueing events (ConnectionError: down)"]
+    assert UNQUEUED["queue_unavailable"] == before + 1
+    assert "not queued, the app's request goes on" in caplog.text
+    # PINSIGNAL_TRACK_RAISES=true: the app decides.
     with pytest.raises(QueueUnavailable, match="queueing events"):
-        async with client(app_with(DownSink())) as http:
+        async with client(app_with(DownSink(), track_raises=True)) as http:
             await http.post("/orders", json={"properties": {"order_id": "o-1", "revenue": 1}}, headers=HEADERS)

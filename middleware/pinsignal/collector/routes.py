@@ -16,7 +16,9 @@ was a duplicate of one already queued). Refusals of the whole request: ``413`` w
 64 KiB (by ``Content-Length`` or counted while reading), ``400`` for malformed JSON, a non-object
 body or more than 100 events, ``403`` for a cross-site post from an origin not in
 ``PINSIGNAL_ALLOWED_ORIGINS``, ``405`` for a wrong method, ``415`` for a body that is neither
-``application/json`` nor ``text/plain``, ``503`` when the queue cannot be reached. Each error body is
+``application/json`` nor ``text/plain``, ``429`` with ``Retry-After``
+past the client's quota (:mod:`pinsignal.collector.quota`), ``503`` when the queue cannot be reached.
+Each error body is
 ``{"error": "one sentence"}`` (``/v1/*``'s are Segment's: ``{"success": false, "code", "message"}``).
 """
 
@@ -37,6 +39,7 @@ from pinsignal.sources import WriteKeys
 from pinsignal.visitors import remember_post
 
 from .intake import Intake, VisitorRequest
+from .quota import ClientQuota
 from .script import Companion, Script
 from .segment import ROUTES as SEGMENT_ROUTES, SegmentAPI, SegmentRefusal, refuse
 
@@ -70,11 +73,20 @@ class Collector:
         self._script = script
         self._companion = companion
         self._allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
+        self._quota = (ClientQuota(per_minute=config.client_events_per_minute, burst=config.client_burst)
+                       if config.client_events_per_minute else None)
         self._segment = SegmentAPI(intake, WriteKeys.parse(config.write_keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][self._prefix_length:]
         method = scope["method"]
+        if method == "POST" and self._quota is not None:
+            wait = self._over_quota(scope)
+            if wait:  # before the body is read: a flood costs as little as it can
+                after = ClientQuota.retry_after(wait)
+                await _json(send, 429, {"error": "too many posts from this address; try again in "
+                                                 f"{after.decode()} s"}, [(b"retry-after", after)])
+                return
         try:
             if path == "/c.js":
                 _require(method, b"GET, HEAD")
@@ -134,6 +146,8 @@ class Collector:
     async def _events(self, send: Send, payload: object, default_type: str | None, visitor: VisitorRequest,
                       cors: list[tuple[bytes, bytes]]) -> None:
         raws = _unbatch(payload, default_type)
+        if self._quota is not None:
+            self._quota.charge(visitor.ip, len(raws))
         await self._intake.open()
         try:
             outcome = await self._intake.accept(raws, visitor, received_at=time.time(), decoded=True)
@@ -183,6 +197,15 @@ class Collector:
         await _json(send, 200, body, cors)
 
     # ------------------------------------------------------------------ request checks
+
+    def _over_quota(self, scope: Scope) -> float:
+        """Seconds until this post's client may post again (issue 18, item 8); ``0.0``: go ahead."""
+        assert self._quota is not None
+        for name, _ in scope["headers"]:
+            if name == b"authorization":  # a server source's write key: checked, never counted
+                return 0.0
+        ip, _ = self._intake.proxies.resolve(scope)
+        return self._quota.check(ip)
 
     def _cors_headers(self, visitor: VisitorRequest) -> list[tuple[bytes, bytes]]:
         """Refuse cross-site posts; CORS headers for an allowed other origin, else none."""

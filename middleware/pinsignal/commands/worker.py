@@ -11,6 +11,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                         help="serve /metrics and /healthz on this port (default PINSIGNAL_METRICS_PORT; "
                              "none when unset; 0 picks a free port)")
+    parser.add_argument("--metrics-host", default=None, metavar="ADDRESS",
+                        help="address of the metrics server (default PINSIGNAL_METRICS_HOST; else 127.0.0.1, "
+                             "or 0.0.0.0 in a container)")
     parser.add_argument("--reclaim-after", type=float, default=5.0, metavar="SECONDS",
                         help="take over a dead worker's events after they sat idle this long (default 5)")
     parser.add_argument("--probe-interval", type=float, default=5.0, metavar="SECONDS",
@@ -30,7 +33,10 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}.")
     if args.reclaim_after <= 0 or args.probe_interval <= 0:
         raise ConfigError("--reclaim-after and --probe-interval must be positive numbers of seconds.")
-    settings = worker_settings(Config.from_env(), concurrency=args.concurrency, metrics_port=args.metrics_port,
+    config = Config.from_env()
+    if args.metrics_host is not None:
+        config = config.with_(metrics_host=args.metrics_host)
+    settings = worker_settings(config, concurrency=args.concurrency, metrics_port=args.metrics_port,
                                reclaim_after=args.reclaim_after, probe_interval=args.probe_interval,
                                calls_per_minute=args.calls_per_minute)
     logging_quiet()
