@@ -415,3 +415,28 @@ async def test_analytics_js_batching_basic_key_is_a_browsers_and_never_refused()
     assert "authorization" in preflight.headers["access-control-allow-headers"]
     assert post.status_code == 200 and with_server_key.status_code == 200
     assert [event["envelope"]["source"] for event in sink.events] == ["browser", "browser"]
+
+
+async def test_track_is_a_server_source_that_a_forged_browser_event_cannot_suppress() -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from pinsignal import track
+
+    async def orders(request: Request) -> JSONResponse:
+        result = await track(request, "order_completed", message_id="order-5001",
+                             properties={"order_id": "5001", "revenue": 250, "currency": "USD"})
+        return JSONResponse({"queued": result.queued, "duplicate": result.duplicate})
+
+    sink = MemorySink()
+    app = wrap(Starlette(routes=[Route("/orders", orders, methods=["POST"])]), sink=sink,
+               engine=Engine.from_config(config()))
+    forged = {"type": "track", "event": "order_completed", "message_id": "order-5001",
+              "properties": {"revenue": 0.01, "order_id": "5001"}}
+    async with client(app) as http:
+        await http.post("/_ps/e", json=forged, headers=FORGED)
+        real = await http.post("/orders", headers={"user-agent": BROWSER})
+    assert real.json() == {"queued": True, "duplicate": False}
+    assert [event["custom_data"]["value"] for event in sink.events] == ["0.01", "250"]
