@@ -7,8 +7,8 @@ What it does to a request:
 
 * paths under the collector prefix (``/_ps/...``) are answered by the collector, never by the app;
 * a query with ``epik=`` (a landing from a Pinterest ad) gets the ``_epik`` cookie, redirects included;
-* everything else passes straight through: the cost is a type check, a prefix check, a bytes
-  search in the query string, a dict store and a thin ``send`` wrapper.
+* everything else passes straight through: a prefix check, a bytes search in the query string,
+  a dict store and a thin ``send`` wrapper.
 
 The signed ``_psid`` device cookie is not set here: the collector (and ``track()``) mint it with
 the visitor's first event and sign it again when it is over a week old, so it rolls for as long
@@ -28,7 +28,6 @@ raises gets a 500 without the cookies of that request (the app's own 500 respons
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Final
 
 from starlette.requests import cookie_parser
@@ -36,7 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinsignal.collector import Collector, Companion, Intake, QueueSink, Script, Sink, VisitorRequest
 from pinsignal.config import Config
-from pinsignal.cookies import EPIK_MAX_LENGTH, epik_from_query, plain_epik
+from pinsignal.cookies import epik_from_query
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine
@@ -48,9 +47,6 @@ logger = logging.getLogger("pinsignal.asgi")
 SCOPE_KEY = "pinsignal"  # the middleware, for track() and identify()
 COOKIES_KEY = "pinsignal.cookies"  # Set-Cookie headers for the response, then SENT once it started
 _VISITOR_KEY = "pinsignal.visitor"
-_LANDING_HEADERS = frozenset((b"cookie", b"host", b"sec-gpc", b"x-forwarded-proto"))
-# What makes a landing more than a first visit: consent or earlier cookies, Global Privacy Control.
-_FIRST_VISIT_BREAKERS = frozenset((b"cookie", b"sec-gpc"))
 
 
 class _Sent:
@@ -63,45 +59,6 @@ class _Sent:
 
 
 SENT: Final = _Sent()
-
-# The usual landing's cookie without the general path's work: (header names that make a visit
-# more than a first one, b"_epik=", the attributes after the value by scheme).
-QuickEpik = tuple[frozenset[bytes], bytes, dict[str, bytes]]
-
-
-def _cookie_send(send: Send, scope: Scope, key: str, sent: object) -> Send:
-    """The ``send`` the app gets: the first ``http.response.start`` carries ``scope[key]``'s
-    cookies, and ``scope[key]`` becomes ``sent`` (too late for more)."""
-
-    def send_with_cookies(message: Message) -> Awaitable[None]:
-        if message["type"] == "http.response.start":
-            # One C call on a pass-through request: marks the response as started.
-            cookies = scope.setdefault(key, sent)
-            if cookies is not sent:
-                scope[key] = sent
-                if cookies:  # a new message and list: the app may send the same one again
-                    message = dict(message, headers=[*message.get("headers", ()), *cookies])
-        return send(message)
-
-    return send_with_cookies
-
-
-def _first_visit_epik(quick: QuickEpik, scope: Scope, before: bytes, after: bytes, key: str) -> bool:
-    """Sets ``scope[key]`` to the ``_epik`` cookie of a first visit (no header in ``quick[0]``: no
-    cookie, no Sec-GPC) whose click id is the query's last parameter and plain base64
-    (alphanumeric: cookie-safe as it is), as Pinterest appends it; False for anything else,
-    which the general path then handles. The same cookie as the general path, without its calls."""
-    breakers, prefix, suffixes = quick
-    if after.isalnum() and len(after) <= EPIK_MAX_LENGTH and (not before or before[-1] == 0x26):
-        for name, _ in scope["headers"]:
-            if name in breakers:
-                return False
-        suffix = suffixes.get(scope["scheme"])
-        if suffix is not None:
-            scope[key] = [(b"set-cookie", prefix + after + suffix)]
-            return True
-    return False
-
 
 class RequestHook:
     """``track()`` and ``identify()``'s view of one request: the middleware, the response's cookies.
@@ -174,19 +131,10 @@ class PinSignalMiddleware:
         # without pipelines gives no rules).
         self.companion = Companion(self.config, getattr(self.intake.engine, "pipelines", ()))
         self.collector = Collector(self.config, self.intake, self.script, self.companion)
-        # `prefix <= path < past_prefix` is `path.startswith(prefix)` (the prefix ends in "/", and
-        # "0" follows "/"), at half the cost: str.startswith parses its arguments slowly on 3.11.
         self._prefix = self.config.collector_prefix + "/"
-        self._past_prefix = self.config.collector_prefix + "0"
-        # A first visit carries no cookie at all: the consent mode alone decides (GPC aside).
+        # A visit without cookies: the consent mode alone decides (Global Privacy Control aside).
         self._granted_without_cookies = self.intake.consent.verdict(gpc=False, cookies={}) == "granted"
         self._proxies = self.intake.proxies if self.config.trusted_proxies else None
-        # The usual landing, kept as cheap as it can be (see _landing): consent granted without
-        # asking, and cookie attributes that depend on the scheme alone.
-        parts = self.intake.cookies.epik_parts() if self._granted_without_cookies else None
-        self._quick_epik: QuickEpik | None = None if parts is None else (
-            _FIRST_VISIT_BREAKERS | ({b"x-forwarded-proto"} if self._proxies else set()),
-            parts[0], {"http": parts[1][0], "https": parts[1][1]})
 
     @property
     def script_url(self) -> str:
@@ -200,58 +148,56 @@ class PinSignalMiddleware:
             else:
                 await self.app(scope, receive, send)
             return
-        if self._prefix <= scope["path"] < self._past_prefix:
+        if scope["path"].startswith(self._prefix):
             await self.collector(scope, receive, send)
             return
-        # Every pass-through request pays for what follows, so it is kept to a dict store, one
-        # bytes search and the send wrapper. Nothing stored in the scope may lead back to it: the
-        # server's send is a bound method of an object holding the scope, and a cycle would leave
-        # every request to the garbage collector (measured: 9k more instructions per request).
+        # Nothing stored in the scope may lead back to it: the server's send is a bound method of
+        # an object holding the scope, and a cycle would leave every request to the garbage
+        # collector (measured: 9k more instructions per request).
         scope[SCOPE_KEY] = self
-        # partition(), not find() or `in`: on 3.11 it is the cheapest bytes search (one argument,
-        # no parsing), and a landing gets the click id without another slice.
-        before, epik, after = scope["query_string"].partition(b"epik=")
-        if epik:
-            self._landing(scope, before, after)
-        await self.app(scope, receive, _cookie_send(send, scope, COOKIES_KEY, SENT))
+        if b"epik=" in scope["query_string"]:
+            self._landing(scope)
 
-    def _landing(self, scope: Scope, before: bytes, after: bytes) -> None:
-        """``_epik`` for an ad landing (any method; a redirect too): the query is ``before``,
-        ``epik=`` (its first occurrence), then ``after``."""
-        quick = self._quick_epik
-        if quick is not None and _first_visit_epik(quick, scope, before, after, COOKIES_KEY):
-            return
-        # Only what the cookie needs is read here (a landing must stay cheap); track() and the
-        # collector read the full VisitorRequest.
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                cookies = scope.get(COOKIES_KEY)
+                scope[COOKIES_KEY] = SENT  # too late for more
+                if isinstance(cookies, list) and cookies:
+                    # A new message and list: the app may send the same one again.
+                    message = {**message, "headers": [*message.get("headers", ()), *cookies]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookies)
+
+    def _landing(self, scope: Scope) -> None:
+        """``_epik`` for an ad landing (any method; a redirect too), when consent allows it."""
+        # Only what the cookie needs is read here; track() and the collector read the full
+        # VisitorRequest.
         cookie = forwarded_proto = host = None
         gpc = False
         for name, value in scope["headers"]:
-            if name in _LANDING_HEADERS:
-                if name == b"cookie":
-                    cookie = value if cookie is None else cookie + b"; " + value
-                elif name == b"host":
-                    host = value
-                elif name == b"sec-gpc":
-                    gpc = value.strip() == b"1"
-                else:
-                    forwarded_proto = value
+            if name == b"cookie":
+                cookie = value if cookie is None else cookie + b"; " + value
+            elif name == b"host":
+                host = value
+            elif name == b"sec-gpc":
+                gpc = value.strip() == b"1"
+            elif name == b"x-forwarded-proto":
+                forwarded_proto = value
         if cookie is None:
             if (gpc and self.intake.consent.gpc_refuses) or not self._granted_without_cookies:
                 return
         elif self.intake.consent.verdict(gpc=gpc, cookies=cookie_parser(cookie.decode("latin-1"))) != "granted":
             return  # opt-in without consent, refused, or Global Privacy Control: no tracking cookie
-        query = scope["query_string"]
-        raw = plain_epik(query, len(before))
-        if raw is None:  # not the usual landing: escapes, several epik parameters, a bad value
-            epik = epik_from_query(query)
-            if epik is None:
-                return
-            raw = epik.encode("ascii")
+        epik = epik_from_query(scope["query_string"])
+        if epik is None:
+            return
         if forwarded_proto is None or self._proxies is None:
             secure = scope["scheme"] == "https"
         else:
             secure = self._proxies.scheme(scope, forwarded_proto) == "https"
-        scope[COOKIES_KEY] = [(b"set-cookie", self.intake.cookies.epik_header(raw, secure=secure, host=host))]
+        cookie_header = self.intake.cookies.epik(epik, secure=secure, host=host)
+        scope[COOKIES_KEY] = [(b"set-cookie", cookie_header.encode("latin-1"))]
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def receive_and_open() -> Message:

@@ -62,12 +62,8 @@ EPIK_MAX_LENGTH = 1024
 # RFC 6265 cookie-octet: printable ASCII without space, '"', ',', ';' and '\'. Anything else in an
 # epik is not a Pinterest click id, and must never be written back into a header.
 _COOKIE_OCTETS = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,1024}")
-_EPIK_PARAM = re.compile(rb"(?:^|&)epik=([^&]*)")
 # Cookie-octets that a query string carries as they are (no '%' escapes, no '+' for space).
 _PLAIN_EPIK = re.compile(rb"[\x21\x23\x24\x27-\x2A\x2D-\x3A\x3C-\x5B\x5D-\x7E]{1,1024}")
-# The same set as bytes, for a C-speed check: ``raw.translate(None, _PLAIN_EPIK_BYTES)`` is empty
-# exactly when every byte of ``raw`` is plain (what the usual landing's one value is).
-_PLAIN_EPIK_BYTES = bytes(byte for byte in range(256) if _PLAIN_EPIK.fullmatch(bytes([byte])))
 _HOST_NAME = re.compile(r"^[a-z0-9.-]+$")
 _DOMAIN_CACHE_LIMIT = 4096
 _VERIFIED_CACHE_LIMIT = 4096
@@ -78,35 +74,13 @@ def valid_epik(value: str) -> bool:
     return len(value) <= EPIK_MAX_LENGTH and _COOKIE_OCTETS.fullmatch(value) is not None
 
 
-def plain_epik(query_string: bytes, start: int) -> bytes | None:
-    """The usual landing's epik, raw: ``epik=`` found at ``start``, the only one, a plain value.
-
-    Byte searches and one translate(), no regex scan and no decoding (every landing pays for
-    this). ``None`` means "not the usual case": :func:`epik_from_query` then looks properly.
-    """
-    if start == 0 or query_string[start - 1] == 0x26:
-        end = query_string.find(b"&", start + 5)
-        if end < 0:
-            raw = query_string[start + 5:]
-        elif query_string.find(b"epik=", end) < 0:
-            raw = query_string[start + 5:end]
-        else:
-            return None  # another epik follows: the last valid one counts
-        if 0 < len(raw) <= EPIK_MAX_LENGTH and not raw.translate(None, _PLAIN_EPIK_BYTES):
-            return raw
-    return None
-
-
 def epik_from_query(query_string: bytes) -> str | None:
     """The last valid ``epik`` in a raw query string, percent-decoded; ``None`` when there is none."""
-    start = query_string.find(b"epik=")
-    if start < 0:
-        return None
-    plain = plain_epik(query_string, start)
-    if plain is not None:
-        return plain.decode("ascii")
     found: str | None = None
-    for raw in _EPIK_PARAM.findall(query_string):
+    for parameter in query_string.split(b"&"):
+        if not parameter.startswith(b"epik="):
+            continue
+        raw = parameter[5:]
         if len(raw) > 3 * EPIK_MAX_LENGTH:
             continue
         if _PLAIN_EPIK.fullmatch(raw):  # the usual case: nothing to decode, nothing to check again
@@ -319,44 +293,12 @@ class CookieWriter:
     def __init__(self, *, domain: CookieDomain, epik_httponly: bool) -> None:
         self._domain = domain
         self._epik_httponly = epik_httponly
-        # Every landing writes _epik and _psid: with a fixed (or no) domain their attributes
-        # depend on the scheme alone, so both variants are built once here.
-        self._fixed: dict[bool, tuple[str, str]] | None = None
-        if not domain.auto:
-            fixed = domain.for_host(None)
-            self._fixed = {secure: (_attributes(COOKIE_MAX_AGE, "Lax", fixed, secure, epik_httponly),
-                                    _attributes(COOKIE_MAX_AGE, "Lax", fixed, secure, True))
-                           for secure in (False, True)}
-        # Indexed by ``secure`` itself (False is 0, True is 1): every landing builds this one.
-        self._epik_attributes: tuple[str, str] | None = None
-        self._epik_header: tuple[bytes, bytes] | None = None
-        if self._fixed is not None:
-            self._epik_attributes = (self._fixed[False][0], self._fixed[True][0])
-            self._epik_header = (b"_epik=%s" + self._epik_attributes[0].encode("latin-1"),
-                                 b"_epik=%s" + self._epik_attributes[1].encode("latin-1"))
 
     def epik(self, value: str, *, secure: bool, host: bytes | None) -> str:
-        if self._epik_attributes is not None:
-            return "_epik=" + value + self._epik_attributes[secure]
         return set_cookie(EPIK_COOKIE, value, secure=secure, httponly=self._epik_httponly,
                           domain=self._domain.for_host(host))
 
-    def epik_parts(self) -> tuple[bytes, tuple[bytes, bytes]] | None:
-        """The ``_epik`` header as ``(name=, (attributes over http, over https))``, for a value
-        already checked to be cookie-safe; ``None`` when the attributes depend on the host."""
-        if self._epik_attributes is None:
-            return None
-        return b"_epik=", (self._epik_attributes[0].encode("latin-1"), self._epik_attributes[1].encode("latin-1"))
-
-    def epik_header(self, raw: bytes, *, secure: bool, host: bytes | None) -> bytes:
-        """:meth:`epik` as header bytes, for a value already checked to be cookie-safe."""
-        if self._epik_header is not None:
-            return self._epik_header[secure] % raw
-        return self.epik(raw.decode("ascii"), secure=secure, host=host).encode("latin-1")
-
     def device(self, signed: str, *, secure: bool, host: bytes | None) -> str:
-        if self._fixed is not None:
-            return DEVICE_COOKIE + "=" + signed + self._fixed[secure][1]
         return set_cookie(DEVICE_COOKIE, signed, secure=secure, httponly=True, domain=self._domain.for_host(host))
 
     def identity(self, signed: str, *, secure: bool, host: bytes | None) -> str:

@@ -144,7 +144,7 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         raw["context"] = {**raw.get("context", {}), "limited_data_processing": True}
     await intake.open()
     try:
-        outcome = await intake.accept([raw], visitor, received_at=time.time(), source="server")
+        outcome = await intake.accept([raw], visitor, received_at=time.time())
     except QueueUnavailable as exc:
         if intake.config.track_raises:
             raise

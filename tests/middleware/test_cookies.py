@@ -27,6 +27,10 @@ SECRET = "cookie-secret-0123456789"
     (b"epik=", None),
     (b"epik=a%0Ab", None),
     (b"epik=" + b"x" * 1025, None),
+    (b"q=epik=abc", None),
+    (b"&epik=abc&", "abc"),
+    (b"epik=a&&epik=b+c", "a"),   # "b c" has a space: not a click id
+    (b"a=1&&epik=b%2Fc", "b/c"),
 ])
 def test_epik_from_query(query: bytes, expected: str | None) -> None:
     assert epik_from_query(query) == expected
