@@ -145,7 +145,7 @@ async def track_for_visitor(intake: Intake, event: str, *, visitor_key: str | No
     if ldp or (context is not None and context.ldp):
         event_context["limited_data_processing"] = True
     raw["context"] = event_context
-    outcome = await intake.accept([raw], visitor, received_at=time.time())
+    outcome = await intake.accept([raw], visitor, received_at=time.time(), source="server")
     result.events = outcome.events
     result.duplicate = bool(outcome.duplicates) and not outcome.queued
     result.queued = bool(outcome.queued)
