@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pipelines": ("pipelines", "check pipeline files or preview what an event produces"),
     "dlq": ("dlq", "list, replay or purge dead-lettered events"),
     "status": ("status", "queue depth, in flight, dead letters, paused accounts, delivered counts"),
+    "import": ("import_", "offline conversions from a CSV or JSON Lines file"),
     "tail": ("tail", "follow every stage of every event (the trace) in the terminal"),
     "inspector": ("inspector", "a live web page of the trace: filters, event details, charts"),
     "quarantine": ("quarantine", "list, replay or purge events refused after intake"),
