@@ -174,7 +174,7 @@ def _server_instructions(variant: str, requests: int, kind: str) -> dict[str, fl
                 return instructions(process.pid, Path(folder), action)
 
             for path, headers in REQUESTS.values():
-                run(path, headers, 200)  # warm: the app's stack, the template cache, the allocator
+                run(path, headers, 100)  # warm: the app's stack, the template cache, the allocator
             idle, idle_seconds = counted(lambda: time.sleep(3))
             counts: dict[str, float] = {}
             for request, (path, headers) in REQUESTS.items():
@@ -259,7 +259,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--no-callgrind", action="store_true", help="requests per second only")
-    parser.add_argument("--callgrind-requests", type=int, default=500)
+    parser.add_argument("--callgrind-requests", type=int, default=300)
     parser.add_argument("--no-wall-clock", action="store_true", help="instructions only")
     args = parser.parse_args()
     print(f"realistic app: {APPS['page']}, {page_size():,} bytes a page")
