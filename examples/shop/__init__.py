@@ -6,6 +6,6 @@
 
 from __future__ import annotations
 
-from .app import create_app
+from .app import create_app, shop_pipelines
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "shop_pipelines"]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 import secrets
 from html import escape
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -38,12 +39,26 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from pinsignal import TagCall, identify, tag_call, track
 from pinsignal.asgi import PinSignalMiddleware
-from pinsignal.config import Config
+from pinsignal.config import Config, shipped_pipelines_dir
+from pinsignal.pipeline import pipeline_files
 
 from . import catalog
 from .pages import js, layout, money, on_load, product_properties
 
 CART_COOKIE = "cart"
+SERVER_ONLY = Path(__file__).resolve().parent / "pipelines"
+"""The shop's checkout, lead and sign-up pipelines: the shipped ones with ``trigger.source: server``."""
+
+
+def shop_pipelines() -> tuple[Path, ...]:
+    """The shipped pipelines, with checkout, lead and signup replaced by the shop's server-only copies.
+
+    The shop sends those three with ``track()`` from its handlers, so no browser (or ``curl``) may
+    send them: docs/pipelines.md, "Sources".
+    """
+    locked = pipeline_files([SERVER_ONLY])
+    names = {path.name for path in locked}
+    return (*(path for path in pipeline_files([shipped_pipelines_dir()]) if path.name not in names), *locked)
 
 
 def create_app(config: Config | None = None, *, tag_id: str | None = None, **middleware_options: Any) -> FastAPI:
@@ -53,6 +68,8 @@ def create_app(config: Config | None = None, *, tag_id: str | None = None, **mid
     ``middleware_options`` go to the middleware as they are (tests pass ``sink=MemorySink()``).
     """
     config = config or Config.from_env()
+    if not config.pipelines:  # a site's own PINSIGNAL_PIPELINES wins
+        config = config.with_(pipelines=shop_pipelines())
     tag_id = tag_id if tag_id is not None else os.environ.get("SHOP_PINTEREST_TAG_ID") or None
     app = FastAPI(title="Pinewood Home", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(PinSignalMiddleware, config=config, **middleware_options)
