@@ -12,8 +12,7 @@ track:(e,r,o)=>q("track",{event:e,properties:r||{},message_id:o?.event_id||o?.me
 identify:(i,t)=>q("identify",{user_id:i,traits:t||{}}),
 remember:k=>p("remember",{key:k}),
 consent:o=>{var e=S?.getItem(K);C={advertising:c=!!o?.advertising};P=0;S?.removeItem(K);c||(h=[]);h.map(x=>x.context.consent=C);p("consent",{...o,...C,epik:e}).then(()=>{b=b.concat(h);h=[];f()})}};
-try{S=sessionStorage}catch{}
-I&&S&&(m=new URLSearchParams(l.search).get("epik"))&&S.setItem(K,m);
+try{S=sessionStorage;I&&(m=new URLSearchParams(l.search).get("epik"))&&S.setItem(K,m)}catch{}
 "tag"in a&&(A.q=[],(g=d.createElement("script")).src=u+"t.js",s.after(g));w.pinsignal=A;Q?.map?.(([n,...x])=>A[n](...x));
 a.auto!="off"&&(A.page(0,a.pv),a.history!="off"&&(H=history.pushState,history.pushState=(...x)=>{H.apply(history,x);v()},addEventListener("popstate",v)));
 addEventListener("pagehide",()=>f(!P&&d.cookie.includes("_epik=")))}(window,document);
