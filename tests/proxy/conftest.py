@@ -6,7 +6,7 @@ from typing import Any
 
 import proxy_upstream
 import pytest
-from proxy_support import PROXY_SERVER_OPTIONS
+from proxy_support import proxy_server_options
 
 from pinsignal.proxy import ProxyApp, ProxySettings
 from support import ServerThread
@@ -27,5 +27,6 @@ def make_proxy(upstream: ServerThread) -> Iterator[Callable[..., ServerThread]]:
             settings.setdefault("upstream", upstream.url)
             handoff = settings.pop("handoff", None)
             app = app or ProxyApp(ProxySettings(**settings), handoff=handoff)
-            return stack.enter_context(ServerThread(app, **PROXY_SERVER_OPTIONS))
+            # Served as ``pinsignal proxy`` serves it: the same protocol, with the app's limits.
+            return stack.enter_context(ServerThread(app, **proxy_server_options(app.settings)))
         yield make

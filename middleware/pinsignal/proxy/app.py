@@ -26,6 +26,7 @@ from pinsignal.config import Config
 from pinsignal.pipeline import Engine
 
 from .forward import Forwarder
+from .guard import GuardedHttpProtocol, head_problem, refuse
 from .pageviews import Handoff, PageviewPolicy
 from .settings import ProxySettings
 from .upstream import UpstreamPool
@@ -57,6 +58,7 @@ class ProxyApp:
         self._trusted = TrustedProxies(config.trusted_proxies)
         self._policy = PageviewPolicy() if settings.server_pageviews else None
         self._websockets = WebSocketRelay(settings, self._trusted)
+        self._max_head_size = settings.max_head_size
         self._pool: UpstreamPool | None = None
         self._forwarder: Forwarder | None = None
         # What ``--inject`` puts in pages; the middleware in front sets its versioned URL
@@ -66,8 +68,17 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            problem = head_problem(scope, self._max_head_size)
+            if problem is not None:
+                await refuse(send, problem)
+                return
             await (self._forwarder or self._open())(scope, receive, send)
         elif kind == "websocket":
+            problem = head_problem(scope, self._max_head_size)
+            if problem is not None:
+                await receive()  # websocket.connect
+                await refuse(send, problem, websocket=True, scope=scope)
+                return
             await self._websockets(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
@@ -133,7 +144,9 @@ def _middleware_handoff(middleware: PinSignalMiddleware) -> Handoff:
 def app_from_env() -> PinSignalMiddleware:
     """uvicorn factory (``pinsignal.proxy:app_from_env``): settings from ``PINSIGNAL_*``, one app per worker."""
     quiet_httpx()
-    return create_app(ProxySettings.from_env())
+    settings = ProxySettings.from_env()
+    GuardedHttpProtocol.configure(settings)  # this process's connections, when uvicorn imports the class by name
+    return create_app(settings)
 
 
 def quiet_httpx() -> None:

@@ -25,6 +25,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from pinsignal.clientip import TrustedProxies
 
+from .guard import ClientSlots
 from .headers import RawHeaders, forwarded_request_headers, map_location
 from .inject import DECODABLE, Decoder, HeadInjector, is_html, script_tag
 from .pageviews import Handoff, PageviewPolicy, is_navigation, page_event
@@ -45,6 +46,7 @@ _ERROR_PAGE = (
     "<body><h1>{status} {title}</h1><p>{text}</p></body></html>"
 )
 _ERROR_TEXT = {
+    429: ("Too Many Requests", "Too many requests from your address at once. Please try again in a moment."),
     502: ("Bad Gateway", "The site cannot be reached right now. Please try again."),
     504: ("Gateway Timeout", "The site did not answer in time. Please try again."),
 }
@@ -85,6 +87,8 @@ class Forwarder:
         self._rewrite_location = settings.host_header == "upstream"
         self._script_src = script_src or f"{settings.collector_prefix}/c.js"
         self._failures = _FailureLog(settings.upstream)
+        self._slots = ClientSlots(settings.max_per_client)
+        self._slot_wait = settings.timeout
 
     def failed(self, exc: UpstreamError) -> int:
         """Log an upstream failure (rate-limited) and say which error page answers it: 504 or 502."""
@@ -101,19 +105,27 @@ class Forwarder:
         identity = self._inject and (pageview is not None or is_navigation(scope))
         headers, has_body = self.request_headers(scope, identity)
         visitor = _Visitor(receive, has_body)
-        try:
-            response = await self._pool.request(method, self.target(scope), headers,
-                                                visitor.body() if has_body else None)
-        except ClientDisconnected:
-            return
-        except UpstreamError as exc:
-            if not visitor.disconnected:  # else the upload stopped because the visitor left: no one to answer
-                await _error_page(send, self.failed(exc))
+        # One visitor address holds at most max_per_client upstream connections; more requests wait.
+        client = ClientSlots.key(self._trusted.resolve(scope)[0])
+        if not await self._slots.acquire(client, self._slot_wait):
+            await _error_page(send, 429)
             return
         try:
-            await self._respond(scope, visitor, send, response, pageview)
+            try:
+                response = await self._pool.request(method, self.target(scope), headers,
+                                                    visitor.body() if has_body else None)
+            except ClientDisconnected:
+                return
+            except UpstreamError as exc:
+                if not visitor.disconnected:  # else the upload stopped because the visitor left: no one to answer
+                    await _error_page(send, self.failed(exc))
+                return
+            try:
+                await self._respond(scope, visitor, send, response, pageview)
+            finally:
+                await response.aclose()
         finally:
-            await response.aclose()
+            self._slots.release(client)
 
     def request_headers(self, scope: Scope, identity: bool) -> tuple[RawHeaders, bool]:
         """The headers sent upstream, and whether a request body follows.
@@ -318,7 +330,7 @@ class _Visitor:
 
 
 def error_answer(status: int) -> tuple[RawHeaders, bytes]:
-    """Headers and body of the proxy's own ``502``/``504`` page."""
+    """Headers and body of the proxy's own ``429``/``502``/``504`` page."""
     title, text = _ERROR_TEXT[status]
     body = _ERROR_PAGE.format(status=status, title=title, text=text).encode()
     return [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),

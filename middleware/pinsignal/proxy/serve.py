@@ -13,6 +13,7 @@ from typing import Any
 from pinsignal.config import Config
 
 from .app import create_app, quiet_httpx
+from .guard import guarded_protocol
 from .settings import ProxySettings
 
 __all__ = ["serve"]
@@ -29,10 +30,16 @@ def serve(settings: ProxySettings, config: Config, *, log_level: str = "info") -
         "host": settings.host, "port": settings.port, "server_header": False, "date_header": False,
         "proxy_headers": False, "log_level": log_level, "access_log": settings.access_log,
         "ssl_certfile": settings.ssl_certfile, "ssl_keyfile": settings.ssl_keyfile,
+        # The visitor limits (docs/security.md): uvicorn closes a kept-alive connection idle for
+        # head_timeout; the protocol bounds the time and size of each head and the time an answer
+        # may wait unread.
+        "timeout_keep_alive": settings.head_timeout,
     }
     quiet_httpx()
     if settings.workers == 1:
-        uvicorn.run(create_app(settings, config=config), **options)
+        uvicorn.run(create_app(settings, config=config), http=guarded_protocol(settings), **options)
     else:
+        # Each process imports the protocol by name and takes the limits from the environment.
         os.environ.update(settings.to_env())
-        uvicorn.run("pinsignal.proxy:app_from_env", factory=True, workers=settings.workers, **options)
+        uvicorn.run("pinsignal.proxy:app_from_env", factory=True, workers=settings.workers,
+                    http="pinsignal.proxy.guard:GuardedHttpProtocol", **options)

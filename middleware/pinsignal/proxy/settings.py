@@ -28,7 +28,13 @@ _UPSTREAM_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 
 @dataclass(frozen=True)
 class ProxySettings:
-    """Where to forward and how. ``timeout`` bounds connecting and each wait for upstream bytes."""
+    """Where to forward and how. ``timeout`` bounds connecting and each wait for upstream bytes.
+
+    Limits on visitors (``docs/security.md``): ``head_timeout`` seconds to send a request head,
+    ``max_head_size`` bytes of it (request line and headers; past it a 431), ``write_timeout``
+    seconds a visitor may leave the answer unread before the connection is cut, and
+    ``max_per_client`` upstream requests at once per visitor address (more wait their turn).
+    """
 
     upstream: str
     timeout: float = 30.0
@@ -36,6 +42,10 @@ class ProxySettings:
     inject: bool = False
     server_pageviews: bool = False
     max_connections: int = 256
+    head_timeout: float = 5.0
+    max_head_size: int = 64 * 1024
+    write_timeout: float = 30.0
+    max_per_client: int = 32
     collector_prefix: str = "/_ps"  # the middleware's, from Config; no variable of its own
     # the server
     host: str = "127.0.0.1"
@@ -59,6 +69,15 @@ class ProxySettings:
             raise ConfigError(
                 f"PINSIGNAL_PROXY_MAX_CONNECTIONS must be at least 1, got {self.max_connections!r}."
             )
+        for name, seconds in (("HEAD_TIMEOUT", self.head_timeout), ("WRITE_TIMEOUT", self.write_timeout)):
+            if not seconds > 0:
+                raise ConfigError(f"PINSIGNAL_PROXY_{name} must be a positive number of seconds, got {seconds!r}.")
+        if self.max_head_size < 1024:
+            raise ConfigError(
+                f"PINSIGNAL_PROXY_MAX_HEAD_SIZE must be at least 1024 bytes, got {self.max_head_size!r}."
+            )
+        if self.max_per_client < 1:
+            raise ConfigError(f"PINSIGNAL_PROXY_MAX_PER_CLIENT must be at least 1, got {self.max_per_client!r}.")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"PINSIGNAL_PROXY_PORT must be a port number, got {self.port!r}.")
         if self.workers < 1:

@@ -1,0 +1,282 @@
+"""Limits on what a visitor can make the proxy hold: the request head, its time, an unread answer.
+
+Two layers, because an ASGI app only sees a request once its whole head has arrived:
+
+- ``guarded_protocol(settings)``: the HTTP protocol that ``pinsignal proxy`` gives uvicorn
+  (``http=``), uvicorn's own httptools protocol with three limits added at the connection:
+  a head that takes longer than ``head_timeout`` seconds to arrive (counted from the
+  connection or from the head's first byte) closes the connection; a head still unfinished past
+  ``max_head_size`` bytes is answered ``431`` (checked after every segment read, so at most one
+  segment more is held); an answer the visitor leaves unread (the write buffer stays above its
+  high-water mark) for ``write_timeout`` seconds aborts the connection, which ends the exchange and
+  gives the upstream connection back.
+- ``head_problem(scope, max_head_size)``: what ``ProxyApp`` checks on every complete head, under
+  any server: exactly one valid ``Host`` in HTTP/1.1 (RFC 9112 section 3.2; two are always
+  refused), else ``400``; a head over ``max_head_size`` bytes, ``431``.
+
+    uvicorn.run(app, http=guarded_protocol(settings), server_header=False, date_header=False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+from typing import Any, cast
+
+from starlette.types import Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .settings import ProxySettings
+
+__all__ = ["ClientSlots", "GuardedHttpProtocol", "guarded_protocol", "head_problem", "refuse"]
+
+# RFC 9110 section 7.2 / RFC 3986: uri-host [":" port]; an IP literal in brackets, or a reg-name.
+_HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
+_REASONS = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+_TEXT = {
+    400: b"The request needs exactly one valid Host header.",
+    431: b"The request head is too large.",
+}
+# After a refusal, how long the rest of an upload is read and dropped before the connection is
+# closed: closing at once, with bytes unread, would reset the connection and lose the answer.
+_LINGER = 2.0
+
+
+def head_problem(scope: Scope, max_head_size: int) -> int | None:
+    """``400`` for a missing (HTTP/1.1), repeated or malformed ``Host``, ``431`` past ``max_head_size``, else ``None``.
+
+    The size counts what the server parsed (target, header names and values, separators), so it is
+    within a few bytes of the head as sent.
+    """
+    host: bytes | None = None
+    hosts = 0
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + 24  # request line, CRLFs
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4
+        if name == b"host":
+            host = value
+            hosts += 1
+    if hosts > 1 or (host is None and scope.get("http_version", "1.1") not in ("1.0", "0.9")):
+        return 400
+    if host is not None and not _HOST_RE.fullmatch(host):
+        return 400
+    return 431 if size > max_head_size else None
+
+
+async def refuse(send: Send, status: int, *, websocket: bool = False, scope: Scope | None = None) -> None:
+    """Answer ``status`` with a one-line text body (for a WebSocket, as a denial response when the server can)."""
+    body = _TEXT[status]
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if websocket:
+        if "websocket.http.response" in ((scope or {}).get("extensions") or {}):
+            await send({"type": "websocket.http.response.start", "status": status, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+        else:
+            await send({"type": "websocket.close", "code": 1008})
+        return
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a head-read timeout, a head-size limit and a write deadline.
+
+    The limits are class attributes; ``guarded_protocol(settings)`` makes a subclass with a
+    settings' values (uvicorn builds one protocol object per connection from the class).
+    """
+
+    head_timeout: float = 5.0
+    max_head_size: int = 64 * 1024
+    write_timeout: float = 30.0
+
+    @classmethod
+    def configure(cls, settings: ProxySettings) -> None:
+        """Take ``settings``' limits (each ``--workers`` process does, since uvicorn imports this class by name)."""
+        cls.head_timeout, cls.max_head_size = settings.head_timeout, settings.max_head_size
+        cls.write_timeout = settings.write_timeout
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._guard_transport: asyncio.Transport | None = None
+        self._guard_loop = asyncio.get_running_loop()
+        self._head_open = True  # until the first head is complete, the connection waits for one
+        self._idle = True  # no message under way: the next byte starts a head
+        self._head_bytes = 0
+        self._field_bytes = 0
+        self._begun = 0
+        self._refused = False
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._write_timer: asyncio.TimerHandle | None = None
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
+        super().connection_made(stream)
+        self._guard_transport = stream
+        self._head_timer = self._guard_loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timers()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request, read and dropped until the connection closes
+        idle_before = self._idle
+        self._begun = 0
+        super().data_received(data)
+        if not self._head_open or self._refused:
+            return
+        # Still inside a head: how much of it is held so far. A segment that only continued the
+        # head counts whole; one that started it counts whole only if nothing came before it;
+        # otherwise the completed fields are a lower bound (at most one segment more is held).
+        if self._begun == 0:
+            self._head_bytes += len(data)
+        elif self._begun == 1 and idle_before:
+            self._head_bytes = len(data)
+        else:
+            self._head_bytes = self._field_bytes
+        if max(self._head_bytes, self._field_bytes) > self.max_head_size:
+            self._refuse(431)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self._guard_loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    # httptools' parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_open, self._idle = True, False
+        self._head_bytes = self._field_bytes = 0
+        self._begun += 1
+        if self._head_timer is None:
+            self._head_timer = self._guard_loop.call_later(self.head_timeout, self._head_timed_out)
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        self._field_bytes += len(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        super().on_header(name, value)
+        self._field_bytes += len(name) + len(value) + 4
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._idle = True
+        super().on_message_complete()
+
+    # the limits
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        transport = self._guard_transport
+        if self._head_open and transport is not None and not transport.is_closing():
+            transport.close()  # like uvicorn's keep-alive timeout: no answer, the connection ends
+
+    def _write_timed_out(self) -> None:
+        self._write_timer = None
+        if self._guard_transport is not None:
+            # abort, not close: close would wait for the visitor to read what is buffered.
+            self._guard_transport.abort()
+
+    def _refuse(self, status: int) -> None:
+        transport = self._guard_transport
+        if transport is None:
+            return
+        self._refused = True
+        self._cancel_timers()
+        body = _TEXT[status]
+        transport.write(b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n"
+                        b"connection: close\r\n\r\n%s" % (status, _REASONS[status], len(body), body))
+        self._guard_loop.call_later(_LINGER, transport.close)
+
+    def _cancel_timers(self) -> None:
+        for timer in (self._head_timer, self._write_timer):
+            if timer is not None:
+                timer.cancel()
+        self._head_timer = self._write_timer = None
+
+
+def guarded_protocol(settings: ProxySettings) -> type[GuardedHttpProtocol]:
+    """The protocol class for uvicorn's ``http=`` option, with ``settings``' limits."""
+    return type("GuardedHttpProtocol", (GuardedHttpProtocol,), {
+        "head_timeout": settings.head_timeout, "max_head_size": settings.max_head_size,
+        "write_timeout": settings.write_timeout,
+    })
+
+
+class ClientSlots:
+    """At most ``limit`` upstream exchanges at once per visitor address; more from the same address wait.
+
+    A visitor who holds answers unread (or sends slowly) can then take ``limit`` of the upstream
+    connections, not all of them. An IPv6 address counts by its /64, which one subscriber gets whole.
+
+        slots = ClientSlots(32)
+        if await slots.acquire(key, timeout=30):
+            try: ...
+            finally: slots.release(key)
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._slots: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @staticmethod
+    def key(address: str | None) -> str:
+        """The address a visitor counts under: the IPv4 address, an IPv6 address's /64."""
+        if address is None or ":" not in address:
+            return address or "unknown"
+        try:
+            return ":".join(ipaddress.IPv6Address(address).exploded.split(":")[:4]) + "::/64"
+        except ValueError:
+            return address
+
+    async def acquire(self, key: str, timeout: float) -> bool:
+        """Take one of ``key``'s slots, waiting up to ``timeout`` seconds; ``False`` if none came free."""
+        entry = self._slots.get(key)
+        if entry is None:
+            entry = self._slots[key] = (asyncio.Semaphore(self._limit), [0])
+        semaphore, users = entry
+        users[0] += 1
+        try:
+            if not semaphore.locked():
+                await semaphore.acquire()  # free: no wait, no timer
+                return True
+            await asyncio.wait_for(semaphore.acquire(), timeout)
+            return True
+        except TimeoutError:
+            self._forget(key, users)
+            return False
+        except BaseException:
+            self._forget(key, users)
+            raise
+
+    def release(self, key: str) -> None:
+        """Give back a slot that ``acquire`` gave."""
+        semaphore, users = self._slots[key]
+        semaphore.release()
+        self._forget(key, users)
+
+    def _forget(self, key: str, users: list[int]) -> None:
+        users[0] -= 1
+        if not users[0]:
+            del self._slots[key]
+
+    def held(self, key: str) -> int:
+        """How many requests from ``key`` hold or wait for a slot (for tests and logs)."""
+        entry = self._slots.get(key)
+        return entry[1][0] if entry else 0
