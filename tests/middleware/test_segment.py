@@ -440,3 +440,14 @@ async def test_track_is_a_server_source_that_a_forged_browser_event_cannot_suppr
         real = await http.post("/orders", headers={"user-agent": BROWSER})
     assert real.json() == {"queued": True, "duplicate": False}
     assert [event["custom_data"]["value"] for event in sink.events] == ["0.01", "250"]
+
+
+@pytest.mark.parametrize("kind", [{"a": 1}, ["track"], None, 3])
+async def test_a_type_that_is_not_a_string_is_refused_per_event_not_a_500(kind: object) -> None:
+    # found by the collector fuzz: {"type": {...}} on /v1/a was looked up in a frozenset (TypeError, 500)
+    sink = MemorySink()
+    async with client(wrap(sink=sink)) as http:
+        single = await http.post("/_ps/v1/a", json={"type": kind, "event": "x"}, headers=BROWSER_POST)
+        batch = await http.post("/_ps/v1/b", json={"batch": [{"type": kind, "event": "x"}]}, headers=BROWSER_POST)
+    assert single.status_code == batch.status_code == 200
+    assert sink.events == [] and sink.counters["rejected_invalid"] == 2

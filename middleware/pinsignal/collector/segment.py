@@ -124,7 +124,7 @@ class SegmentAPI:
             name = await self._authenticate(visitor, payload["writeKey"], cors)
         source: Source = "browser" if name is None else "server"
         raws = _events(payload, default_type, batched, len(body), cors)
-        kept = [raw for raw in raws if type(raw) is not dict or raw.get("type") not in _IGNORED_TYPES]
+        kept = [raw for raw in raws if not _ignored(raw)]
         await self._intake.open()
         if len(kept) < len(raws):
             await self._intake.sink.incr("ignored_segment_calls", len(raws) - len(kept))
@@ -136,11 +136,13 @@ class SegmentAPI:
                 logger.warning("could not queue %d event(s), answering 503: %s", len(kept), exc)
                 raise SegmentRefusal(503, "unavailable", "the event queue is unavailable; send the events again "
                                      "later", [*cors, (b"retry-after", b"5")]) from None
-            cookies = outcome.cookies
+            cookies, unknown = outcome.cookies, outcome.unknown_visitor_keys
         else:
-            cookies = []
+            cookies, unknown = [], []
         headers = [*cors, *((b"set-cookie", cookie.encode("latin-1")) for cookie in cookies)]
-        await answer(send, 200, _SUCCESS, headers)
+        # context.visitor_key that pinsignal did not know (or no longer): sent with what the events had
+        await answer(send, 200, orjson.dumps({"success": True, "unknown_visitor_keys": unknown}) if unknown
+                     else _SUCCESS, headers)
 
     async def _authenticate(self, visitor: VisitorRequest, body_key: object,
                                 cors: list[tuple[bytes, bytes]]) -> str | None:
@@ -180,6 +182,14 @@ def _events(payload: dict[str, Any], default_type: str | None, batched: bool, si
     if not shared and default_type is None:
         return events
     return [_with_defaults(raw, shared, default_type) for raw in events]
+
+
+def _ignored(raw: object) -> bool:
+    """A screen, group or alias call (any ``type`` that is not a string is the envelope's to refuse)."""
+    if type(raw) is not dict:
+        return False
+    kind = raw.get("type")
+    return type(kind) is str and kind in _IGNORED_TYPES
 
 
 def _size(event: object) -> int:
