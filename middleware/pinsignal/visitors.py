@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from pinsignal.collector.intake import Intake, VisitorRequest
 
 __all__ = ["MAX_KEY", "MemoryVisitors", "RedisVisitors", "VisitorContext", "Visitors", "capture", "check_key",
-           "remember", "visitor_store"]
+           "remember", "remember_post", "restore_visitors", "visitor_store"]
 
 MAX_KEY = 200
 
@@ -267,3 +267,63 @@ async def remember_post(intake: Intake, payload: object, visitor: VisitorRequest
     if context.consent != "granted":
         return {"remembered": False, "reason": f"no consent ({context.consent}); only that verdict is kept"}
     return {"remembered": True}
+
+
+async def restore_visitors(intake: Intake, raws: Sequence[object]) -> tuple[list[object], list[str]]:
+    """A server source's events with ``context.visitor_key`` (DESIGN 8.1), the remembered context filled in.
+
+    What the event already says wins (the site sent it); the rest comes from the key: ``ip``,
+    ``userAgent``, ``page.url``, ``epik`` (the click id), the hashed traits and user id, the device id
+    as ``anonymous_id``, the LDP flag, and a refused consent (so the event is refused for it). Returns
+    the events and the keys that were unknown or expired (those events go out with what they have).
+    """
+    out: list[object] = []
+    unknown: list[str] = []
+    found = 0
+    for raw in raws:
+        context = raw.get("context") if type(raw) is dict else None
+        key = context.get("visitor_key") if type(context) is dict else None
+        if type(key) is not str or not key or len(key) > MAX_KEY:
+            out.append(raw)
+            continue
+        assert type(raw) is dict and type(context) is dict
+        remembered = await intake.visitors.get(key)
+        if remembered is None:
+            unknown.append(key)
+            out.append(raw)
+            continue
+        found += 1
+        out.append(_filled(raw, context, remembered))
+    if found:
+        await intake.sink.incr("visitor_key_found", found)
+    if unknown:
+        await intake.sink.incr("visitor_key_unknown", len(unknown))
+    return out, unknown
+
+
+def _filled(raw: dict[str, Any], context: dict[str, Any], remembered: VisitorContext) -> dict[str, Any]:
+    event = dict(raw)
+    filled = dict(context)
+    if remembered.consent != "granted":
+        filled["consent"] = {"advertising": False}
+    for name, value in (("ip", remembered.ip), ("userAgent", remembered.user_agent), ("epik", remembered.click_id)):
+        if value is not None and not filled.get(name):
+            filled[name] = value
+    page = filled.get("page")
+    if remembered.page_url and (type(page) is not dict or not page.get("url")):
+        filled["page"] = {**(page if type(page) is dict else {}), "url": remembered.page_url}
+    if remembered.ldp:
+        filled["limited_data_processing"] = True
+    event["context"] = filled
+    traits = event.get("traits")
+    traits = dict(traits) if type(traits) is dict else {}
+    for name, digest in remembered.traits.items():
+        if name == "user_id":
+            if not event.get("user_id") and not event.get("userId"):
+                event["user_id"] = digest
+        elif not traits.get(name):
+            traits[name] = digest
+    event["traits"] = traits
+    if remembered.device_id and not event.get("anonymous_id") and not event.get("anonymousId"):
+        event["anonymous_id"] = remembered.device_id
+    return event

@@ -232,3 +232,29 @@ async def test_ldp_per_call_in_remember_track_and_tracker() -> None:
                             ldp=True)
     flags = {event["custom_data"]["order_id"]: _ldp(event) for event in sink.events}
     assert flags == {"o-a": "LDP", "o-b": "LDP", "o-c": None, "o-d": "LDP"}
+
+
+# ---------------------------------------------------------------- a server source's context.visitor_key
+
+WRITE_KEY = "backend-write-key-0123456789"
+
+
+async def test_a_server_source_sends_context_visitor_key() -> None:
+    sink = MemorySink()
+    app = shop(sink, write_keys=(f"backend:{WRITE_KEY}",))
+    await land_and_remember(app, "cart-php-1", browser=True)
+    async with client(app, peer=PROVIDER) as backend:
+        for key in ("cart-php-1", "cart-unknown"):
+            answer = await backend.post("/_ps/v1/track", auth=(WRITE_KEY, ""), json={
+                "event": "Order Completed", "userId": "u-7", "context": {"visitor_key": key},
+                "properties": {"order_id": f"o-{key}", "revenue": 20, "email": "php@example.com"}})
+            assert answer.status_code == 200, answer.text
+            if key == "cart-unknown":
+                assert answer.json() == {"success": True, "unknown_visitor_keys": ["cart-unknown"]}
+            else:
+                assert answer.json() == {"success": True}
+    known, unknown = sink.events
+    assert known["user_data"]["click_id"] == EPIK and known["user_data"]["client_ip_address"] == SHOPPER
+    assert known["user_data"]["client_user_agent"] == BROWSER
+    assert "click_id" not in unknown["user_data"] and "client_ip_address" not in unknown["user_data"]
+    assert sink.counters["visitor_key_found"] == 1 and sink.counters["visitor_key_unknown"] == 1

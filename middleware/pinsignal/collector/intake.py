@@ -38,7 +38,7 @@ from pinsignal.ldp import LdpPolicy, flag_ldp
 from pinsignal.pinterest.fields import IDENTITY_TRAITS
 from pinsignal.pipeline import RequestContext
 from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
-from pinsignal.visitors import visitor_store
+from pinsignal.visitors import restore_visitors, visitor_store
 
 from .observer import MemoryObserver, Observer, RedisObserver, RequestObserver
 from .sink import MemorySink, Sink
@@ -135,6 +135,7 @@ class IntakeResult:
     queued: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    unknown_visitor_keys: list[str] = field(default_factory=list)  # a server source's unknown context.visitor_key
 
     def body(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "rejected": self.rejected}
@@ -359,9 +360,12 @@ class Intake:
         ``context.consent`` says.
         """
         outcome = IntakeResult()
+        # context.visitor_key: the visitor's context remembered by key (pinsignal.visitors)
+        raws, outcome.unknown_visitor_keys = await restore_visitors(self, raws)
         seen = self.observer.request(None)
         consent = self.consent.for_request(gpc=False, cookies={})
         request_verdict = consent({})
+        always_ldp = self.ldp.always
         pending: list[tuple[str, str, dict[str, Any]]] = []
         refused = invalid = bots = refused_source = 0
         process = self.engine.process
@@ -398,6 +402,9 @@ class Intake:
             epik = envelope.get("context", {}).get("epik")
             request = RequestContext(epik=epik if type(epik) is str and valid_epik(epik) else None)
             made = process(envelope, request)
+            if always_ldp or envelope["context"].get("limited_data_processing") is True:
+                for produced in made:
+                    flag_ldp(produced.event)
             seen.received(envelope, made)
             if _source_refused(made, index, envelope, outcome, seen):
                 refused_source += 1
