@@ -53,6 +53,23 @@ def match_keys(event: dict[str, Any]) -> list[str]:
     return keys
 
 
+def _visitor(event: dict[str, Any], esc: Any) -> str:
+    """Who the event says the visitor is: click id, IP address and user agent (shortened), and LDP."""
+    user = event.get("user_data")
+    user = user if isinstance(user, dict) else {}
+    parts = []
+    for name, label, width in (("click_id", "click id", 24), ("client_ip_address", "IP", 45),
+                               ("client_user_agent", "UA", 48)):
+        value = user.get(name)
+        if isinstance(value, str):
+            short = value if len(value) <= width else value[:width - 1] + "…"
+            parts.append(f'{label} <code title="{esc(value)}">{esc(short)}</code>')
+    custom = event.get("custom_data")
+    if isinstance(custom, dict) and custom.get("opt_out_type"):
+        parts.append(f"<b>{esc(str(custom['opt_out_type']))}</b>")
+    return "<br>".join(parts) or "<span class=none>none</span>"
+
+
 def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_seconds: int = 2) -> str:
     """The HTML page for ``GET /``: counters, then the newest :data:`PAGE_SIZE` events."""
     esc = html.escape
@@ -78,6 +95,7 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
             f"<td>{esc(str(event.get('action_source')))}</td>"
             f"<td>{esc(value)}</td>"
             f"<td>{esc(', '.join(keys)) if keys else '<span class=none>none</span>'}</td>"
+            f"<td>{_visitor(event, esc)}</td>"
             f"<td><code>{esc(record.request_id)}</code></td>"
             "</tr>"
         )
@@ -89,7 +107,7 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
         f"<span>duplicates: {stats['duplicates']}</span>"
         f"<span>test events (not recorded): {stats['test_events']}</span>"
     )
-    body = "\n".join(rows) if rows else '<tr><td colspan="9" class="none">Nothing received yet.</td></tr>'
+    body = "\n".join(rows) if rows else '<tr><td colspan="10" class="none">Nothing received yet.</td></tr>'
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<meta http-equiv=\"refresh\" content=\"{int(refresh_seconds)}\">"
@@ -100,6 +118,7 @@ def render_page(records: Iterable[Record], stats: dict[str, Any], refresh_second
         f"Newest first, last {PAGE_SIZE} shown; JSON at <code>/_sandbox/events</code>.</p>"
         f"<p class=\"counts\">{counts}</p>"
         "<table><thead><tr><th>received (UTC)</th><th>ad account</th><th>event</th><th>event_id</th>"
-        "<th>event_time (UTC)</th><th>source</th><th>value</th><th>match keys</th><th>request id</th></tr></thead>"
+        "<th>event_time (UTC)</th><th>source</th><th>value</th><th>match keys</th>"
+        "<th>click id, IP, user agent</th><th>request id</th></tr></thead>"
         f"<tbody>{body}</tbody></table></body></html>\n"
     )

@@ -104,11 +104,35 @@ def judge_batch(data: list[dict[str, Any]], settings: SandboxSettings, *, now: f
             errors.append(_TEST_LIMIT_ERROR.format(limit=test_limit))
         user_data = event["user_data"]
         warning = _WARNINGS[unknown and warn_unknown, not user_data.get("external_id"), not user_data.get("click_id")]
+        if "opt_out_type" in user_data or "opt_out_type" in event.get("custom_data", ()):
+            warning = _opt_out_type(event, user_data, errors, warning)
         if errors:
             append(("failed", "; ".join(errors), warning))
         else:
             append(("processed", "", warning))
     return BatchVerdict(verdicts)
+
+
+def _opt_out_type(event: dict[str, Any], user_data: dict[str, Any], errors: list[str], warning: str) -> str:
+    """Limited Data Processing (reference 9.2): ``custom_data.opt_out_type`` is where the v5 schema puts it,
+    comma-separated, and ``LDP`` the one value Pinterest processes. ``user_data.opt_out_type`` (as some
+    integrations write it) is not read by the schema: failed here, so the flag is never lost unseen."""
+    if "opt_out_type" in user_data:
+        errors.append(_LDP_IN_USER_DATA)
+    value = event.get("custom_data", {}).get("opt_out_type")
+    if value is None or (type(value) is str and not value.strip()):
+        return warning
+    flags = [flag.strip() for flag in value.split(",")] if type(value) is str else []
+    unknown = [flag for flag in flags if flag != "LDP"]
+    if not flags or unknown:
+        extra = _LDP_UNKNOWN.format(values=", ".join(repr(flag) for flag in unknown) or repr(value))
+        return f"{warning}; {extra}" if warning else extra
+    return warning
+
+
+_LDP_IN_USER_DATA = ("user_data.opt_out_type is not where Pinterest reads the Limited Data Processing flag; "
+                     "send it as custom_data.opt_out_type")
+_LDP_UNKNOWN = "opt_out_type {values} is not processed: the only accepted value is LDP"
 
 
 def _warning(unknown_name: bool, no_external_id: bool, no_click_id: bool) -> str:
