@@ -226,7 +226,19 @@ class DeliveryTrace:
                 self.metrics.match_keys.labels(name, key).inc(count)
 
 
+_ID_KEY = b'"event_id":"'
+
+
 def _event_id(entry: Entry) -> str | None:
-    # the id is read from the event only for the trace; the raw bytes are small and parsed at most once
+    # The queue writes events as compact JSON: find the id in the bytes rather than parse a
+    # thousand events per batch; anything unusual (escapes, another spelling) is parsed.
+    raw = entry.raw
+    start = raw.find(_ID_KEY)
+    if start >= 0:
+        start += len(_ID_KEY)
+        end = raw.find(b'"', start)
+        value = raw[start:end]
+        if end > start and b"\\" not in value:
+            return value.decode()
     event_id = entry.event.get("event_id")
     return str(event_id) if event_id is not None else None
