@@ -167,3 +167,40 @@ def test_status_shows_warnings_and_refusals(redis_url: str, monkeypatch: pytest.
     client = redis.Redis.from_url(redis_url)
     assert client.hget(keys.COUNTERS, "refused:no_pipeline") == b"2"
     client.close()
+
+
+def test_quarantine_replay_command_queues_through_the_current_pipelines(redis_url: str,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import orjson
+    import redis.asyncio as aioredis
+
+    from pinsignal.quarantine import Quarantine, quarantine_item
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    envelope = {"type": "track", "event": "order_completed", "message_id": "order-9", "timestamp": now,
+                "properties": {"revenue": 20, "currency": "USD"}, "traits": {"email": "Jo@Example.com"},
+                "context": {"ip": "203.0.113.9", "userAgent": "Mozilla/5.0"}}
+
+    async def keep() -> None:
+        client = aioredis.Redis.from_url(redis_url)
+        item = quarantine_item(envelope, reason="invalid_event", errors=["checkout: was broken"], epik="dj0yJnU9",
+                               cookies={}, default_country="US")
+        await Quarantine(client).add([item])
+        await client.aclose()
+
+    asyncio.run(keep())
+    for name, value in {"REDIS_URL": redis_url, "PINTEREST_AD_ACCOUNT_ID": "549755885175"}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["quarantine", "replay", "--all"]) == 0
+    assert "replayed 1 of 1" in capsys.readouterr().out
+    client = redis.Redis.from_url(redis_url)
+    try:
+        [(_, fields)] = client.xrange(keys.stream("549755885175"))
+        event = orjson.loads(fields[b"e"])
+        assert (event["event_name"], event["event_id"]) == ("checkout", "order-9")
+        assert event["user_data"]["em"] == [hashlib.sha256(b"jo@example.com").hexdigest()]
+        assert event["user_data"]["click_id"] == "dj0yJnU9"
+        assert client.hlen(keys.QUARANTINE) == 0
+    finally:
+        client.close()
