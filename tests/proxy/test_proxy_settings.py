@@ -28,6 +28,10 @@ def test_from_env_reads_every_variable_and_round_trips() -> None:
     ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_HOST_HEADER": "public"}, "'keep' or 'upstream', got 'public'"),
     ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_INJECT": "maybe"}, "true or false, got 'maybe'"),
     ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_MAX_CONNECTIONS": "0"}, "at least 1, got 0"),
+    ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_HEAD_TIMEOUT": "0"}, "HEAD_TIMEOUT must be a positive"),
+    ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_WRITE_TIMEOUT": "-1"}, "WRITE_TIMEOUT must be a positive"),
+    ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_MAX_HEAD_SIZE": "100"}, "at least 1024 bytes, got 100"),
+    ({"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_MAX_PER_CLIENT": "0"}, "MAX_PER_CLIENT must be at least 1"),
 ])
 def test_bad_values_fail_with_a_sentence_naming_them(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
@@ -55,3 +59,16 @@ def test_bad_server_options_fail_with_a_sentence(env: dict[str, str], message: s
     with pytest.raises(ConfigError) as info:
         ProxySettings.from_env({"PINSIGNAL_UPSTREAM": "http://a", **env})
     assert message in str(info.value)
+
+
+def test_the_visitor_limits_have_documented_defaults_and_variables() -> None:
+    defaults = ProxySettings(upstream="http://a")
+    assert (defaults.head_timeout, defaults.max_head_size, defaults.write_timeout, defaults.max_per_client) == (
+        5.0, 64 * 1024, 30.0, 32)
+    env = {"PINSIGNAL_UPSTREAM": "http://a", "PINSIGNAL_PROXY_HEAD_TIMEOUT": "2",
+           "PINSIGNAL_PROXY_MAX_HEAD_SIZE": "8192", "PINSIGNAL_PROXY_WRITE_TIMEOUT": "10",
+           "PINSIGNAL_PROXY_MAX_PER_CLIENT": "4"}
+    settings = ProxySettings.from_env(env)
+    assert (settings.head_timeout, settings.max_head_size, settings.write_timeout, settings.max_per_client) == (
+        2.0, 8192, 10.0, 4)
+    assert ProxySettings.from_env(settings.to_env()) == settings
