@@ -139,14 +139,17 @@ def serve_proxy(client: str, upstream_port: int, port: int) -> None:
     from pinsignal import MemorySink
     from pinsignal.config import Config
     from pinsignal.proxy import ProxySettings, create_app
+    from pinsignal.proxy.guard import guarded_protocol
 
     settings = ProxySettings(upstream=f"http://127.0.0.1:{upstream_port}")
     pool = importlib.import_module(CLIENTS[client]).UpstreamPool(settings.upstream, timeout=settings.timeout,
                                                                  max_connections=settings.max_connections)
     # Pass-through requests never reach the sink; a memory sink spares the bench a Redis.
     app = create_app(settings, config=Config(secret=SECRET), upstream=pool, sink=MemorySink())
+    # The visitor limits included: pinsignal proxy's own protocol, per-address slots in the app.
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False, server_header=False,
-                date_header=False, proxy_headers=False)
+                date_header=False, proxy_headers=False, http=guarded_protocol(settings),
+                timeout_keep_alive=settings.head_timeout)
 
 
 def cpu_seconds(pid: int) -> float:
