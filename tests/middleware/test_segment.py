@@ -451,3 +451,10 @@ async def test_a_type_that_is_not_a_string_is_refused_per_event_not_a_500(kind: 
         batch = await http.post("/_ps/v1/b", json={"batch": [{"type": kind, "event": "x"}]}, headers=BROWSER_POST)
     assert single.status_code == batch.status_code == 200
     assert sink.events == [] and sink.counters["rejected_invalid"] == 2
+
+
+async def test_more_than_1000_events_is_400_like_e() -> None:
+    async with client(wrap()) as http:
+        response = await http.post("/_ps/v1/batch", json={"batch": [{}] * 1001}, headers=BROWSER_POST)
+    assert response.status_code == 400 and response.json()["code"] == "invalid_request"
+    assert "at most 1000 events" in response.json()["message"]

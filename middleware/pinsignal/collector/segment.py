@@ -125,6 +125,8 @@ class SegmentAPI:
         source: Source = "browser" if name is None else "server"
         raws = _events(payload, default_type, batched, len(body), cors)
         kept = [raw for raw in raws if not _ignored(raw)]
+        if source == "browser" and self._intake.quota is not None:  # per-client quota (issue 18, item 8)
+            self._intake.quota.charge(visitor.ip, len(kept))
         await self._intake.open()
         if len(kept) < len(raws):
             await self._intake.sink.incr("ignored_segment_calls", len(raws) - len(kept))
@@ -168,7 +170,7 @@ def _events(payload: dict[str, Any], default_type: str | None, batched: bool, si
             raise SegmentRefusal(400, "invalid_request",
                                  f"a batch body is {{\"batch\": [events]}}; batch is {_short(batch)}", cors)
         if len(batch) > MAX_SEGMENT_EVENTS:
-            raise SegmentRefusal(413, "payload_too_large",
+            raise SegmentRefusal(400, "invalid_request",  # as /_ps/e answers a batch past its count
                                  f"at most {MAX_SEGMENT_EVENTS} events per batch, got {len(batch)}", cors)
         if size > MAX_EVENT_BODY:  # a smaller body cannot hold an event over the limit
             for index, event in enumerate(batch):
