@@ -72,3 +72,14 @@ def test_the_visitor_limits_have_documented_defaults_and_variables() -> None:
     assert (settings.head_timeout, settings.max_head_size, settings.write_timeout, settings.max_per_client) == (
         2.0, 8192, 10.0, 4)
     assert ProxySettings.from_env(settings.to_env()) == settings
+
+
+def test_every_variable_is_in_the_options_table_of_the_guide() -> None:
+    from pathlib import Path
+
+    from pinsignal.proxy.settings import ENVIRONMENT
+
+    guide = (Path(__file__).parents[2] / "docs" / "proxy.md").read_text()
+    table = [line for line in guide.splitlines() if line.startswith("|")]
+    missing = [variable for variable in ENVIRONMENT.values() if not any(f"`{variable}`" in line for line in table)]
+    assert missing == []
