@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import orjson
@@ -84,15 +85,47 @@ async def test_regression_item8_a_client_past_its_quota_gets_429_with_retry_afte
 
 
 @pytest.mark.anyio
-async def test_the_quota_can_be_switched_off_and_a_write_key_post_is_not_counted() -> None:
+async def test_the_quota_can_be_switched_off() -> None:
     sink = MemorySink()
     async with client(wrap(sink=sink, client_events_per_minute=0)) as http:
         answers = [await http.post("/_ps/e", content=batch(n * 100, 100), headers=JSON) for n in range(10)]
     assert {answer.status_code for answer in answers} == {202}
-    app = wrap(sink=MemorySink(), client_events_per_minute=60, client_burst=1)
+    assert len(sink.events) == 1000
+
+
+KEY = "sk-backend-0123456789abcdef"
+
+
+def basic(key: str) -> dict[str, str]:
+    return {"authorization": "Basic " + base64.b64encode(f"{key}:".encode()).decode()}
+
+
+def segment_batch(start: int, count: int) -> bytes:
+    return orjson.dumps({"batch": [{"type": "track", "event": "Product Added", "messageId": f"s-{n}",
+                                    "anonymousId": "a-1", "properties": {}} for n in range(start, start + count)]})
+
+
+@pytest.mark.anyio
+async def test_regression_item8_segment_browser_posts_are_charged_per_event_and_no_header_buys_a_way_round() -> None:
+    browser = {"content-type": "text/plain", "user-agent": BROWSER, "origin": "http://testserver",
+               "sec-fetch-site": "same-origin"}
+    app = wrap(sink=MemorySink(), client_events_per_minute=60, client_burst=150, write_keys=(f"backend:{KEY}",))
     async with client(app) as http:
-        first = await http.post("/_ps/e", content=batch(0, 1), headers=JSON)
-        second = await http.post("/_ps/e", content=batch(1, 1), headers=JSON)
-        keyed = await http.post("/_ps/e", content=batch(2, 1), headers={**JSON, "authorization": "Basic a2V5Og=="})
-    assert (first.status_code, second.status_code) == (202, 429)
-    assert keyed.status_code != 429
+        first = await http.post("/_ps/v1/batch", content=segment_batch(0, 200), headers=browser)
+        second = await http.post("/_ps/v1/batch", content=segment_batch(200, 1), headers=browser)
+        # A browser's post with a key (analytics-next sends its public one) is a browser's post.
+        keyed_browser = await http.post("/_ps/v1/batch", content=segment_batch(300, 1), headers=browser | basic(KEY))
+        # Authorization buys nothing on the browser route, with a real key or not.
+        keyed_e = await http.post("/_ps/e", content=batch(0, 1), headers=JSON | basic(KEY))
+        # A server library (key, no Origin, no Sec-Fetch-Site) is not counted: its key is checked first.
+        server = await http.post("/_ps/v1/batch", content=segment_batch(400, 50),
+                                 headers={"content-type": "application/json", "user-agent": "analytics-python/2.4.0"}
+                                 | basic(KEY))
+        wrong_key = await http.post("/_ps/v1/batch", content=segment_batch(500, 1),
+                                    headers={"content-type": "application/json"} | basic("x" * 24))
+    assert first.status_code == 200, first.text
+    assert (second.status_code, keyed_browser.status_code, keyed_e.status_code) == (429, 429, 429)
+    assert int(second.headers["retry-after"]) >= 50  # 150 - 1 - 200 tokens at one a second
+    assert second.json()["success"] is False and second.json()["code"] == "too_many_requests"  # Segment's shape
+    assert server.status_code == 200, server.text
+    assert wrong_key.status_code == 401

@@ -41,6 +41,7 @@ from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
 from pinsignal.visitors import restore_visitors, visitor_store
 
 from .observer import MemoryObserver, Observer, RedisObserver, RequestObserver
+from .quota import ClientQuota
 from .sink import MemorySink, Sink
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ class Intake:
         self.devices = DeviceIds(secret)
         self.identity = IdentityCookie(secret)
         self.cookies = CookieWriter(domain=CookieDomain(config.cookie_domain), epik_httponly=config.epik_httponly)
+        self.quota = ClientQuota.from_config(config)  # per client address; the collector's routes spend it
         self._opened = False
 
     async def open(self) -> None:

@@ -5,8 +5,8 @@ client can post events as fast as the collector takes them and fill Redis (issue
 client address gets ``PINSIGNAL_CLIENT_EVENTS_PER_MINUTE`` tokens a minute (1,200 by default, 20 a
 second) and may save up ``PINSIGNAL_CLIENT_BURST`` (400). A post is refused with ``429`` and
 ``Retry-After`` while its client's bucket is empty; otherwise it costs one token, and each event
-of a browser batch one more, so a bucket may go into debt by one batch and the next post waits
-for it to be paid back::
+of a browser batch (``POST /_ps/e``, and the Segment routes' browser posts) one more, so a bucket
+may go into debt by one batch and the next post waits for it to be paid back::
 
     quota = ClientQuota(per_minute=1200, burst=400)
     wait = quota.check("203.0.113.9")        # 0.0: go ahead (one token taken); else seconds to wait
@@ -14,9 +14,10 @@ for it to be paid back::
 
 The client is the address the collector believes (the peer, or ``X-Forwarded-For`` from a trusted
 proxy); IPv6 addresses share a bucket per ``/64``, which is what one customer is usually given. A
-post carrying ``Authorization`` (a server source's write key, DESIGN 8.1) is not counted: a
-back end sends every visitor's events from one address, and a wrong key is refused with ``401``
-before anything is queued. The buckets live in this process (a few hundred bytes per client, at
+Segment-route post from a server library (``Authorization`` with a write key, and neither ``Origin``
+nor ``Sec-Fetch-Site``, DESIGN 8.1) is not counted: a back end sends every visitor's events from one
+address, and its key is checked before the body is read (a wrong one is ``401``). A browser's
+post is counted whatever it carries. The buckets live in this process (a few hundred bytes per client, at
 most ``max_clients`` of them, the least recently seen forgotten first), so with several web
 processes a client gets each process's quota; that is the point of an in-process limit: it costs no
 round trip, and it holds when Redis is what is in trouble.
@@ -27,6 +28,8 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+
+from pinsignal.config import Config
 
 __all__ = ["ClientQuota"]
 
@@ -70,6 +73,13 @@ class ClientQuota:
         """Take ``events`` tokens for a post's events (the bucket may go into debt)."""
         if events > 0:
             self._bucket(client, time.monotonic() if now is None else now)[0] -= events
+
+    @classmethod
+    def from_config(cls, config: Config) -> ClientQuota | None:
+        """The quota ``PINSIGNAL_CLIENT_EVENTS_PER_MINUTE`` and ``_CLIENT_BURST`` ask for; ``None`` when off."""
+        if not config.client_events_per_minute:
+            return None
+        return cls(per_minute=config.client_events_per_minute, burst=config.client_burst)
 
     @staticmethod
     def retry_after(wait: float) -> bytes:

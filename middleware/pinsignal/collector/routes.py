@@ -73,19 +73,21 @@ class Collector:
         self._script = script
         self._companion = companion
         self._allowed_origins = frozenset(origin.lower() for origin in config.allowed_origins)
-        self._quota = (ClientQuota(per_minute=config.client_events_per_minute, burst=config.client_burst)
-                       if config.client_events_per_minute else None)
+        self._quota = intake.quota
         self._segment = SegmentAPI(intake, WriteKeys.parse(config.write_keys))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"][self._prefix_length:]
         method = scope["method"]
         if method == "POST" and self._quota is not None:
-            wait = self._over_quota(scope)
+            wait = self._over_quota(scope, path)
             if wait:  # before the body is read: a flood costs as little as it can
                 after = ClientQuota.retry_after(wait)
-                await _json(send, 429, {"error": "too many posts from this address; try again in "
-                                                 f"{after.decode()} s"}, [(b"retry-after", after)])
+                message = f"too many posts from this address; try again in {after.decode()} s"
+                if path in SEGMENT_ROUTES:
+                    await refuse(send, SegmentRefusal(429, "too_many_requests", message, [(b"retry-after", after)]))
+                else:
+                    await _json(send, 429, {"error": message}, [(b"retry-after", after)])
                 return
         try:
             if path == "/c.js":
@@ -198,11 +200,14 @@ class Collector:
 
     # ------------------------------------------------------------------ request checks
 
-    def _over_quota(self, scope: Scope) -> float:
+    def _over_quota(self, scope: Scope, path: str) -> float:
         """Seconds until this post's client may post again (issue 18, item 8); ``0.0``: go ahead."""
         assert self._quota is not None
-        for name, _ in scope["headers"]:
-            if name == b"authorization":  # a server source's write key: checked, never counted
+        if path in SEGMENT_ROUTES:
+            names = {name for name, _ in scope["headers"]}
+            # A server library's post: the Segment route checks its key before reading the body (a
+            # wrong one is 401). A browser's key is never read, so a browser's post is counted.
+            if b"authorization" in names and b"origin" not in names and b"sec-fetch-site" not in names:
                 return 0.0
         ip, _ = self._intake.proxies.resolve(scope)
         return self._quota.check(ip)
