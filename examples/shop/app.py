@@ -10,6 +10,7 @@
 | "Save for later"      | product_added_to_wishlist   | add_to_wishlist    | browser            |
 | /cart                 | checkout_started            | initiate_checkout  | browser            |
 | POST /checkout        | order_completed             | checkout           | server, track()    |
+| (DemoPay's webhook)   | order_completed             | checkout           | server, visitor_key|
 | POST /signup          | signed_up (+ identify())    | signup             | server, track()    |
 | POST /contact         | lead_generated              | lead               | server, track()    |
 | /video "Play"         | video_playback_started      | watch_video        | browser            |
@@ -17,6 +18,13 @@
 
 Run it with ``pinsignal demo`` (embedded Redis, worker and sandbox included), or on its own with
 ``uvicorn --factory examples.shop:create_app`` and the environment of DESIGN 2.3.
+
+The payment path: with ``SHOP_PAYMENTS_URL`` (or ``create_app(payments_url=...)``), as ``pinsignal demo``
+runs it, the checkout remembers the shopper (``remember(request, order_id)``) and sends them to DemoPay's
+payment page (``payments.py``, its own process); DemoPay confirms the payment with a signed webhook to
+``/webhooks/payment`` from another address and user agent, and that handler sends the conversion with
+``track(request, ..., visitor_key=order_id)``: the shopper's click id, IP and user agent, not DemoPay's
+(docs/webhooks.md). Without it, the checkout sends the order at once.
 
 The migration switch: ``SHOP_PINTEREST_TAG_ID`` (or ``create_app(tag_id=...)``) puts the Pinterest
 Tag on every page beside pinsignal, as a site does while it migrates (docs/migration.md). c.js then
@@ -27,6 +35,8 @@ server, with ``tag_call(result)``.
 
 from __future__ import annotations
 
+import hmac
+import json
 import os
 import secrets
 from html import escape
@@ -37,13 +47,14 @@ from urllib.parse import parse_qs
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from pinsignal import TagCall, identify, tag_call, track
+from pinsignal import TagCall, identify, remember, tag_call, track
 from pinsignal.asgi import PinSignalMiddleware
 from pinsignal.config import Config, shipped_pipelines_dir
 from pinsignal.pipeline import pipeline_files
 
 from . import catalog
 from .pages import js, layout, money, on_load, product_properties
+from .payments import SIGNATURE_HEADER, sign
 
 CART_COOKIE = "cart"
 SERVER_ONLY = Path(__file__).resolve().parent / "pipelines"
@@ -61,16 +72,21 @@ def shop_pipelines() -> tuple[Path, ...]:
     return (*(path for path in pipeline_files([shipped_pipelines_dir()]) if path.name not in names), *locked)
 
 
-def create_app(config: Config | None = None, *, tag_id: str | None = None, **middleware_options: Any) -> FastAPI:
+def create_app(config: Config | None = None, *, tag_id: str | None = None, payments_url: str | None = None,
+               payments_secret: str | None = None, **middleware_options: Any) -> FastAPI:
     """The shop, wrapped with :class:`PinSignalMiddleware` (settings from ``config`` or the environment).
 
     ``tag_id`` (default ``SHOP_PINTEREST_TAG_ID``) switches the Pinterest Tag on beside pinsignal.
+    ``payments_url`` (default ``SHOP_PAYMENTS_URL``) sends the checkout through DemoPay's payment page,
+    whose webhook is checked with ``payments_secret`` (default ``DEMOPAY_SECRET``).
     ``middleware_options`` go to the middleware as they are (tests pass ``sink=MemorySink()``).
     """
     config = config or Config.from_env()
     if not config.pipelines:  # a site's own PINSIGNAL_PIPELINES wins
         config = config.with_(pipelines=shop_pipelines())
     tag_id = tag_id if tag_id is not None else os.environ.get("SHOP_PINTEREST_TAG_ID") or None
+    payments_url = (payments_url or os.environ.get("SHOP_PAYMENTS_URL") or "").rstrip("/") or None
+    payments_secret = payments_secret or os.environ.get("DEMOPAY_SECRET") or ""
     app = FastAPI(title="Pinewood Home", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(PinSignalMiddleware, config=config, **middleware_options)
     orders: dict[str, dict[str, Any]] = {}
@@ -206,6 +222,15 @@ are normalised and SHA-256 hashed before they are queued; the raw values never l
         traits = {"email": form["email"]}
         if form.get("phone"):
             traits["phone"] = form["phone"]
+        if payments_url:
+            # Paid on DemoPay's page; its webhook confirms the order from DemoPay's own server. The shopper's
+            # context (click id, IP, user agent, the email hashed) is kept under the order id until then.
+            await remember(request, order_id, traits=traits)
+            orders[order_id] = {**properties, "status": "pending"}
+            response = RedirectResponse(f"{payments_url}/pay/{order_id}?amount={properties['revenue']:.2f}"
+                                        f"&currency={catalog.CURRENCY}", status_code=303)
+            response.delete_cookie(CART_COOKIE)
+            return response
         # The conversion goes server-side: no ad blocker or closed tab can lose it. The event id is
         # derived from the order id, so a retry, a reload or the Pinterest Tag (during a migration)
         # reporting the same order is counted once.
@@ -218,14 +243,40 @@ are normalised and SHA-256 hashed before they are queued; the raw values never l
         response.delete_cookie(CART_COOKIE)
         return response
 
+    @app.post("/webhooks/payment")
+    async def payment_webhook(request: Request) -> Response:
+        # DemoPay's request, not the shopper's: its IP and user agent are DemoPay's own.
+        body = await request.body()
+        signature = request.headers.get(SIGNATURE_HEADER, "")
+        if not payments_secret or not hmac.compare_digest(signature, sign(payments_secret, body)):
+            return Response(js({"error": "bad signature"}), status_code=401, media_type="application/json")
+        event = json.loads(body)
+        order_id = str(event.get("order_id", ""))
+        placed = orders.get(order_id)
+        if placed is None:
+            return Response(js({"error": "no such order"}), status_code=404, media_type="application/json")
+        if event.get("type") == "payment.succeeded" and placed.get("status") == "pending":
+            properties = {key: value for key, value in placed.items() if key != "status"}
+            result = await track(request, "order_completed", visitor_key=order_id, properties=properties,
+                                 message_id=f"order-{order_id}", timestamp=event.get("created"))
+            placed["status"] = "paid"
+            if tag_id:
+                tag_calls[order_id] = tag_call(result)
+        return Response(js({"received": True}), media_type="application/json")
+
     @app.get("/order/{order_id}", response_class=HTMLResponse)
     async def order(request: Request, order_id: str) -> HTMLResponse:
         placed = orders.get(order_id)
         if placed is None:
             return page(request, "Not found", "<p>No such order.</p>", 404)
+        if placed.get("status") == "pending":
+            return HTMLResponse(layout("Waiting for the payment", f"""<meta http-equiv="refresh" content="1">
+<p>Waiting for DemoPay to confirm the payment of order <b id="pending-order">{escape(order_id)}</b>…</p>""",
+                                       prefix=config.collector_prefix, consent_mode=config.consent, cart_count=0,
+                                       tag_id=tag_id))
         body = f"""<p>Thank you! Order <b id="order-id">{escape(order_id)}</b>, {money(placed['revenue'])}.</p>
 <p class="note">Sent to Pinterest as <code>checkout</code> with event id
-<code id="event-id">order-{escape(order_id)}</code>.</p>
+<code id="event-id">order-{escape(order_id)}</code>{_confirmed(placed)}.</p>
 {tag_calls.get(order_id, "")}"""
         return page(request, "Order placed", body)
 
@@ -290,6 +341,13 @@ document.getElementById('play').onclick = function () {{
         return page(request, "Video", body)
 
     return app
+
+
+def _confirmed(order: dict[str, Any]) -> str:
+    if order.get("status") != "paid":
+        return ""
+    return (", from DemoPay's payment webhook with the click id, IP address and user agent this browser had "
+            "at checkout (remembered under the order id)")
 
 
 def _card(product: catalog.Product) -> str:

@@ -7,7 +7,9 @@
 It starts, in order: the embedded Redis (unless ``REDIS_URL`` is set), the local Pinterest sandbox
 (unless ``PINTEREST_ACCESS_TOKEN`` and ``PINTEREST_AD_ACCOUNT_ID`` are set: then the real API, in
 test mode unless ``PINTEREST_TEST_MODE`` says otherwise), the arq delivery worker, the inspector
-(``pinsignal inspector``, skipped with one line when its port is busy), and the example
+(``pinsignal inspector``, skipped with one line when its port is busy), DemoPay (the shop's stand-in
+payment provider, ``examples/shop/payments.py``: its page takes the checkout, and its webhook from
+another process, address and user agent confirms the order; skipped likewise), and the example
 shop wrapped by the middleware under uvicorn. It prints what to open; Ctrl-C (or SIGTERM) stops
 everything in reverse order (:mod:`pinsignal.supervisor`), so no Redis or worker is left behind.
 """
@@ -48,6 +50,7 @@ class DemoOptions:
     port: int = 8000
     sandbox_port: int = 8410
     inspector_port: int = 8420
+    payments_port: int = 8430
     data_dir: Path | None = None
     hints: bool = True  # the guided hints; False prints only the URLs, one per line
     log_level: str = "info"
@@ -91,8 +94,9 @@ def run_demo(options: DemoOptions, base: Config | None = None) -> int:
             # the worker may finish the batch in hand before it stops
             children.spawn("worker", [*command, "worker"], env=env, stop_timeout=15.0)
             inspector = _start_inspector(options, env, command, children)
+            payments_url, payments_secret = _start_payments(options, env, children)
             config = Config.from_env(env)
-            app = load_shop().create_app(config)
+            app = load_shop().create_app(config, payments_url=payments_url, payments_secret=payments_secret)
             if children.stopping.is_set():
                 return 0
             server = uvicorn.Server(uvicorn.Config(app, host=options.host, port=options.port,
@@ -130,6 +134,22 @@ def _start_inspector(options: DemoOptions, env: dict[str, str], command: list[st
     children.spawn("inspector", [*command, "inspector", "--host", host, "--port", str(options.inspector_port)],
                    env=env)
     return True
+
+
+def _start_payments(options: DemoOptions, env: dict[str, str], children: Supervisor) -> tuple[str | None, str]:
+    """DemoPay in its own process, posting its webhooks to the shop; a busy port skips it with one line
+    (the checkout then sends the order at once). Returns its URL and the webhook secret it shares."""
+    problem = port_problem(options.host, options.payments_port, "--payments-port")
+    if problem:
+        print(f"pinsignal demo: no payment page (the checkout sends the order at once): {problem}", file=sys.stderr)
+        return None, ""
+    secret = secrets.token_urlsafe(24)
+    shop = f"http://{options.url_host}:{options.port}"
+    payments = children.spawn("payments", [sys.executable, str(shop_dir() / "payments.py"), "--host", options.host,
+                                           "--port", str(options.payments_port), "--shop", shop],
+                              env={**env, "DEMOPAY_SECRET": secret})
+    children.wait_for_port(payments, options.url_host.strip("[]"), options.payments_port)
+    return f"http://{options.url_host}:{options.payments_port}", secret
 
 
 def _start_redis(base: Config, data_dir: Path, children: Supervisor) -> str:
@@ -184,7 +204,9 @@ def hints(options: DemoOptions, config: Config, data_dir: Path, *, real: bool, i
         "",
         "  1. Open the shop as a visitor arriving from a Pinterest ad:",
         f"       {landing}",
-        "  2. Browse, add to cart, check out, sign up: each step becomes a Pinterest event.",
+        "  2. Browse, add to cart, sign up: each step becomes a Pinterest event. Check out: you pay on",
+        "     DemoPay's page (another process), whose webhook confirms the order; the checkout still",
+        "     reaches Pinterest with your click id, IP and user agent (docs/webhooks.md).",
     ]
     if real:
         lines.append("  3. Watch them in Ads Manager's Test events view (it shows only what arrives while open).")

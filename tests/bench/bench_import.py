@@ -41,7 +41,8 @@ def write_sales(path: Path, rows: int, prefix: str) -> None:
                       "value", "currency", "timestamp", "content_ids"])
         for n in range(rows):
             moment = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 600 - n % 86000))
-            out.writerow([f"{prefix}-{n}", f" Customer.{n}@Example.com ", f"+1 (415) {200 + n % 800:03d}-{n % 10000:04d}",
+            phone = f"+1 (415) {200 + n % 800:03d}-{n % 10000:04d}"
+            out.writerow([f"{prefix}-{n}", f" Customer.{n}@Example.com ", phone,
                           "Jane", "Doe", "San Francisco", "CA", "94103", "US", f"{10 + n % 500}.99", "USD", moment,
                           f"sku-{n % 50}|sku-{n % 7}"])
 

@@ -80,7 +80,8 @@ class Demo:
 
     def __enter__(self) -> Demo:
         args = pinsignal_cmd("demo", "--port", str(self.port), "--sandbox-port", str(self.sandbox_port),
-                             "--data-dir", str(self.data_dir), "--no-browser-hints")
+                             "--payments-port", str(free_port()), "--data-dir", str(self.data_dir),
+                             "--no-browser-hints")
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env})
@@ -186,8 +187,12 @@ def test_landing_to_checkout_reaches_the_sandbox_then_ctrl_c_stops_everything(tm
                 page.goto(f"{demo.shop}/cart")
                 page.fill("input[name=email]", EMAIL)
                 page.click("#place-order")
+                # DemoPay's page, another process and origin; its webhook confirms the order
+                page.wait_for_url("**/pay/*")
+                page.click("#pay")
                 page.wait_for_url("**/order/*")
                 order_id = page.inner_text("#order-id").strip()
+                assert "payment webhook" in page.inner_text("main")
             finally:
                 browser.close()
 
@@ -204,6 +209,9 @@ def test_landing_to_checkout_reaches_the_sandbox_then_ctrl_c_stops_everything(tm
         assert event["custom_data"]["content_ids"] == ["sku-101"]
         # no raw email anywhere in what left the server
         assert "example.com" not in str(event).lower()
+        # the sandbox page shows the checkout with the landing's click id and the shopper's IP and user agent
+        sandbox_page = httpx.get(f"{demo.sandbox}/", timeout=5).text
+        assert EPIK in sandbox_page and "127.0.0.1" in sandbox_page and user_agent[:40] in sandbox_page
         # browser events took the same road (click id from the first-party cookie)
         added = wait_until(lambda: [e["event"] for e in httpx.get(f"{demo.sandbox}/_sandbox/events").json()["events"]
                                     if e["event"]["event_name"] == "add_to_cart"], 60,

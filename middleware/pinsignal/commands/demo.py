@@ -21,6 +21,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="port of the local Pinterest sandbox (default: %(default)s)")
     parser.add_argument("--inspector-port", type=int, default=8420,
                         help="port of the inspector, the live page of every event (default: %(default)s)")
+    parser.add_argument("--payments-port", type=int, default=8430,
+                        help="port of DemoPay, the demo's payment page and webhook sender (default: %(default)s)")
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where the embedded Redis and the demo secret live (default: PINSIGNAL_DATA_DIR "
                              "or .pinsignal)")
@@ -30,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     return run_demo(DemoOptions(host=args.host, port=args.port, sandbox_port=args.sandbox_port,
-                                inspector_port=args.inspector_port, data_dir=args.data_dir,
+                                inspector_port=args.inspector_port, payments_port=args.payments_port,
+                                data_dir=args.data_dir,
                                 hints=not args.no_browser_hints,
                                 log_level=args.log_level))
