@@ -89,6 +89,12 @@ class _Shared(Collector):
         quarantined = GaugeMetricFamily("pinsignal_quarantined", "Events in the quarantine.")
         quarantined.add_metric([], self.owner.quarantined)
         yield quarantined
+        visitors = CounterMetricFamily("pinsignal_visitor_keys", "Server events sent with a visitor_key, by whether "
+                                       "the key was remembered (found=false: unknown or expired; the event went out "
+                                       "with what it had). Every process; read from Redis.", labels=["found"])
+        for found in ("true", "false"):
+            visitors.add_metric([found], self.owner.visitor_keys.get(found, 0))
+        yield visitors
 
 
 class InsightMetrics:
@@ -103,6 +109,7 @@ class InsightMetrics:
         self.refused: dict[str, int] = {}
         self.oldest: dict[str, float] = {}
         self.quarantined = 0
+        self.visitor_keys: dict[str, int] = {}  # "true"/"false" -> count (pinsignal.visitors)
         registry.register(_Shared(self))
 
 
@@ -111,6 +118,8 @@ async def refresh_insight(redis: Any, insight: InsightMetrics, counters: Mapping
     """Refusals (from ``counters``), the oldest queued event per stream and the quarantine size, from Redis."""
     insight.refused = {name.split(":", 1)[1]: value for name, value in counters.items()
                        if name.startswith("refused:")}
+    insight.visitor_keys = {"true": counters.get("visitor_key_found", 0),
+                            "false": counters.get("visitor_key_unknown", 0)}
     now = time.time()
     oldest: dict[str, float] = {}
     for stream in streams:
