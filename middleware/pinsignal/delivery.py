@@ -178,6 +178,10 @@ class Delivery:
                 await self._sleep(self.policy.redis_down_wait * (1 + random.random()))
             self.last_progress = time.monotonic()
 
+    async def close(self) -> None:
+        """Write what the trace still holds and close its connection; call once the loops have stopped."""
+        await self.trace.writer.close()
+
     async def heartbeat(self) -> None:
         """Keep entries in hand from looking abandoned to other workers."""
         while not self.stop.is_set():

@@ -173,7 +173,7 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         server: MetricsServer | None = ctx.get("metrics_server")
         if server is not None:
             await server.close()
-        await delivery.trace.writer.flush()
+        await delivery.close()
         await ctx["client"].aclose()
         await ctx["delivery_redis"].aclose()
         logger.info("worker stopped")

@@ -43,6 +43,7 @@ async def delivering(config: Config, *, loops: int = 2, transport: httpx.AsyncBa
     finally:
         delivery.stop.set()
         await asyncio.wait_for(asyncio.gather(*tasks), 20)
+        await delivery.close()
         await client.aclose()
         await redis.aclose()
 
