@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-from support import ServerThread
+from support import ServerThread, free_port, pinsignal_cmd, run_process
 
 pytestmark = pytest.mark.integration
 
@@ -138,3 +138,33 @@ def test_regression_item2_chunked_trailers_never_become_headers(proxied) -> None
         assert_safe(response)
         assert "x-trailer" not in response.headers and "trailer" not in response.headers
         assert (client.get("/genuine").text) == "genuine"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("parser", ["compiled", "pure-python"])
+def test_pinsignal_proxy_with_either_aiohttp_parser_gives_the_same_safe_answers(hostile, redis_url, tmp_path,
+                                                                                 parser) -> None:
+    """The same hostile bytes through ``pinsignal proxy`` itself, with aiohttp's C parser and with its
+    pure-Python one (``AIOHTTP_NO_EXTENSIONS``): one answer per request, never the attacker's."""
+    port = free_port()
+    env = {"PINSIGNAL_UPSTREAM": f"http://127.0.0.1:{hostile.server_address[1]}", "PINSIGNAL_PROXY_PORT": str(port),
+           "PINSIGNAL_PROXY_MAX_CONNECTIONS": "1", "PINSIGNAL_SECRET": "proxy-hostile-secret-0123456789abcdef",
+           "REDIS_URL": redis_url, "PINSIGNAL_DATA_DIR": str(tmp_path)}
+    if parser == "pure-python":
+        env["AIOHTTP_NO_EXTENSIONS"] = "1"
+    answers = []
+    with run_process(pinsignal_cmd("proxy"), port=port, env=env, timeout=60, log=tmp_path / "proxy.log"), \
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        for path in [*(script.decode() for script in SCRIPTS), "/late"]:
+            first = client.get(path)
+            time.sleep(0.3)  # let a late answer arrive while the connection waits in the pool
+            following = client.get("/genuine")
+            for response in (first, following):
+                assert_safe(response)
+            answers.append((path, first.status_code, following.status_code, following.text))
+    assert answers == [
+        ("/splice-204", 204, 200, "genuine"), ("/splice-length", 200, 200, "genuine"),
+        ("/splice-chunked", 200, 200, "genuine"), ("/splice-304", 304, 200, "genuine"),
+        ("/trailers", 200, 200, "genuine"), ("/late", 200, 200, "genuine"),
+    ]
+    assert "Traceback" not in (tmp_path / "proxy.log").read_text()

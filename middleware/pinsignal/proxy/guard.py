@@ -4,12 +4,12 @@ Two layers, because an ASGI app only sees a request once its whole head has arri
 
 - ``guarded_protocol(settings)``: the HTTP protocol that ``pinsignal proxy`` gives uvicorn
   (``http=``), uvicorn's own httptools protocol with three limits added at the connection:
-  a head that takes longer than ``head_timeout`` seconds to arrive (counted from the
-  connection or from the head's first byte) closes the connection; a head still unfinished past
-  ``max_head_size`` bytes is answered ``431`` (checked after every segment read, so at most one
-  segment more is held); an answer the visitor leaves unread (the write buffer stays above its
-  high-water mark) for ``write_timeout`` seconds aborts the connection, which ends the exchange and
-  gives the upstream connection back.
+  a head that takes longer than ``head_timeout`` seconds to arrive (counted from the connection,
+  or from the first segment of a head that did not come whole) closes the connection; a head
+  still unfinished past ``max_head_size`` bytes is answered ``431`` (checked after every segment
+  read, so at most one segment more is held); an answer the visitor leaves unread (the write
+  buffer stays above its high-water mark) for ``write_timeout`` seconds aborts the connection,
+  which ends the exchange and gives the upstream connection back.
 - ``head_problem(scope, max_head_size)``: what ``ProxyApp`` checks on every complete head, under
   any server: exactly one valid ``Host`` in HTTP/1.1 (RFC 9112 section 3.2; two are always
   refused), else ``400``; a head over ``max_head_size`` bytes, ``431``.
@@ -104,7 +104,6 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_open = True  # until the first head is complete, the connection waits for one
         self._idle = True  # no message under way: the next byte starts a head
         self._head_bytes = 0
-        self._field_bytes = 0
         self._begun = 0
         self._refused = False
         self._head_timer: asyncio.TimerHandle | None = None
@@ -129,17 +128,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().data_received(data)
         if not self._head_open or self._refused:
             return
-        # Still inside a head: how much of it is held so far. A segment that only continued the
-        # head counts whole; one that started it counts whole only if nothing came before it;
-        # otherwise the completed fields are a lower bound (at most one segment more is held).
+        # Still inside a head (most heads arrive whole in one segment and never get here): how much
+        # of it is held so far. A segment that only continued the head counts whole; one that
+        # started it counts whole if nothing came before it, else not at all (pipelined requests
+        # first): at most one segment more than the limit is ever held.
         if self._begun == 0:
             self._head_bytes += len(data)
         elif self._begun == 1 and idle_before:
             self._head_bytes = len(data)
-        else:
-            self._head_bytes = self._field_bytes
-        if max(self._head_bytes, self._field_bytes) > self.max_head_size:
+        if self._head_bytes > self.max_head_size:
             self._refuse(431)
+        elif self._head_timer is None:
+            self._head_timer = self._guard_loop.call_later(self.head_timeout, self._head_timed_out)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -154,20 +154,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     # httptools' parser callbacks
     def on_message_begin(self) -> None:
+        # The head timer is armed only for a head that does not arrive whole (in data_received).
         super().on_message_begin()
         self._head_open, self._idle = True, False
-        self._head_bytes = self._field_bytes = 0
+        self._head_bytes = 0
         self._begun += 1
-        if self._head_timer is None:
-            self._head_timer = self._guard_loop.call_later(self.head_timeout, self._head_timed_out)
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._field_bytes += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._field_bytes += len(name) + len(value) + 4
 
     def on_headers_complete(self) -> None:
         self._head_open = False
