@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pinsignal.errors import PipelineLoadError
@@ -67,3 +69,24 @@ def test_a_wrong_source_is_a_load_error_with_its_line(line: str, message: str) -
     with pytest.raises(PipelineLoadError) as caught:
         load_pipeline_text(BODY.format(source=line), "locked.yaml")
     assert message in str(caught.value)
+
+
+def test_preview_takes_the_source(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "locked.yaml").write_text(BODY.format(source="  source: server\n"))
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(envelope(None)))
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "middleware")}
+
+    def run(*extra: str) -> tuple[int, list[dict[str, object]]]:
+        done = subprocess.run([sys.executable, "-m", "pinsignal", "pipelines", "preview", str(event), "--pipelines",
+                               str(tmp_path / "locked.yaml"), *extra], capture_output=True, text=True, env=env)
+        return done.returncode, json.loads(done.stdout)
+
+    code, [browser] = run()
+    assert code == 1 and browser["valid"] is False and "only from a server source" in browser["errors"][0]
+    code, [server] = run("--source", "server")
+    assert server["errors"] == ["user_data: required field is missing"]  # refused no more; the contract speaks

@@ -41,6 +41,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     preview.add_argument("--now", default="event", metavar="WHEN",
                          help="'event' (default: the event's own time), 'clock', an ISO-8601 time or epoch seconds")
     preview.add_argument("--epik", help="the request's epik query value")
+    preview.add_argument("--source", choices=("browser", "server"), default="browser",
+                         help="who sent the event(s): a browser (default) or a server source (trigger.source)")
     preview.add_argument("--cookie", action="append", default=[], metavar="NAME=VALUE", help="a request cookie")
     preview.add_argument("--country", help="default country for phone numbers (default: PINSIGNAL_DEFAULT_COUNTRY)")
 
@@ -104,15 +106,15 @@ def _preview(args: argparse.Namespace) -> int:
     try:
         engine = Engine(load_pipelines(paths), default_country=(args.country or country).upper())
         produced = preview(engine, read_events(raw, name=name), RequestContext(epik=args.epik, cookies=cookies),
-                           now=now, name=name)
+                           now=now, name=name, source=args.source)
     except PipelineLoadError as exc:
         print("\n".join(exc.errors), file=sys.stderr)
         return 2
     except PreviewError as exc:
         print(exc, file=sys.stderr)
         return 2
-    results = [{"pipeline": each.pipeline, "event": each.event, "valid": each.valid, "errors": each.errors}
-               for each in produced]
+    results = [{"pipeline": each.pipeline, "event": each.event, "valid": each.valid,
+                "errors": each.errors if each.refused is None else [each.refused]} for each in produced]
     import orjson
 
     sys.stdout.write(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode() + "\n")

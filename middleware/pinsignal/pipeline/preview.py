@@ -49,8 +49,12 @@ def read_events(raw: bytes, *, name: str) -> list[object]:
 
 
 def preview(engine: Engine, events: Sequence[object], request: RequestContext | None = None, *,
-            now: Literal["event", "clock"] | float = "event", name: str = "events") -> list[Produced]:
+            now: Literal["event", "clock"] | float = "event", name: str = "events",
+            source: Literal["browser", "server"] = "browser") -> list[Produced]:
     """Every Pinterest event that ``events`` produce, in order, each with its validation errors.
+
+    ``source`` is who sent them, as the collector would set it (``trigger.source`` pipelines refuse
+    the others: ``Produced.refused``).
 
     Raises :class:`PreviewError` for an event that is not a valid incoming event, naming it
     (``name``, or ``name[index]`` when there are several).
@@ -62,6 +66,7 @@ def preview(engine: Engine, events: Sequence[object], request: RequestContext | 
         except EnvelopeError as exc:
             where = name if len(events) == 1 else f"{name}[{index}]"
             raise PreviewError(f"{where}: not a valid event: {'; '.join(exc.reasons)}") from None
+        envelope["source"] = source
         if now == "event":
             moment = parse_time(envelope["timestamp"])
         else:
