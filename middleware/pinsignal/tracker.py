@@ -109,9 +109,8 @@ async def track_for_visitor(intake: Intake, event: str, *, visitor_key: str | No
     context: VisitorContext | None = None
     known: bool | None = None
     if visitor_key is not None:
-        context = await intake.visitors.get(visitor_key)
+        context = await intake.visitors.get(visitor_key)  # counted by the store
         known = context is not None
-        await intake.sink.incr("visitor_key_found" if known else "visitor_key_unknown")
     if message_id is None:
         message_id = event_id_for(event, properties, user_id=user_id,
                                   device_id=context.device_id if context is not None else None)

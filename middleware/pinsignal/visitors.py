@@ -100,7 +100,11 @@ def check_key(key: object) -> str:
 
 
 class Visitors(Protocol):
-    """Where remembered contexts are kept: Redis (:class:`RedisVisitors`) or memory (:class:`MemoryVisitors`)."""
+    """Where remembered contexts are kept: Redis (:class:`RedisVisitors`) or memory (:class:`MemoryVisitors`).
+
+    ``get`` also counts the lookup (``visitor_key_found`` or ``visitor_key_unknown`` in the shared
+    counters, exported as ``pinsignal_visitor_keys_total``).
+    """
 
     async def put(self, key: str, context: VisitorContext) -> None: ...
 
@@ -122,23 +126,35 @@ class _Keyed:
 
 
 class MemoryVisitors(_Keyed):
-    """Contexts in a dict, expiring like Redis's; beside a ``MemorySink`` (tests, embedding)."""
+    """Contexts in a dict, expiring like Redis's; beside a ``MemorySink`` (tests, embedding), whose
+    counters get the lookups."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, sink: Any = None) -> None:
         super().__init__(config)
         self._items: dict[str, tuple[float, bytes]] = {}
+        self.sink = sink
 
     async def put(self, key: str, context: VisitorContext) -> None:
         self._items[self.token(key)] = (time.time() + self.ttl, context.dumps())
 
     async def get(self, key: str) -> VisitorContext | None:
         found = self._items.get(self.token(key))
-        if found is None or found[0] < time.time():
-            return None
-        return VisitorContext.loads(found[1])
+        if found is not None and found[0] < time.time():
+            found = None
+        if self.sink is not None:
+            await self.sink.incr("visitor_key_found" if found is not None else "visitor_key_unknown")
+        return None if found is None else VisitorContext.loads(found[1])
 
     async def close(self) -> None:
         return None
+
+
+# KEYS[1] the context, KEYS[2] the counters: the lookup and its count in one round trip.
+_GET_LUA = """
+local value = redis.call('GET', KEYS[1])
+redis.call('HINCRBY', KEYS[2], value and 'visitor_key_found' or 'visitor_key_unknown', 1)
+return value
+"""
 
 
 class RedisVisitors(_Keyed):
@@ -148,6 +164,7 @@ class RedisVisitors(_Keyed):
         super().__init__(config)
         self._config = config
         self._redis: aioredis.Redis | None = None
+        self._lookup: Any = None
         self._lock = asyncio.Lock()
 
     async def _client(self) -> aioredis.Redis:
@@ -159,7 +176,9 @@ class RedisVisitors(_Keyed):
                     from pinsignal.embedded import redis_url
 
                     url = await asyncio.to_thread(redis_url, self._config)
-                    self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+                    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+                    self._lookup = client.register_script(_GET_LUA)
+                    self._redis = client
         return self._redis
 
     async def put(self, key: str, context: VisitorContext) -> None:
@@ -172,9 +191,9 @@ class RedisVisitors(_Keyed):
     async def get(self, key: str) -> VisitorContext | None:
         from pinsignal.queue import unavailable
 
-        client = await self._client()
+        await self._client()
         with unavailable("reading a remembered visitor"):
-            data = await client.get(keys.visitor(self.token(key)))
+            data = await self._lookup(keys=[keys.visitor(self.token(key)), keys.COUNTERS])
         return None if data is None else VisitorContext.loads(data)
 
     async def close(self) -> None:
@@ -183,11 +202,12 @@ class RedisVisitors(_Keyed):
             await client.aclose()
 
 
-def visitor_store(config: Config, *, memory: bool) -> Visitors:
-    """The store for an intake: memory beside a ``MemorySink``, else Redis (nothing connects until used)."""
+def visitor_store(config: Config, *, memory: bool, sink: Any = None) -> Visitors:
+    """The store for an intake: memory beside a ``MemorySink`` (counting into it), else Redis (nothing
+    connects until used)."""
     if config.secret is None:
         return _NoVisitors()
-    return MemoryVisitors(config) if memory else RedisVisitors(config)
+    return MemoryVisitors(config, sink) if memory else RedisVisitors(config)
 
 
 class _NoVisitors:
@@ -279,7 +299,6 @@ async def restore_visitors(intake: Intake, raws: Sequence[object]) -> tuple[list
     """
     out: list[object] = []
     unknown: list[str] = []
-    found = 0
     for raw in raws:
         context = raw.get("context") if type(raw) is dict else None
         key = context.get("visitor_key") if type(context) is dict else None
@@ -292,12 +311,7 @@ async def restore_visitors(intake: Intake, raws: Sequence[object]) -> tuple[list
             unknown.append(key)
             out.append(raw)
             continue
-        found += 1
         out.append(_filled(raw, context, remembered))
-    if found:
-        await intake.sink.incr("visitor_key_found", found)
-    if unknown:
-        await intake.sink.incr("visitor_key_unknown", len(unknown))
     return out, unknown
 
 

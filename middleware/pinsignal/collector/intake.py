@@ -189,7 +189,7 @@ class Intake:
         self.consent = ConsentPolicy(config)
         self.ldp = LdpPolicy(config)
         # visitors remembered by key (pinsignal.visitors): Redis beside the queue, memory beside a MemorySink
-        self.visitors = visitor_store(config, memory=isinstance(sink, MemorySink))
+        self.visitors = visitor_store(config, memory=isinstance(sink, MemorySink), sink=sink)
         self.bots = BotFilter()
         self.proxies = TrustedProxies(config.trusted_proxies)
         self.devices = DeviceIds(secret)
