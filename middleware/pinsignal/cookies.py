@@ -139,11 +139,6 @@ class CookieDomain:
     def enabled(self) -> bool:
         return self._auto or self._fixed is not None
 
-    @property
-    def auto(self) -> bool:
-        """Whether the domain depends on the request's host (``"auto"``)."""
-        return self._auto
-
     def for_host(self, host_header: bytes | None) -> str | None:
         """The domain for a raw ``Host`` header value (port included or not)."""
         if not self._auto:
