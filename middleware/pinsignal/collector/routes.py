@@ -16,10 +16,10 @@ was a duplicate of one already queued). Refusals of the whole request: ``413`` w
 64 KiB (by ``Content-Length`` or counted while reading), ``400`` for malformed JSON, a non-object
 body or more than 100 events, ``403`` for a cross-site post from an origin not in
 ``PINSIGNAL_ALLOWED_ORIGINS``, ``405`` for a wrong method, ``415`` for a body that is neither
-``application/json`` nor ``text/plain``, ``429`` with ``Retry-After``
-past the client's quota (:mod:`pinsignal.collector.quota`), ``503`` when the queue cannot be reached.
-Each error body is
-``{"error": "one sentence"}`` (``/v1/*``'s are Segment's: ``{"success": false, "code", "message"}``).
+``application/json`` nor ``text/plain``, ``429`` with ``Retry-After`` past the client address's
+quota (:mod:`pinsignal.collector.quota`; every POST route), ``503`` when the queue cannot be
+reached. Each error body is ``{"error": "one sentence"}`` (``/v1/*``'s are Segment's:
+``{"success": false, "code", "message"}``).
 """
 
 from __future__ import annotations
