@@ -225,12 +225,23 @@ def never_reading(port: int, count: int, address: str) -> list[socket.socket]:
     return sockets
 
 
+def wait_until_upstream_streams(address: str, count: int) -> None:
+    """Until ``count`` of the never-reading visitors from ``address`` have their download under way at the site."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if sum(f"starve={address}-" in key for key in list(proxy_upstream.STATE)) >= count:
+            time.sleep(0.3)  # and the rest of them are waiting in the proxy
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {count} downloads for {address} started at the site")
+
+
 def test_regression_item6_clients_that_never_read_lose_their_upstream_connections_at_the_write_deadline(
         make_proxy) -> None:
     proxy: ServerThread = make_proxy(max_connections=4, timeout=4, write_timeout=1, max_per_client=32)
     stalled = never_reading(proxy.port, 4, "198.51.100.7")
     try:
-        time.sleep(0.5)  # they take every connection to the site
+        wait_until_upstream_streams("198.51.100.7", 4)  # they take every connection to the site
         started = time.monotonic()
         response = httpx.get(proxy.url + "/page", headers={"x-forwarded-for": "203.0.113.1"}, timeout=20)
         assert response.status_code == 200 and time.monotonic() - started < 4
@@ -246,7 +257,7 @@ def test_regression_item6_one_address_holds_at_most_max_per_client_upstream_conn
     proxy: ServerThread = make_proxy(max_connections=4, timeout=3, write_timeout=60, max_per_client=2)
     stalled = never_reading(proxy.port, 6, "198.51.100.8")
     try:
-        time.sleep(0.5)
+        wait_until_upstream_streams("198.51.100.8", 2)
         for visitor in ("203.0.113.1", "203.0.113.2"):
             response = httpx.get(proxy.url + "/page", headers={"x-forwarded-for": visitor}, timeout=20)
             assert response.status_code == 200
