@@ -6,7 +6,8 @@
 Modules: ``app`` (the ASGI app and its lifespan), ``forward`` (one HTTP exchange), ``upstream`` (the
 client to the site, on aiohttp's), ``headers`` (hop-by-hop, Host, X-Forwarded-*), ``inject``
 (the script tag, streaming), ``pageviews`` (server-side page views), ``websocket`` (pass-through),
-``settings``, ``serve`` (under uvicorn). Guide: ``docs/proxy.md``.
+``guard`` (limits on visitors: request heads, unread answers, ``Host``, per-address slots),
+``settings``, ``serve`` (under uvicorn). Guide: ``docs/proxy.md``; limits: ``docs/security.md``.
 """
 
 from __future__ import annotations
