@@ -282,7 +282,10 @@ async def remember_post(intake: Intake, payload: object, visitor: VisitorRequest
     if type(payload) is not dict:
         raise ValueError("a remember body must be {\"key\": \"...\"} (a cart token, a checkout session id)")
     key = check_key(payload.get("key"))
-    context = capture(intake, visitor, page_url=visitor.referer, ldp=payload.get("ldp") is True)
+    ldp = payload.get("ldp", False)
+    if type(ldp) is not bool:
+        raise ValueError(f"ldp must be true or false, got {ldp!r}")
+    context = capture(intake, visitor, page_url=visitor.referer, ldp=ldp)
     await intake.visitors.put(key, context)
     if context.consent != "granted":
         return {"remembered": False, "reason": f"no consent ({context.consent}); only that verdict is kept"}

@@ -162,9 +162,10 @@ class Collector:
 
     async def _consent(self, send: Send, payload: object, visitor: VisitorRequest,
                        cors: list[tuple[bytes, bytes]]) -> None:
-        if type(payload) is not dict or type(payload.get("advertising")) is not bool:
-            raise _Refusal(400, "a consent body must be {\"advertising\": true or false}, "
-                                f"got {_short(payload)}")
+        if type(payload) is not dict or type(payload.get("advertising")) is not bool or (
+                "ldp" in payload and type(payload["ldp"]) is not bool):
+            raise _Refusal(400, "a consent body must be {\"advertising\": true or false} (and \"ldp\": true or "
+                                f"false), got {_short(payload)}")
         granted: bool = payload["advertising"]
         intake, secure, host = self._intake, visitor.secure, visitor.host
         cookies: list[str] = []
