@@ -124,8 +124,16 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         from pinsignal.tracker import track_for_visitor
 
         await intake.open()
-        return await track_for_visitor(intake, event, visitor_key=visitor_key, properties=properties, traits=traits,
-                                       user_id=user_id, message_id=message_id, timestamp=timestamp, ldp=ldp)
+        try:
+            return await track_for_visitor(intake, event, visitor_key=visitor_key, properties=properties,
+                                           traits=traits, user_id=user_id, message_id=message_id,
+                                           timestamp=timestamp, ldp=ldp)
+        except QueueUnavailable as exc:
+            if intake.config.track_raises:
+                raise
+            # Without the visitor's context (Redis could not give it) the id has no device id in it;
+            # an order id, the usual case of a webhook, names the event the same either way.
+            return _unqueued(event, message_id or event_id_for(event, properties, user_id=user_id), exc)
     visitor = hook.visitor()
     if message_id is None:
         device_id, _ = intake.devices.read(visitor.cookies.get(DEVICE_COOKIE))

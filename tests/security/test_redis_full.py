@@ -54,9 +54,18 @@ async def small_redis(tmp_path: Path) -> AsyncIterator[EmbeddedRedis]:
         server.stop()
 
 
+async def payment_webhook(request: Request) -> Response:
+    data = await request.json()
+    result = await track(request, "order_completed", visitor_key=data["key"],
+                         properties={"order_id": data["order_id"], "revenue": 72.39, "currency": "USD"})
+    return JSONResponse({"event_id": result.event_id, "queued": result.queued, "reasons": result.reasons})
+
+
 def shop(url: str, **changes: Any) -> PinSignalMiddleware:
     config = Config(secret="redis-full-secret-0123456789", redis_url=url, ad_account_id=ACCOUNT, **changes)
-    return PinSignalMiddleware(Starlette(routes=[Route("/orders", order, methods=["POST"])]), config=config)
+    return PinSignalMiddleware(Starlette(routes=[Route("/orders", order, methods=["POST"]),
+                                                 Route("/webhooks/payment", payment_webhook, methods=["POST"])]),
+                               config=config)
 
 
 def anonymous_post(n: int) -> bytes:
@@ -129,6 +138,22 @@ async def test_regression_item8_a_full_redis_answers_503_to_the_collector_and_th
     body = answer.json()
     assert body["queued"] is False
     assert any("OOM" in reason for reason in body["reasons"]), body
+
+
+async def test_regression_item8_a_payment_webhook_tracking_by_visitor_key_still_answers(
+        small_redis: EmbeddedRedis) -> None:
+    app = shop(small_redis.url, client_events_per_minute=0)
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.7", 40002), raise_app_exceptions=False)
+    try:
+        await attack(app)
+        hold_full(small_redis)
+        async with httpx.AsyncClient(transport=transport, base_url="http://shop.example") as http:
+            answer = await http.post("/webhooks/payment", json={"key": "cart-77", "order_id": "o-4"})
+    finally:
+        await app.intake.close()
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["queued"] is False and body["reasons"] and body["event_id"].startswith("ev-")
 
 
 async def test_regression_item8_track_raises_into_the_app_only_when_told_to(small_redis: EmbeddedRedis) -> None:
