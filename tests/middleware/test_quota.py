@@ -45,6 +45,9 @@ def test_ipv6_clients_share_a_bucket_per_64_and_the_table_is_bounded() -> None:
     assert quota.check("2001:db8:1:2::1", now=0.0) == 0.0
     assert quota.check("2001:db8:1:2:ffff::9", now=0.0) > 0  # same /64
     assert quota.check("2001:db8:1:3::1", now=0.0) == 0.0
+    assert quota.check("::ffff:192.0.2.1", now=0.0) == 0.0  # a mapped IPv4 address is an IPv6 peer's own
+    assert quota.check("fe80::1%eth0", now=0.0) == 0.0 and quota.check("fe80::1%eth0", now=0.0) > 0  # a zone id
+    assert quota.check("not:an:address", now=0.0) == 0.0
     for n in range(1000):
         quota.check(f"10.0.{n // 256}.{n % 256}", now=0.0)
     assert len(quota._buckets) <= 100

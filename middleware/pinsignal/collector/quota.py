@@ -25,8 +25,8 @@ round trip, and it holds when Redis is what is in trouble.
 
 from __future__ import annotations
 
-import ipaddress
 import math
+import socket
 import time
 
 from pinsignal.config import Config
@@ -46,7 +46,7 @@ class ClientQuota:
         self.burst = float(burst)
         self._max_clients = max_clients
         # client -> [tokens, last refill]; insertion order is the order clients were last seen
-        self._buckets: dict[str, list[float]] = {}
+        self._buckets: dict[str | bytes, list[float]] = {}
 
     def _bucket(self, client: str | None, now: float) -> list[float]:
         key = _client_key(client)
@@ -87,11 +87,11 @@ class ClientQuota:
         return str(max(1, math.ceil(wait))).encode("ascii")
 
 
-def _client_key(client: str | None) -> str:
+def _client_key(client: str | None) -> str | bytes:
+    """The bucket's key: an IPv4 address as it is, an IPv6 address by its ``/64`` (the first 8 bytes)."""
     if not client or ":" not in client:
         return client or ""
     try:
-        network = ipaddress.IPv6Network(f"{client}/64", strict=False)
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET6, client)[:8]  # in C: ipaddress took ten times as long
+    except OSError:  # a zone id ("fe80::1%eth0") or not an address at all: keyed as it is
         return client
-    return str(network.network_address)
