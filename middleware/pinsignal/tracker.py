@@ -105,6 +105,7 @@ async def track_for_visitor(intake: Intake, event: str, *, visitor_key: str | No
     """
     from pinsignal.collector.intake import VisitorRequest
     from pinsignal.tracking import TrackResult, event_id_for
+    from pinsignal.visitors import lend_identity
 
     context: VisitorContext | None = None
     known: bool | None = None
@@ -130,17 +131,10 @@ async def track_for_visitor(intake: Intake, event: str, *, visitor_key: str | No
         visitor.ip, visitor.user_agent, visitor.epik = context.ip, context.user_agent, context.click_id
         if context.page_url:
             event_context["page"] = {"url": context.page_url}
-        if context.device_id:
-            raw["anonymous_id"] = context.device_id
-        remembered_user = None
-        for name, digest in context.traits.items():
-            if name == "user_id":
-                remembered_user = digest
-            elif not raw["traits"].get(name):
-                raw["traits"][name] = digest  # SHA-256 already: the pipelines pass digests through
-        user_id = user_id if user_id is not None else remembered_user
     if user_id is not None:
         raw["user_id"] = user_id
+    if context is not None:
+        lend_identity(raw, context)
     if ldp or (context is not None and context.ldp):
         event_context["limited_data_processing"] = True
     raw["context"] = event_context

@@ -332,6 +332,13 @@ def _filled(raw: dict[str, Any], context: dict[str, Any], remembered: VisitorCon
     if remembered.ldp:
         filled["limited_data_processing"] = True
     event["context"] = filled
+    lend_identity(event, remembered)
+    return event
+
+
+def lend_identity(event: dict[str, Any], remembered: VisitorContext) -> None:
+    """The remembered hashed traits, user id and device id (as ``anonymous_id``) on a raw event, where it
+    says nothing itself (digests: the pipelines pass them through unchanged)."""
     traits = event.get("traits")
     traits = dict(traits) if type(traits) is dict else {}
     for name, digest in remembered.traits.items():
@@ -343,4 +350,3 @@ def _filled(raw: dict[str, Any], context: dict[str, Any], remembered: VisitorCon
     event["traits"] = traits
     if remembered.device_id and not event.get("anonymous_id") and not event.get("anonymousId"):
         event["anonymous_id"] = remembered.device_id
-    return event
