@@ -3,7 +3,7 @@
 Two layers, because an ASGI app only sees a request once its whole head has arrived:
 
 - ``guarded_protocol(settings)``: the HTTP protocol that ``pinsignal proxy`` gives uvicorn
-  (``http=``), uvicorn's own httptools protocol with three limits added at the connection:
+  (``http=``), uvicorn's own httptools protocol wrapped, with three limits added at the connection:
   a head that takes longer than ``head_timeout`` seconds to arrive (counted from the connection,
   or from the first segment of a head that did not come whole) closes the connection; a head
   still unfinished past ``max_head_size`` bytes is answered ``431`` (checked after every segment
@@ -20,16 +20,17 @@ Two layers, because an ASGI app only sees a request once its whole head has arri
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 from typing import Any, cast
 
-from starlette.types import Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from starlette.types import Receive, Scope, Send
 
 from .settings import ProxySettings
 
-__all__ = ["ClientSlots", "GuardedHttpProtocol", "guarded_protocol", "head_problem", "refuse"]
+__all__ = ["ClientSlots", "GuardedHttpProtocol", "guarded_protocol", "head_problem", "refuse", "served_protocol"]
 
 # RFC 9110 section 7.2 / RFC 3986: uri-host [":" port]; an IP literal in brackets, or a reg-name.
 _HOST_RE = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(:[0-9]*)?")
@@ -80,11 +81,30 @@ async def refuse(send: Send, status: int, *, websocket: bool = False, scope: Sco
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a head-read timeout, a head-size limit and a write deadline.
+@functools.cache
+def served_protocol(name: str = "httptools") -> type[asyncio.Protocol]:
+    """The protocol class uvicorn serves HTTP/1.1 with for ``http=name``, as uvicorn's public ``Config``
+    resolves it: the guard wraps that class and names none of uvicorn's modules."""
+    import uvicorn
 
+    config = uvicorn.Config(_no_app, http=name, lifespan="off", log_config=None, proxy_headers=False)
+    config.load()
+    return config.http_protocol_class
+
+
+async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover - never served
+    raise RuntimeError("the placeholder app only lets uvicorn.Config resolve a protocol class")
+
+
+class GuardedHttpProtocol(asyncio.Protocol):
+    """uvicorn's HTTP protocol, wrapped, with a head-read timeout, a head-size limit and a write deadline.
+
+    uvicorn builds one object per connection from this class (``http=``); each builds the protocol
+    uvicorn would have served with and hands it the connection, the bytes and the flow-control
+    calls of the asyncio ``Protocol`` interface. The guard reads the same bytes with its own
+    httptools parser, to know where each head starts and ends; it overrides nothing of uvicorn's.
     The limits are class attributes; ``guarded_protocol(settings)`` makes a subclass with a
-    settings' values (uvicorn builds one protocol object per connection from the class).
+    settings' values.
     """
 
     head_timeout: float = 5.0
@@ -98,7 +118,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cls.write_timeout = settings.write_timeout
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        self._inner = served_protocol()(*args, **kwargs)
+        self._parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self._guard_transport: asyncio.Transport | None = None
         self._guard_loop = asyncio.get_running_loop()
         self._head_open = True  # until the first head is complete, the connection waits for one
@@ -109,25 +130,54 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._write_timer: asyncio.TimerHandle | None = None
 
-    # asyncio.Protocol
+    # asyncio.Protocol, passed on to uvicorn's protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         stream = cast(asyncio.Transport, transport)  # uvloop's transports do not subclass asyncio's
-        super().connection_made(stream)
+        self._inner.connection_made(stream)
         self._guard_transport = stream
         self._head_timer = self._guard_loop.call_later(self.head_timeout, self._head_timed_out)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
-        super().connection_lost(exc)
+        self._inner.connection_lost(exc)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
 
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return  # the rest of a refused request, read and dropped until the connection closes
+        if self._parser is not None and not self._watch(data):
+            return
+        cast(Any, self._inner).data_received(data)
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self._guard_loop.call_later(self.write_timeout, self._write_timed_out)
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+
+    # the guard's own parser
+    def _watch(self, data: bytes) -> bool:
+        """Follow ``data`` through the guard's parser; ``False`` once the request is refused."""
         idle_before = self._idle
         self._begun = 0
-        super().data_received(data)
-        if not self._head_open or self._refused:
-            return
+        assert self._parser is not None
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._stop_watching()  # a WebSocket: from here on the bytes are frames, not heads
+            return True
+        except httptools.HttpParserError:
+            self._stop_watching()  # uvicorn's protocol reads the same bytes and answers 400
+            return True
+        if not self._head_open:
+            return True
         # Still inside a head (most heads arrive whole in one segment and never get here): how much
         # of it is held so far. A segment that only continued the head counts whole; one that
         # started it counts whole if nothing came before it, else not at all (pipelined requests
@@ -138,24 +188,18 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._head_bytes = len(data)
         if self._head_bytes > self.max_head_size:
             self._refuse(431)
-        elif self._head_timer is None:
+            return False
+        if self._head_timer is None:
             self._head_timer = self._guard_loop.call_later(self.head_timeout, self._head_timed_out)
+        return True
 
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        if self._write_timer is None:
-            self._write_timer = self._guard_loop.call_later(self.write_timeout, self._write_timed_out)
+    def _stop_watching(self) -> None:
+        self._parser = None
+        self._head_open = False
+        self._cancel_timers()
 
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        if self._write_timer is not None:
-            self._write_timer.cancel()
-            self._write_timer = None
-
-    # httptools' parser callbacks
     def on_message_begin(self) -> None:
-        # The head timer is armed only for a head that does not arrive whole (in data_received).
-        super().on_message_begin()
+        # The head timer is armed only for a head that does not arrive whole (in _watch).
         self._head_open, self._idle = True, False
         self._head_bytes = 0
         self._begun += 1
@@ -165,11 +209,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
-        super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._idle = True
-        super().on_message_complete()
 
     # the limits
     def _head_timed_out(self) -> None:
