@@ -286,8 +286,11 @@ async def import_file(options: ImportOptions, config: Config, *, queue: EventQue
     scripts = _Scripts(redis)
     try:
         with unavailable("reading the import's progress"):
-            done = 0 if options.restart else int(await awaited(redis.hget(progress_key, "rows")) or 0)
+            saved = {} if options.restart else await awaited(redis.hgetall(progress_key))
+        done = int(saved.get(b"rows") or 0)
         summary.resumed_after = done
+        # the rows an interrupted run refused are reported again: that run never printed its summary
+        summary.refused = [(int(line), str(reason)) for line, reason in orjson.loads(saved.get(b"refused") or b"[]")]
         rows = read_rows(options.path, options.format)
         header_checked = False
         sending: asyncio.Future[None] | None = None
@@ -313,7 +316,7 @@ async def import_file(options: ImportOptions, config: Config, *, queue: EventQue
                 # are awaited (and its progress saved) only now.
                 if sending is not None:
                     await sending
-                    await _save(redis, progress_key, sent_through)
+                    await _save(redis, progress_key, sent_through, summary.refused)
                     if progress is not None:
                         progress(sent_through)
                 sending = asyncio.ensure_future(_send(events, queue, account, summary, scripts))
@@ -322,13 +325,13 @@ async def import_file(options: ImportOptions, config: Config, *, queue: EventQue
         if sending is not None:
             await sending
         await _send(events, queue, account, summary, scripts)
-        await _save(redis, progress_key, count)
+        await _save(redis, progress_key, count, summary.refused)
         if progress is not None:
             progress(count)
     finally:
         if own_queue:
             await queue.close()
-    summary.refused.sort()
+    summary.refused = sorted(set(summary.refused))  # a chunk redone after a stop refuses its rows again
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -428,11 +431,13 @@ async def _send(events: list[dict[str, Any]], queue: EventQueue, account: str, s
         await scripts.mark(args=[prefix, "".join(lines)])
 
 
-async def _save(redis: Any, progress_key: str, rows: int) -> None:
+async def _save(redis: Any, progress_key: str, rows: int, refused: list[tuple[int, str]]) -> None:
+    """How far the import got: rows finished and the rows refused so far (line numbers and reasons,
+    which quote no hashed field's value)."""
     from pinsignal.queue import unavailable
 
     with unavailable("saving the import's progress"):
-        await redis.hset(progress_key, "rows", str(rows))
+        await redis.hset(progress_key, mapping={"rows": str(rows), "refused": orjson.dumps(refused)})
         await redis.expire(progress_key, 30 * 86400)
 
 

@@ -134,3 +134,20 @@ def test_a_bad_map_is_one_sentence() -> None:
         parse_map(["order_no"])
     with pytest.raises(ConfigError, match="must be timestamp"):
         parse_map(["x=user_data.em"])
+
+
+def test_a_resumed_import_reports_the_rows_the_stopped_run_refused(tmp_path: Path, redis_url: str) -> None:
+    path = tmp_path / "sales.csv"
+    path.write_text("order_id,email,timestamp\n" + f",x@example.com,{NOW - 60}\n" + "".join(
+        f"k-{n},k{n}@example.com,{NOW - 600}\n" for n in range(4500)))
+    config = _config(redis_url)
+    first = asyncio.run(import_file(ImportOptions(path=path), config))
+    assert [line for line, _ in first.refused] == [2]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.hset(keys.import_progress(_file_id(path)), "rows", "4000")  # as if killed after two chunks
+    finally:
+        client.close()
+    resumed = asyncio.run(import_file(ImportOptions(path=path), config))
+    assert resumed.resumed_after == 4000 and resumed.duplicates == 501
+    assert resumed.refused == first.refused  # line 2 was in the rows the stopped run had finished
