@@ -27,7 +27,7 @@ from pinsignal.config import Config
 if TYPE_CHECKING:
     from pinsignal.collector.intake import Intake, VisitorRequest
 
-__all__ = ["LDP", "LDP_COOKIE", "LdpPolicy", "consent_cookies", "flag_ldp", "is_ldp"]
+__all__ = ["LDP", "LDP_COOKIE", "LdpPolicy", "consent_cookies", "flag_ldp"]
 
 LDP = "LDP"
 LDP_COOKIE = "_psl"  # "1" while the visitor asked for Limited Data Processing (set by POST {prefix}/consent)
@@ -46,12 +46,6 @@ class LdpPolicy:
     def for_request(self, *, gpc: bool, cookies: Mapping[str, str]) -> bool:
         """Whether a request's events are flagged: the mode, Global Privacy Control, the ``_psl`` cookie."""
         return self.always or (gpc and self.on_gpc) or cookies.get(LDP_COOKIE) == "1"
-
-
-def is_ldp(envelope: Mapping[str, Any]) -> bool:
-    """Whether an envelope asks for LDP itself (``context.limited_data_processing: true``)."""
-    context = envelope.get("context")
-    return type(context) is dict and context.get("limited_data_processing") is True
 
 
 def flag_ldp(event: dict[str, Any]) -> None:

@@ -204,23 +204,8 @@ class RedisVisitors(_Keyed):
 
 def visitor_store(config: Config, *, memory: bool, sink: Any = None) -> Visitors:
     """The store for an intake: memory beside a ``MemorySink`` (counting into it), else Redis (nothing
-    connects until used)."""
-    if config.secret is None:
-        return _NoVisitors()
+    connects until used). ``config`` must have a secret: it keys the stored names."""
     return MemoryVisitors(config, sink) if memory else RedisVisitors(config)
-
-
-class _NoVisitors:
-    """Without a secret (an intake never gets here: it requires one) nothing is kept."""
-
-    async def put(self, key: str, context: VisitorContext) -> None:
-        return None
-
-    async def get(self, key: str) -> VisitorContext | None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def capture(intake: Intake, visitor: VisitorRequest, *, page_url: str | None,
