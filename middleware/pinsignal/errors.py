@@ -48,7 +48,7 @@ class QueueUnavailable(PinSignalError):
     with ``Retry-After``). The Redis error is the ``__cause__``.
 
         try:
-            await track(request, "checkout", properties=order)
+            await queue.enqueue(events)
         except QueueUnavailable:
-            ...  # retry later with the same message_id: it is deduplicated
+            ...  # answer 503; the sender's retry carries the same event ids and is deduplicated
     """
