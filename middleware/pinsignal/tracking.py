@@ -152,7 +152,7 @@ async def track(request: HTTPConnection, event: str, *, properties: Mapping[str,
         raw["context"] = {**raw.get("context", {}), "limited_data_processing": True}
     await intake.open()
     try:
-        outcome = await intake.accept([raw], visitor, received_at=time.time())
+        outcome = await intake.accept([raw], visitor, received_at=time.time(), source="server")
     except QueueUnavailable as exc:
         if intake.config.track_raises:
             raise

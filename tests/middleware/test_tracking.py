@@ -151,7 +151,7 @@ async def test_without_the_middleware_the_error_says_what_to_do() -> None:
 async def test_regression_item8_track_fails_soft_when_redis_cannot_take_the_event_or_raises_when_told(
         caplog: pytest.LogCaptureFixture) -> None:
     class DownSink(MemorySink):
-        async def enqueue(self, events: Any) -> Any:
+        async def enqueue(self, events: Any, **options: Any) -> Any:
             raise QueueUnavailable("Redis failed while queueing events (ConnectionError: down)")
 
     from pinsignal.tracking import UNQUEUED

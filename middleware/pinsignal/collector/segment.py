@@ -127,8 +127,6 @@ class SegmentAPI:
         kept = [raw for raw in raws if not _ignored(raw)]
         if source == "browser" and self._intake.quota is not None:  # per-client quota (issue 18, item 8)
             self._intake.quota.charge(visitor.ip, len(kept))
-        if source == "browser" and self._intake.quota is not None:  # per-client quota (issue 18, item 8)
-            self._intake.quota.charge(visitor.ip, len(kept))
         await self._intake.open()
         if len(kept) < len(raws):
             await self._intake.sink.incr("ignored_segment_calls", len(raws) - len(kept))
