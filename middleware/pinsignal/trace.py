@@ -47,7 +47,7 @@ __all__ = [
     "REFUSAL_REASONS",
     "STAGES",
     "TraceWriter",
-    "decode_record",
+    "decode_records",
     "follow",
     "format_record",
     "hashed_envelope",
@@ -64,14 +64,14 @@ STAGES = ("received", "refused", "quarantined", "queued", "duplicate", "sent", "
           "dead_lettered")
 """Every stage, in the order an event meets them."""
 
-REFUSAL_REASONS = ("bot", "consent", "invalid_envelope", "no_pipeline", "invalid_event")
+REFUSAL_REASONS = ("bot", "consent", "invalid_envelope", "no_pipeline", "invalid_event", "source")
 """Why the collector refused an event (``refused:<reason>`` counters, ``pinsignal_events_refused_total``)."""
 
 DEBUG_COOKIE = "_psdebug"
 """The inspector's "only my browser" cookie: a random code, copied into the trace of that browser's events."""
 _DEBUG_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 
-FLUSH_SECONDS = 0.25  # how stale the live page may be; the longer, the fewer round trips per request
+FLUSH_SECONDS = 1.0  # how stale the live page may be; the longer, the fewer round trips per request
 FLUSH_RECORDS = 1000
 
 # KEYS[1] the trace stream, KEYS[2] the counters hash, KEYS[3] the warnings hash. ARGV[1] maxlen,
@@ -302,25 +302,34 @@ def _lines(counter: Counter[str]) -> str:
     return "\n".join(f"{field}={amount}" for field, amount in counter.items() if amount > 0)
 
 
-def decode_record(entry_id: bytes, fields: Mapping[bytes, bytes]) -> dict[str, Any] | None:
+def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[str, Any]]:
+    """The records of one stream entry (``id`` is the entry id), oldest first.
+
+    The collector stores an event's ``queued``/``duplicate`` stages inside its ``received`` record
+    (``then``): one entry per event instead of two. They come out here as records of their own.
+    """
     raw = fields.get(b"r")
     if raw is None:
-        return None
+        return []
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        return None
+        return []
     if not isinstance(record, dict):
-        return None
-    record["id"] = entry_id.decode()
-    return record
+        return []
+    ident = entry_id.decode()
+    record["id"] = ident
+    then = record.pop("then", None)
+    if not isinstance(then, list):
+        return [record]
+    shared = {key: record[key] for key in ("at", "message_id", "debug") if key in record}
+    return [record] + [{**shared, **stage, "id": ident} for stage in then if isinstance(stage, dict)]
 
 
 async def read_recent(redis: Any, count: int = 1000, *, before: str = "+") -> list[dict[str, Any]]:
     """The newest ``count`` records, oldest first (``id`` is the stream entry id)."""
     rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=count)
-    records = [decode_record(entry_id, fields) for entry_id, fields in reversed(rows)]
-    return [record for record in records if record is not None]
+    return [record for entry_id, fields in reversed(rows) for record in decode_records(entry_id, fields)]
 
 
 async def read_all(redis: Any, *, page: int = 2000) -> AsyncIterator[dict[str, Any]]:
@@ -329,8 +338,7 @@ async def read_all(redis: Any, *, page: int = 2000) -> AsyncIterator[dict[str, A
     while True:
         rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=page)
         for entry_id, fields in rows:
-            record = decode_record(entry_id, fields)
-            if record is not None:
+            for record in reversed(decode_records(entry_id, fields)):
                 yield record
         if len(rows) < page:
             return
@@ -348,8 +356,7 @@ async def follow(redis: Any, *, last: str = "$", block_ms: int = 1000,
         for _, rows in reply or []:
             for entry_id, fields in rows:
                 last = entry_id.decode()
-                record = decode_record(entry_id, fields)
-                if record is not None:
+                for record in decode_records(entry_id, fields):
                     yield record
 
 

@@ -39,7 +39,7 @@ logger = logging.getLogger("pinsignal.collector")
 class RequestObserver:
     """The records of one request's events; made by :meth:`Observer.request`."""
 
-    __slots__ = ("_add", "_observer", "at", "debug", "quarantined", "tracing")
+    __slots__ = ("_add", "_held", "_observer", "at", "debug", "quarantined", "tracing")
 
     def __init__(self, observer: Observer, debug: str | None) -> None:
         self._observer = observer
@@ -48,6 +48,9 @@ class RequestObserver:
         self._add = observer.add
         self.quarantined: list[dict[str, Any]] = []
         self.at = round(time.time(), 3)  # one time for the records of one request
+        # received records wait for the request's enqueue: an event's "queued" (or "duplicate") rides
+        # in its received record ("then"), one stream entry instead of two; readers split it again
+        self._held: dict[object, dict[str, Any]] = {}
 
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
         if not self.tracing:
@@ -63,12 +66,21 @@ class RequestObserver:
                                   "envelope": hashed_envelope(envelope, user_data)}
         if self.debug:
             record["debug"] = self.debug
-        self._add(record)
+        held = self._held
+        if record["message_id"] in held:  # the same id twice in one batch: keep the order
+            self._add(held.pop(record["message_id"]))
+        held[record["message_id"]] = record
+
+    def _release(self, message_id: object) -> None:
+        record = self._held.pop(message_id, None)
+        if record is not None:
+            self._add(record)
 
     def refused(self, message_id: object, event: object, reason: str, message: str, *, count: int = 1) -> None:
         self._observer.count(f"refused:{reason}", count)
         if not self.tracing:
             return
+        self._release(message_id)
         record: dict[str, Any] = {"at": self.at, "stage": "refused",
                                   "message_id": message_id if type(message_id) is str else None,
                                   "event": event if type(event) is str else None, "reason": reason,
@@ -107,6 +119,7 @@ class RequestObserver:
                                default_country=config.default_country)
         self.quarantined.append(item)
         if self.tracing:
+            self._release(envelope.get("message_id"))
             record: dict[str, Any] = {"at": self.at, "stage": "quarantined", "message_id": envelope.get("message_id"),
                                       "event": item["event"], "reason": reason, "quarantine_id": item["id"]}
             if self.debug:
@@ -117,15 +130,24 @@ class RequestObserver:
                duplicate: bool) -> None:
         if not self.tracing:
             return
-        record: dict[str, Any] = {"at": self.at, "stage": "duplicate" if duplicate else "queued",
-                                  "message_id": message_id,
-                                  "event_name": event.get("event_name"), "event_id": event.get("event_id"),
-                                  "pipeline": pipeline, "account": account}
+        then = {"stage": "duplicate" if duplicate else "queued", "event_name": event.get("event_name"),
+                "event_id": event.get("event_id"), "pipeline": pipeline, "account": account}
+        received = self._held.get(message_id)
+        if received is not None:
+            received.setdefault("then", []).append(then)
+            return
+        record: dict[str, Any] = {"at": self.at, "message_id": message_id, **then}
         if self.debug:
             record["debug"] = self.debug
         self._add(record)
 
     async def done(self) -> None:
+        """The end of the request: write the held records, keep the quarantined events."""
+        if self._held:
+            add = self._add
+            for record in self._held.values():
+                add(record)
+            self._held.clear()
         if self.quarantined:
             await self._observer.keep(self.quarantined)
 

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pinsignal.config import Config
 from pinsignal.pinterest.fields import MATCH_KEYS
-from pinsignal.trace import DEBUG_COOKIE, STAGES, decode_record, read_all, read_recent
+from pinsignal.trace import DEBUG_COOKIE, STAGES, decode_records, read_all, read_recent
 
 __all__ = ["ADMIN_COOKIE", "create_app", "is_loopback"]
 
@@ -243,8 +243,7 @@ def create_app(config: Config, redis: Any = None, *, redis_url: str | None = Non
                 for _, rows in reply:
                     for entry_id, fields in rows:
                         position = entry_id.decode()
-                        record = decode_record(entry_id, fields)
-                        if record is not None:
+                        for record in decode_records(entry_id, fields):
                             chunks.append(b"id: " + entry_id + b"\ndata: " + orjson.dumps(record) + b"\n\n")
                 yield b"".join(chunks)
 
