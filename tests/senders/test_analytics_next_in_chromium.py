@@ -54,7 +54,8 @@ def _run(page_url: str, api_host: str, orders: list[str], delivery: dict[str, An
     if delivery is not None:
         segmentio["deliveryStrategy"] = delivery
     settings = {"writeKey": PUBLIC_KEY, "cdnURL": "https://cdn.segment.com",
-                "cdnSettings": {"integrations": {"Segment.io": segmentio}, "plan": {}}}
+                # metrics.sampleRate 0: the library's own telemetry (to api.segment.io/v1/m) stays off
+                "cdnSettings": {"integrations": {"Segment.io": segmentio}, "plan": {}, "metrics": {"sampleRate": 0}}}
     script = (SCRIPT.replace("__SETTINGS__", json.dumps(settings))
               .replace("__ORDERS__", json.dumps([order_properties(order_id) for order_id in orders])))
 
@@ -70,8 +71,10 @@ def _run(page_url: str, api_host: str, orders: list[str], delivery: dict[str, An
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(user_agent=BROWSER_UA)
+            # the last route registered is tried first: the package's chunks, then refuse the rest
+            elsewhere: list[str] = []
+            context.route("https://**", lambda route: (elsewhere.append(route.request.url), route.abort()))
             context.route("https://cdn.segment.com/analytics-next/bundles/**", from_the_package)
-            context.route("https://**", lambda route: route.abort())  # nothing leaves the machine
             tab = context.new_page()
             posts: list[tuple[str, str]] = []
             tab.on("request", lambda request: posts.append((request.method, request.url.split("/_ps", 1)[1]))
@@ -83,6 +86,7 @@ def _run(page_url: str, api_host: str, orders: list[str], delivery: dict[str, An
             tab.wait_for_timeout(1500 if delivery else 100)
         finally:
             browser.close()
+    assert elsewhere == [], elsewhere  # inline settings, no telemetry: nothing but the chunks asked off the machine
     return sent, posts
 
 
