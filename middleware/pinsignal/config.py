@@ -73,6 +73,8 @@ class Config:
     # visitors remembered by key, Limited Data Processing (DESIGN 8.2)
     remember_days: float = 7.0
     ldp: LdpMode = "off"
+    # several ad accounts (DESIGN 8.4)
+    accounts: Path | None = None
     # delivery
     http_timeout: float = 10.0
     batch_max_wait: float = 0.5
@@ -132,6 +134,10 @@ class Config:
                 f"PINSIGNAL_REMEMBER_DAYS must be a positive number of days, got {self.remember_days}.")
         if self.ldp not in ("off", "always", "gpc"):
             raise ConfigError(f"PINSIGNAL_LDP must be 'off', 'always' or 'gpc', got {self.ldp!r}.")
+        if self.accounts is not None:
+            from pinsignal.accounts import Accounts
+
+            Accounts.load(self.accounts)  # a bad file fails start-up with file:line: message
         if self.http_timeout <= 0:
             raise ConfigError(f"PINSIGNAL_HTTP_TIMEOUT must be a positive number of seconds, got {self.http_timeout}.")
         if self.batch_max_wait < 0:
@@ -263,6 +269,7 @@ ENVIRONMENT: dict[str, str] = {
     "write_keys": "PINSIGNAL_WRITE_KEYS",
     "remember_days": "PINSIGNAL_REMEMBER_DAYS",
     "ldp": "PINSIGNAL_LDP",
+    "accounts": "PINSIGNAL_ACCOUNTS",
     "http_timeout": "PINSIGNAL_HTTP_TIMEOUT",
     "batch_max_wait": "PINSIGNAL_BATCH_MAX_WAIT",
     "metrics_port": "PINSIGNAL_METRICS_PORT",

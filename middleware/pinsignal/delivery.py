@@ -105,14 +105,14 @@ def _entry(stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> Entry:
 
 
 class Delivery:
-    """Delivers one ad account's queue (and the unassigned queue) to Pinterest.
+    """Delivers one ad account's queue (and, unless ``unassigned=False``, the unassigned queue) to Pinterest.
 
     Retries, back-off and the maximum age follow ``client.policy``.
     """
 
     def __init__(self, redis: aioredis.Redis, config: Config, client: PinterestClient, *, consumer: str,
                  metrics: Metrics | None = None, bucket: TokenBucket | None = None,
-                 reclaim_after: float = 5.0, probe_interval: float = 5.0) -> None:
+                 reclaim_after: float = 5.0, probe_interval: float = 5.0, unassigned: bool = True) -> None:
         if not config.ad_account_id:
             raise ConfigError("PINTEREST_AD_ACCOUNT_ID is not set; the worker needs the account to deliver to.")
         self.redis = redis
@@ -129,7 +129,10 @@ class Delivery:
         self.max_wait = config.batch_max_wait
         self.reclaim_after = reclaim_after
         self.probe_interval = probe_interval
-        self.streams = list(dict.fromkeys([keys.stream(self.account), keys.stream(keys.UNASSIGNED_ACCOUNT)]))
+        # ``unassigned``: also deliver the stream of web processes without an account (the default account's
+        # job; the other accounts of PINSIGNAL_ACCOUNTS read only their own)
+        self.streams = list(dict.fromkeys([keys.stream(self.account),
+                                           *([keys.stream(keys.UNASSIGNED_ACCOUNT)] if unassigned else [])]))
         self.stop = asyncio.Event()
         self.in_hand: dict[str, set[bytes]] = defaultdict(set)
         self.last_progress = time.monotonic()
@@ -300,7 +303,7 @@ class Delivery:
         result = await self.client.send(self.account, body, len(entries))
         self.trace.attempt(entries, result)
         self.metrics.request_seconds.observe(time.perf_counter() - started)
-        self.metrics.requests.labels(str(result.status or result.reason)).inc()
+        self.metrics.requests.labels(self.account, str(result.status or result.reason)).inc()
         if result.action == "ok":
             self._failures = 0
             await self._resume_if_paused()
@@ -364,13 +367,13 @@ class Delivery:
         for stamp, count in stamps.items():
             self.metrics.latency.observe(now - stamp, count)
         for name, count in names.items():
-            self.metrics.delivered.labels(name).inc(count)
+            self.metrics.delivered.labels(self.account, name).inc(count)
         for bit, key in enumerate(MATCH_KEYS):
             count = sum(n for mask, n in masks.items() if mask >> bit & 1)
             if count:
                 self.metrics.match_keys.labels(key).inc(count)
         for (name, reason), count in Counter((entry.event_name, reason) for entry, reason, _ in dead).items():
-            self.metrics.failed.labels(name, reason).inc(count)
+            self.metrics.failed.labels(self.account, name, reason).inc(count)
         if dead:
             logger.warning("dead-lettered %d events (%s)", len(dead),
                            ", ".join(f"{r}: {c}" for r, c in Counter(reason for _, reason, _ in dead).items()))
@@ -381,7 +384,7 @@ class Delivery:
         for entry in entries:
             entry.attempts += 1
         for name, count in Counter(entry.event_name for entry in entries).items():
-            self.metrics.retried.labels(name, result.reason).inc(count)
+            self.metrics.retried.labels(self.account, name, result.reason).inc(count)
         await awaited(self.redis.hincrby(keys.COUNTERS, "retried", len(entries)))
         logger.warning("Pinterest delivery of %d events will be retried in %.1f s: %s (%s)", len(entries), delay,
                        result.reason, result.message or result.status)

@@ -122,8 +122,9 @@ class DeadLetters:
         raw = await awaited(self.redis.hmget(keys.DLQ, ids))
         return [DeadLetter.from_json(item) for item in raw if item is not None]
 
-    async def iterate(self, *, reason: str | None = None, older_than: float | None = None) -> list[DeadLetter]:
-        """Every dead letter (oldest first), optionally of one reason or dead before a time."""
+    async def iterate(self, *, reason: str | None = None, older_than: float | None = None,
+                      account: str | None = None) -> list[DeadLetter]:
+        """Every dead letter (oldest first), optionally of one reason, one ad account, or dead before a time."""
         letters: list[DeadLetter] = []
         maximum: float | str = "+inf" if older_than is None else older_than
         offset = 0
@@ -133,11 +134,13 @@ class DeadLetters:
                 if not ids:
                     return letters
                 offset += len(ids)
-                letters += [letter for letter in await self._load(ids) if reason is None or letter.reason == reason]
+                letters += [letter for letter in await self._load(ids) if (reason is None or letter.reason == reason)
+                            and (account is None or letter.account == account)]
 
-    async def recent(self, *, reason: str | None = None, limit: int | None = None) -> list[DeadLetter]:
+    async def recent(self, *, reason: str | None = None, limit: int | None = None,
+                     account: str | None = None) -> list[DeadLetter]:
         """The newest ``limit`` dead letters (all when ``None``), newest first."""
-        letters = await self.iterate(reason=reason)
+        letters = await self.iterate(reason=reason, account=account)
         letters.reverse()
         return letters if limit is None else letters[:limit]
 
@@ -155,13 +158,14 @@ class DeadLetters:
         for reason, count in Counter(letter.reason for letter in letters).items():
             pipe.hincrby(keys.DLQ_REASONS, reason, -count)
 
-    async def replay(self, *, reason: str | None = None, letter_id: str | None = None) -> list[DeadLetter]:
+    async def replay(self, *, reason: str | None = None, letter_id: str | None = None,
+                     account: str | None = None) -> list[DeadLetter]:
         """Put dead letters back on their account's queue (bypassing the 48 h dedup) and forget them."""
         if letter_id is not None:
             found = await self.get(letter_id)
             letters = [found] if found is not None else []
         else:
-            letters = await self.iterate(reason=reason)
+            letters = await self.iterate(reason=reason, account=account)
         with unavailable("replaying dead letters"):
             for start in range(0, len(letters), _PAGE):
                 chunk = letters[start:start + _PAGE]
@@ -176,9 +180,9 @@ class DeadLetters:
                     await pipe.execute()
         return letters
 
-    async def purge(self, *, older_than: float, reason: str | None = None) -> int:
+    async def purge(self, *, older_than: float, reason: str | None = None, account: str | None = None) -> int:
         """Forget dead letters that died more than ``older_than`` seconds ago; returns how many."""
-        letters = await self.iterate(reason=reason, older_than=time.time() - older_than)
+        letters = await self.iterate(reason=reason, older_than=time.time() - older_than, account=account)
         with unavailable("purging dead letters"):
             for start in range(0, len(letters), _PAGE):
                 async with self.redis.pipeline(transaction=True) as pipe:

@@ -127,13 +127,13 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.shared = SharedState()
         self.delivered = Counter("pinsignal_events_delivered", "Events Pinterest processed.",
-                                 ["event_name"], registry=self.registry)
+                                 ["account", "event_name"], registry=self.registry)
         self.failed = Counter("pinsignal_events_failed", "Events dead-lettered.",
-                              ["event_name", "reason"], registry=self.registry)
+                              ["account", "event_name", "reason"], registry=self.registry)
         self.retried = Counter("pinsignal_events_retried", "Event sends retried later.",
-                               ["event_name", "reason"], registry=self.registry)
+                               ["account", "event_name", "reason"], registry=self.registry)
         self.requests = Counter("pinsignal_requests", "Requests to Pinterest by outcome.",
-                                ["status"], registry=self.registry)
+                                ["account", "status"], registry=self.registry)
         self.match_keys = Counter("pinsignal_match_keys", "Delivered events carrying each match key.",
                                   ["key"], registry=self.registry)
         self.batch_size = Histogram("pinsignal_batch_size", "Events per request to Pinterest.",

@@ -219,6 +219,7 @@ class _Pending:
     events: Sequence[dict[str, Any]]
     future: asyncio.Future[EnqueueResult]
     trusted: bool = False
+    account: str = keys.UNASSIGNED_ACCOUNT
 
 
 class EventQueue:
@@ -234,8 +235,6 @@ class EventQueue:
         self.redis = redis
         self.account = account
         self._browser_cap = browser_dedup_max  # None: browser dedup entries are not capped
-        self._stream = keys.stream(account)
-        self._prefix = keys.seen_prefix(account)
         self._script = redis.register_script(_ENQUEUE_LUA)
         encoder = cast(Any, redis).get_encoder()
         # What redis-py would send for the value (str as UTF-8, int as its digits...), done here so
@@ -263,8 +262,12 @@ class EventQueue:
                                          retry_on_error=[RedisConnectionError, OSError])
         return cls(client, config.ad_account_id or keys.UNASSIGNED_ACCOUNT, browser_dedup_max=config.browser_dedup_max)
 
-    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False,
+                      account: str | None = None) -> EnqueueResult:
         """Queue hashed, validated v5 events; ``(event_name, event_id)`` seen in 48 h is a duplicate.
+
+        ``account``: the ad account they go to (``pinsignal.accounts`` routes them), else this
+        queue's own; each account has its own stream and dedup window.
 
         ``trusted=True`` (a server source's events): a pair that only a browser event holds is not a
         duplicate; the server event is queued and holds the pair from then on.
@@ -275,7 +278,7 @@ class EventQueue:
         if not events:
             return EnqueueResult()
         future: asyncio.Future[EnqueueResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(events, future, trusted))
+        self._pending.append(_Pending(events, future, trusted, account or self.account))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         try:  # (not ``with unavailable(...)``: this runs for every request)
@@ -288,20 +291,22 @@ class EventQueue:
         while self._pending:
             chunk: list[_Pending] = []
             size = 0
-            while self._pending and (not chunk or size + len(self._pending[0].events) <= _MAX_EVENTS_PER_CALL):
+            account = self._pending[0].account  # one account per round trip: its keys share one slot
+            while self._pending and self._pending[0].account == account and (
+                    not chunk or size + len(self._pending[0].events) <= _MAX_EVENTS_PER_CALL):
                 item = self._pending.popleft()
                 chunk.append(item)
                 size += len(item.events)
             records = encode_records([event for item in chunk for event in item.events], self._encode)
-            args: list[Any] = [DEDUP_SECONDS, self._prefix, records]
+            args: list[Any] = [DEDUP_SECONDS, keys.seen_prefix(account), records]
             if self._browser_cap is not None or any(item.trusted for item in chunk):
                 args.append(b"".join((b"s" if item.trusted else b"b") * len(item.events) for item in chunk))
             try:
                 if self._browser_cap is not None:
                     args.append(self._browser_cap)
                 window = int(time.time()) // DEDUP_SECONDS
-                flags = await self._run_script([self._stream, keys.COUNTERS, keys.STREAMS,
-                                                keys.browser_seen_count(self.account, window)], args)
+                flags = await self._run_script([keys.stream(account), keys.COUNTERS, keys.STREAMS,
+                                                keys.browser_seen_count(account, window)], args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
                 for item in chunk:
                     if not item.future.done():

@@ -35,6 +35,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from pinsignal import keys
+from pinsignal.accounts import Accounts
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
 from pinsignal.errors import ConfigError
@@ -76,7 +77,7 @@ async def sweep(ctx: dict[str, Any]) -> None:
     """arq cron: refresh the shared metrics, and drop idle consumers that hold nothing."""
     delivery: Delivery = ctx["delivery"]
     await refresh_shared(delivery.redis, ctx["metrics"])
-    for stream in delivery.streams:
+    for stream in [stream for each in ctx["deliveries"] for stream in each.streams]:
         with contextlib.suppress(Exception):
             for consumer in await delivery.redis.xinfo_consumers(stream, keys.GROUP):
                 if consumer["pending"] == 0 and consumer["idle"] > 3_600_000:
@@ -92,14 +93,15 @@ async def _refresh_forever(ctx: dict[str, Any]) -> None:
             await asyncio.wait_for(delivery.stop.wait(), timeout=2.0)
 
 
-def _health(delivery: Delivery, tasks: list[asyncio.Task[None]]) -> tuple[bool, str]:
+def _health(deliveries: list[Delivery], tasks: list[asyncio.Task[None]]) -> tuple[bool, str]:
     if any(task.done() for task in tasks):
         return False, "a delivery loop has stopped"
-    if delivery.redis_down:
-        return False, "Redis is unreachable"
-    stalled = time.monotonic() - delivery.last_progress
-    if stalled > _STALL_SECONDS:
-        return False, f"no delivery progress for {stalled:.0f} s"
+    for delivery in deliveries:
+        if delivery.redis_down:
+            return False, "Redis is unreachable"
+        stalled = time.monotonic() - delivery.last_progress
+        if stalled > _STALL_SECONDS:
+            return False, f"no delivery progress for {stalled:.0f} s (ad account {delivery.account})"
     return True, "ok"
 
 
@@ -131,7 +133,8 @@ def metrics_host(config: Config) -> str:
 def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int | None = None,
                     reclaim_after: float = 5.0, probe_interval: float = 5.0,
                     calls_per_minute: int | None = None, policy: RetryPolicy | None = None) -> dict[str, Any]:
-    """arq ``Worker`` keyword arguments for delivering ``config``'s account, retrying by ``policy``."""
+    """arq ``Worker`` keyword arguments for delivering ``config``'s account (and those of
+    ``PINSIGNAL_ACCOUNTS``, each with ``concurrency`` loops), retrying by ``policy``."""
     if not config.can_deliver:
         raise ConfigError("the worker needs PINTEREST_AD_ACCOUNT_ID and PINTEREST_ACCESS_TOKEN to deliver events.")
     from pinsignal.embedded import redis_url
@@ -140,32 +143,47 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
     port = config.metrics_port if metrics_port is None else metrics_port
     policy = policy or RetryPolicy()
 
+    # several ad accounts (DESIGN 8.4): the default one, then PINSIGNAL_ACCOUNTS's, each with its own token
+    # (read here, so a missing one fails start-up), client, rate limit, pause and dead letters
+    routed = Accounts.load(config.accounts, default=config.ad_account_id)
+    configs = [config] + [config.with_(ad_account_id=account.id, access_token=account.token(os.environ))
+                          for account in routed.accounts if account.id != config.ad_account_id]
+
     async def startup(ctx: dict[str, Any]) -> None:
         from pinsignal.ratelimit import DEFAULT_CALLS_PER_MINUTE, TokenBucket
 
-        redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, max_connections=concurrency + 8)
-        client = PinterestClient(config, max_connections=concurrency * 2, policy=policy)
+        redis = aioredis.Redis.from_url(url, socket_connect_timeout=5,
+                                        max_connections=(concurrency + 2) * len(configs) + 6)
         metrics = Metrics()
         consumer = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000) % 100000}"
-        delivery = Delivery(redis, config, client, consumer=consumer, metrics=metrics,
-                            bucket=TokenBucket(redis, calls_per_minute or DEFAULT_CALLS_PER_MINUTE),
-                            reclaim_after=reclaim_after, probe_interval=probe_interval)
-        await delivery.setup()
-        tasks = [asyncio.create_task(delivery.run_loop(), name=f"deliver-{n}") for n in range(concurrency)]
-        tasks.append(asyncio.create_task(delivery.heartbeat(), name="heartbeat"))
+        bucket = TokenBucket(redis, calls_per_minute or DEFAULT_CALLS_PER_MINUTE)
+        clients = [PinterestClient(each, max_connections=concurrency * 2, policy=policy) for each in configs]
+        deliveries = [Delivery(redis, each, client, consumer=consumer, metrics=metrics, bucket=bucket,
+                               reclaim_after=reclaim_after, probe_interval=probe_interval, unassigned=index == 0)
+                      for index, (each, client) in enumerate(zip(configs, clients, strict=True))]
+        for delivery in deliveries:
+            await delivery.setup()
+        tasks = [asyncio.create_task(delivery.run_loop(), name=f"deliver-{delivery.account}-{n}")
+                 for delivery in deliveries for n in range(concurrency)]
+        tasks += [asyncio.create_task(delivery.heartbeat(), name=f"heartbeat-{delivery.account}")
+                  for delivery in deliveries]
+        ctx.update(delivery=deliveries[0], deliveries=deliveries, metrics=metrics, clients=clients,
+                   delivery_redis=redis)
         tasks.append(asyncio.create_task(_refresh_forever(ctx), name="refresh"))
-        ctx.update(delivery=delivery, metrics=metrics, client=client, tasks=tasks, delivery_redis=redis)
+        ctx["tasks"] = tasks
         if port is not None:
             ctx["metrics_server"] = await MetricsServer(metrics, port, metrics_host(config),
-                                                        health=lambda: _health(delivery, tasks)).start()
-        logger.info("delivering ad account %s to %s%s with %d loops (consumer %s)", config.ad_account_id,
+                                                        health=lambda: _health(deliveries, tasks)).start()
+        logger.info("delivering ad account%s %s to %s%s with %d loops each (consumer %s)",
+                    "s" if len(deliveries) > 1 else "", ", ".join(d.account for d in deliveries),
                     config.api_url, " in TEST mode" if config.test_mode else "", concurrency, consumer)
 
     async def shutdown(ctx: dict[str, Any]) -> None:
-        delivery: Delivery | None = ctx.get("delivery")
-        if delivery is None:
+        deliveries: list[Delivery] | None = ctx.get("deliveries")
+        if not deliveries:
             return
-        delivery.stop.set()
+        for delivery in deliveries:
+            delivery.stop.set()
         # A batch mid-request finishes (bounded by the HTTP timeout); a waiting one is given back.
         done, pending = await asyncio.wait(ctx["tasks"], timeout=config.http_timeout + 5)
         for task in pending:
@@ -173,8 +191,10 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         server: MetricsServer | None = ctx.get("metrics_server")
         if server is not None:
             await server.close()
-        await delivery.close()
-        await ctx["client"].aclose()
+        for delivery in deliveries:
+            await delivery.close()
+        for client in ctx["clients"]:
+            await client.aclose()
         await ctx["delivery_redis"].aclose()
         logger.info("worker stopped")
 

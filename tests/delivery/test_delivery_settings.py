@@ -35,7 +35,7 @@ def test_worker_settings_come_from_the_environment_and_never_pickle(monkeypatch:
 @pytest.mark.anyio
 async def test_metrics_server_serves_metrics_and_health() -> None:
     metrics = Metrics()
-    metrics.delivered.labels("checkout").inc(3)
+    metrics.delivered.labels("549755885175", "checkout").inc(3)
     metrics.latency.observe(0.3, 1000)
     metrics.shared.paused = {"549755885175": "401"}
     healthy = [True, "ok"]
@@ -44,7 +44,7 @@ async def test_metrics_server_serves_metrics_and_health() -> None:
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             text = (await client.get("/metrics")).text
-            assert 'pinsignal_events_delivered_total{event_name="checkout"} 3.0' in text
+            assert 'pinsignal_events_delivered_total{account="549755885175",event_name="checkout"} 3.0' in text
             assert 'pinsignal_delivery_latency_seconds_bucket{le="0.5"} 1000.0' in text
             assert 'pinsignal_delivery_latency_seconds_bucket{le="0.25"} 0.0' in text
             assert 'pinsignal_account_paused{account="549755885175",status="401"} 1.0' in text

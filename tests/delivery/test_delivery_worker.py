@@ -128,7 +128,7 @@ def test_worker_delivers_thousands_with_metrics_status_dlq_and_no_raw_pii(
     wait_until(lambda: 'pinsignal_dead_letters{reason="rejected"} 4.0' in metrics(), timeout=20,
                what="dead letters in metrics")
     text = metrics()
-    assert 'pinsignal_events_delivered_total{event_name="checkout"}' in text
+    assert 'event_name="checkout"}' in text and 'pinsignal_events_delivered_total{account="' in text
     delivered = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                     if line.startswith("pinsignal_events_delivered_total{"))
     assert delivered == 3996

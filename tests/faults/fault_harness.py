@@ -1,6 +1,6 @@
 """The fault suite's moving parts: a whole pinsignal installation in real processes, and a stream of events.
 
-``Stack`` runs, under one temp dir, the embedded Redis (AOF, ``appendfsync everysec``), the sandbox
+``Stack`` runs, under one temp dir, the embedded Redis (AOF, ``appendfsync always``), the sandbox
 (``pinsignal sandbox``), the web process (uvicorn + ``collector_app``) and any number of
 ``pinsignal worker`` processes, each of which can be stopped, SIGKILLed and restarted. ``Stream``
 posts batches of 100 events to the real collector at a steady rate, re-sending a batch (same

@@ -9,6 +9,7 @@ every valid Pinterest event in one call. Identify events also refresh the ``_psu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from pinsignal.accounts import Accounts
 from pinsignal.bots import BotFilter
 from pinsignal.clientip import TrustedProxies
 from pinsignal.config import Config
@@ -37,6 +39,7 @@ from pinsignal.events import parse_envelope
 from pinsignal.ldp import LdpPolicy, flag_ldp
 from pinsignal.pinterest.fields import IDENTITY_TRAITS
 from pinsignal.pipeline import RequestContext
+from pinsignal.queue import EnqueueResult
 from pinsignal.trace import DEBUG_COOKIE, valid_debug_code
 from pinsignal.visitors import restore_visitors, visitor_store
 
@@ -180,6 +183,8 @@ class Intake:
         # memory beside a MemorySink
         self.observer = observer or (MemoryObserver(config) if isinstance(sink, MemorySink) else RedisObserver(config))
         self.account = config.ad_account_id or "default"
+        # several ad accounts (DESIGN 8.4): the first match of PINSIGNAL_ACCOUNTS, else self.account
+        self.routes = Accounts.load(config.accounts, default=config.ad_account_id)
         if engine is None:
             from pinsignal.pipeline import Engine
 
@@ -221,7 +226,8 @@ class Intake:
         return None if signed is None else self.cookies.device(signed, secure=secure, host=host)
 
     async def accept(self, raws: Sequence[object], visitor: VisitorRequest, *, received_at: float,
-                     decoded: bool = False, source: Source = "browser", believe_context: bool = False) -> IntakeResult:
+                     decoded: bool = False, source: Source = "browser", believe_context: bool = False,
+                     source_name: str | None = None) -> IntakeResult:
         """Process a batch of raw events from one request; raises whatever the sink raises.
 
         ``decoded=True``: the events come straight from JSON decoding (the collector's bodies), so
@@ -229,9 +235,11 @@ class Intake:
         ``source="server"``: ``track()`` or a write-key post (DESIGN 8.1), whose server events take
         precedence over browser ones in the queue's dedup. ``believe_context=True`` (a write-key
         post): the events carry their visitors' context themselves, see :meth:`_accept_server`.
+        ``source_name``: the write key's name, which ``PINSIGNAL_ACCOUNTS`` may route by.
         """
         if believe_context:
-            return await self._accept_server(raws, visitor, received_at=received_at, decoded=decoded)
+            return await self._accept_server(raws, visitor, received_at=received_at, decoded=decoded,
+                                             source_name=source_name)
         outcome = IntakeResult()
         debug = visitor.cookies.get(DEBUG_COOKIE)
         seen = self.observer.request(valid_debug_code(debug) if debug is not None else None)
@@ -262,7 +270,8 @@ class Intake:
         newest_epik = visitor.epik
         remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
         request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
-        pending: list[tuple[str, str, dict[str, Any]]] = []
+        pending: list[tuple[str, str, dict[str, Any], str]] = []
+        route = self.routes.route if self.routes.accounts else None
         refused = invalid = refused_source = 0
         identity = dict(remembered)  # an identify early in a batch already counts for the events after it
         process = self.engine.process
@@ -303,9 +312,11 @@ class Intake:
             if _source_refused(made, index, envelope, outcome, seen):
                 refused_source += 1
                 continue
+            account = self.account if route is None else route(envelope, host=visitor.host,
+                                                                source_name=source_name) or self.account
             for produced in made:
                 if produced.valid:
-                    pending.append((envelope["message_id"], produced.pipeline, produced.event))
+                    pending.append((envelope["message_id"], produced.pipeline, produced.event, account))
                 else:
                     reasons.extend(f"{produced.pipeline}: {error}" for error in produced.errors)
             if reasons:
@@ -335,23 +346,30 @@ class Intake:
             await self.sink.incr("refused_source", refused_source)
         return outcome
 
-    async def _enqueue(self, pending: list[tuple[str, str, dict[str, Any]]], outcome: IntakeResult,
+    async def _enqueue(self, pending: list[tuple[str, str, dict[str, Any], str]], outcome: IntakeResult,
                        seen: RequestObserver, source: Source) -> None:
         if not pending:
             return
-        outcome.events = [event for _, _, event in pending]
+        outcome.events = [event for _, _, event, _ in pending]
         # a server event is never a duplicate of a browser one (DESIGN 8.1): the queue gives it precedence
-        result = await (self.sink.enqueue(outcome.events, trusted=True) if source == "server"
-                        else self.sink.enqueue(outcome.events))
+        trusted = source == "server"
+        accounts = list(dict.fromkeys(account for _, _, _, account in pending))
+        if len(accounts) == 1:
+            result = await self.sink.enqueue(outcome.events, trusted=trusted, account=accounts[0])
+        else:  # one call per account, all at once (the queue sends one round trip per account)
+            results = await asyncio.gather(*(
+                self.sink.enqueue([event for _, _, event, routed in pending if routed == account],
+                                  trusted=trusted, account=account) for account in accounts))
+            result = EnqueueResult([i for r in results for i in r.queued], [i for r in results for i in r.duplicates])
         outcome.queued, outcome.duplicates = result.queued, result.duplicates
         if seen.tracing:
             duplicates = set(result.duplicates)
-            for message_id, pipeline, event in pending:
-                seen.queued(message_id, pipeline, event, self.account,
+            for message_id, pipeline, event, account in pending:
+                seen.queued(message_id, pipeline, event, account,
                             duplicate=bool(duplicates) and str(event["event_id"]) in duplicates)
 
     async def _accept_server(self, raws: Sequence[object], visitor: VisitorRequest, *, received_at: float,
-                             decoded: bool) -> IntakeResult:
+                             decoded: bool, source_name: str | None = None) -> IntakeResult:
         """A server source's batch: each event speaks for its own visitor (DESIGN 8.1).
 
         ``context.ip``, ``context.userAgent`` and ``context.page`` are the shopper's, as the site
@@ -368,7 +386,8 @@ class Intake:
         consent = self.consent.for_request(gpc=False, cookies={})
         request_verdict = consent({})
         always_ldp = self.ldp.always
-        pending: list[tuple[str, str, dict[str, Any]]] = []
+        pending: list[tuple[str, str, dict[str, Any], str]] = []
+        route = self.routes.route if self.routes.accounts else None
         refused = invalid = bots = refused_source = 0
         process = self.engine.process
         is_bot = self.bots.is_bot
@@ -419,7 +438,9 @@ class Intake:
                 continue
             if not made:
                 seen.unmatched(envelope, request, self.config)
-            pending.extend((envelope["message_id"], produced.pipeline, produced.event) for produced in made)
+            account = self.account if route is None else route(envelope, host=visitor.host,
+                                                                source_name=source_name) or self.account
+            pending.extend((envelope["message_id"], produced.pipeline, produced.event, account) for produced in made)
             outcome.accepted.append(envelope["message_id"])
         await self._enqueue(pending, outcome, seen, "server")
         await seen.done()

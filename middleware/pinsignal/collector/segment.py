@@ -133,7 +133,8 @@ class SegmentAPI:
         if kept:
             try:
                 outcome = await self._intake.accept(kept, visitor, received_at=time.time(), decoded=True,
-                                                    source=source, believe_context=name is not None)
+                                                    source=source, believe_context=name is not None,
+                                                    source_name=name)
             except QueueUnavailable as exc:
                 logger.warning("could not queue %d event(s), answering 503: %s", len(kept), exc)
                 raise SegmentRefusal(503, "unavailable", "the event queue is unavailable; send the events again "

@@ -26,8 +26,10 @@ class Sink(Protocol):
 
     async def open(self) -> None: ...
 
-    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
-        """``trusted``: server events, which a browser event with the same name and id never suppresses."""
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False,
+                      account: str | None = None) -> EnqueueResult:
+        """``trusted``: server events, which a browser event with the same name and id never suppresses;
+        ``account``: the ad account they are routed to (``pinsignal.accounts``), else the default."""
         ...
 
     async def incr(self, name: str, amount: int = 1) -> None: ...
@@ -44,25 +46,28 @@ class MemorySink:
 
     def __init__(self) -> None:
         self.events: list[dict[str, Any]] = []
+        self.accounts: list[str | None] = []  # the routed account of each of ``events``
         self.counters: Counter[str] = Counter()
         self.opened = 0
         self.closed = 0
-        self._seen: dict[tuple[str, str], bool] = {}  # pair -> held by a server event
+        self._seen: dict[tuple[str | None, str, str], bool] = {}  # (account, name, id) -> held by a server event
 
     async def open(self) -> None:
         self.opened += 1
 
-    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False,
+                      account: str | None = None) -> EnqueueResult:
         result = EnqueueResult()
         for event in events:
             event_id = str(event.get("event_id", ""))
-            key = (str(event.get("event_name", "")), event_id)
+            key = (account, str(event.get("event_name", "")), event_id)
             held = self._seen.get(key)
             if held is not None and (held or not trusted):
                 result.duplicates.append(event_id)
                 continue
             self._seen[key] = trusted
             self.events.append(event)
+            self.accounts.append(account)
             result.queued.append(event_id)
         return result
 
@@ -92,11 +97,11 @@ class QueueSink:
 
                 self._queue = await EventQueue.connect(self._config)
 
-    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False) -> EnqueueResult:
+    async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False,
+                      account: str | None = None) -> EnqueueResult:
         if self._queue is None:
             await self.open()
-        result: EnqueueResult = await (self._queue.enqueue(list(events), trusted=True) if trusted
-                                       else self._queue.enqueue(list(events)))
+        result: EnqueueResult = await self._queue.enqueue(list(events), trusted=trusted, account=account)
         return result
 
     async def incr(self, name: str, amount: int = 1) -> None:

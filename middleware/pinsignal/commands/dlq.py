@@ -22,12 +22,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     purge = actions.add_parser("purge", help="forget old dead letters")
     purge.add_argument("--older-than", required=True, help="e.g. 30d, 12h, 90m")
     purge.add_argument("--reason", help="only this reason")
+    for each in (listing, replay, purge):
+        each.add_argument("--account", help="only this ad account's dead letters (PINSIGNAL_ACCOUNTS)")
 
 
 def _row(letter: Any) -> str:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.dead_at))
     message = letter.message if len(letter.message) <= 80 else letter.message[:77] + "..."
-    return (f"{letter.id}  {when}Z  {letter.reason:<11}  {letter.event_name:<16}  {letter.event_id:<24}  "
+    return (f"{letter.id}  {when}Z  {letter.account:<18}  {letter.reason:<11}  {letter.event_name:<16}  "
+            f"{letter.event_id:<24}  "
             f"{letter.attempts:>3}  {message}")
 
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         letters = DeadLetters(redis)
         try:
             if args.action == "list":
-                found = await letters.recent(reason=args.reason, limit=args.limit or None)
+                found = await letters.recent(reason=args.reason, limit=args.limit or None, account=args.account)
                 if args.json:
                     for letter in found:
                         sys.stdout.write(letter.to_json().decode() + "\n")
@@ -61,19 +64,20 @@ def run(args: argparse.Namespace) -> int:
                 if not found:
                     print("no dead letters" + (f" with reason {args.reason!r}" if args.reason else ""))
                     return 0
-                print(f"{'id':<16}  {'dead at':<20}  {'reason':<11}  {'event_name':<16}  {'event_id':<24}  "
-                      f"{'try':>3}  message")
+                print(f"{'id':<16}  {'dead at':<20}  {'account':<18}  {'reason':<11}  {'event_name':<16}  "
+                      f"{'event_id':<24}  {'try':>3}  message")
                 for letter in found:
                     print(_row(letter))
                 return 0
             if args.action == "replay":
-                replayed = await letters.replay(reason=None if args.all else args.reason, letter_id=args.letter_id)
+                replayed = await letters.replay(reason=None if args.all else args.reason, letter_id=args.letter_id,
+                                                account=args.account)
                 if args.letter_id and not replayed:
                     print(f"pinsignal dlq replay: no dead letter with id {args.letter_id!r}", file=sys.stderr)
                     return 1
                 print(f"replayed {len(replayed)} dead letters onto the queue")
                 return 0
-            purged = await letters.purge(older_than=older_than, reason=args.reason)
+            purged = await letters.purge(older_than=older_than, reason=args.reason, account=args.account)
             print(f"purged {purged} dead letters older than {args.older_than}")
             return 0
         finally:
