@@ -76,7 +76,8 @@ def test_one_worker_delivers_every_account_and_a_bad_token_pauses_only_its_own(
     logs = worker_logs(tmp_path)
     assert "pina_not-a-valid-token-123" not in logs and sandbox_server.token not in logs
     assert f"ad account {OUTLET}: delivery to this account is PAUSED" in logs or f"for ad account {OUTLET}" in logs
-    status = subprocess.run(pinsignal_cmd("status"), env={**os.environ, **port_env}, capture_output=True, text=True, timeout=60)
+    status = subprocess.run(pinsignal_cmd("status"), env={**os.environ, **port_env}, capture_output=True, text=True,
+                            timeout=60)
     assert f"account {OUTLET}: 300 queued" in status.stdout or f"account {OUTLET}: 0 queued" in status.stdout, \
         status.stdout
     assert "PAUSED" in status.stdout
@@ -86,7 +87,8 @@ def test_a_missing_token_variable_fails_the_worker_start_up(redis_url: str, sand
                                                            tmp_path: Path) -> None:
     env = worker_env(redis_url, sandbox_server, PINSIGNAL_ACCOUNTS=str(_accounts_file(tmp_path)),
                      SHOP_TOKEN_EU=sandbox_server.token)
-    done = subprocess.run(pinsignal_cmd("worker"), env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(pinsignal_cmd("worker"), env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60)
     assert done.returncode != 0
     assert "SHOP_TOKEN_OUTLET is not set; it holds the access token of ad account 549755885178" in done.stderr
     assert sandbox_server.token not in done.stderr + done.stdout
