@@ -113,6 +113,7 @@ def test_redis_stopped_and_restarted_gracefully(tmp_path: Path, record_tally: An
         check(tally, record_tally)
 
 
+@pytest.mark.timeout(60 + 45 * REDIS_KILL_RUNS)  # each run streams for 4 s, then settles (about 10-25 s)
 def test_redis_sigkilled_with_append_only_file(tmp_path: Path, record_tally: Any) -> None:
     """Acknowledged means durable (DESIGN 8.4): ``REDIS_KILL_RUNS`` streams of ``EVENTS`` events, Redis
     SIGKILLed twice during each and restarted from its append-only file; not one acknowledged event lost."""
