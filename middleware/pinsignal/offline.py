@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import hashlib
 import io
 import time
@@ -369,6 +370,20 @@ return 0
 def _prepare(chunk: list[tuple[int, dict[str, Any]]], builder: _Builder, engine: Engine, request: Any,
              summary: ImportSummary, always_ldp: bool) -> list[dict[str, Any]]:
     """The Pinterest events of a chunk's rows (hashed, validated, offline); refusals into ``summary``."""
+    # Some 30 objects a row, kept until the chunk is queued and none in a reference cycle: the
+    # collector, triggered by allocations, would walk them again and again for nothing (4% of a
+    # row's instructions). It waits until the chunk is done; nothing else runs meanwhile (no await).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _events(chunk, builder, engine, request, summary, always_ldp)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _events(chunk: list[tuple[int, dict[str, Any]]], builder: _Builder, engine: Engine, request: Any,
+            summary: ImportSummary, always_ldp: bool) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for number, row in chunk:
         try:
