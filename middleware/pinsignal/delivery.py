@@ -67,8 +67,8 @@ class Entry:
     the ``m`` field written at enqueue, which keeps a 1000-event batch cheap to handle.
     """
 
-    __slots__ = ("_event", "attempts", "done", "enqueued_at", "event_name", "event_time", "id", "keys", "meta",
-                 "raw", "stream")
+    __slots__ = ("_event", "attempts", "done", "enqueued_at", "event_id", "event_name", "event_time", "id", "keys",
+                 "meta", "raw", "stream")
 
     def __init__(self, stream: str, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         # Runs for every event of every batch: keep it to a few dict lookups and one split.
@@ -81,6 +81,8 @@ class Entry:
         self.enqueued_at = float(stamp) if stamp else int(entry_id[:entry_id.index(b"-")]) * 0.001
         self.done = False
         self._event: dict[str, Any] | None = None
+        ident = fields.get(b"i")  # the event_id, written by the enqueue script (None: an older entry)
+        self.event_id = ident.decode() if ident is not None else None
         meta = self.meta = fields.get(b"m")
         if meta:
             name, event_time, mask = meta.split(b"|")
@@ -399,6 +401,8 @@ class Delivery:
                 fields: dict[str, Any] = {"e": entry.raw, "n": attempts, "t": repr(entry.enqueued_at)}
                 if entry.meta:
                     fields["m"] = entry.meta
+                if entry.event_id is not None:
+                    fields["i"] = entry.event_id
                 pipe.xadd(entry.stream, fields)  # type: ignore[arg-type]
                 by_stream[entry.stream].append(entry.id)
             for stream, ids in by_stream.items():

@@ -173,22 +173,30 @@ class DeliveryTrace:
         """One answer from Pinterest (or a transport failure) for ``entries``, in request order."""
         writer = self.writer
         tracing = writer.enabled
-        statuses = result.events if result.action == "ok" else []
+        ok = result.action == "ok"
+        statuses = result.events if ok else []
         warned: Counter[tuple[str, str]] = Counter()
         now = round(time.time(), 3)
+        if tracing:
+            # one "sent" record per BATCH_RECORD events (readers split it back, trace.decode_records);
+            # the Pinterest event itself is kept for the first event of each (a sample: a copy of every
+            # event was most of the worker's cost of the trace and most of its memory)
+            sent: list[dict[str, Any]] = []
+            for index, entry in enumerate(entries):
+                status = statuses[index] if statuses else None
+                item: dict[str, Any] = {"event_name": entry.event_name, "event_id": _event_id(entry),
+                                        "attempt": entry.attempts + 1,
+                                        "answer": ("failed" if status is not None and not status.processed
+                                                   else "processed") if ok else result.reason}
+                if entry.attempts == 0 and index % BATCH_RECORD == 0:
+                    item["pinterest"] = orjson.Fragment(entry.raw)
+                sent.append(item)
+            shared: dict[str, Any] = {"at": now, "stage": "sent", "account": self.account, "status": result.status}
+            if not ok and result.message:
+                shared["message"] = result.message
+            _add_batches(writer, shared, sent)
         for index, entry in enumerate(entries):
             status = statuses[index] if statuses else None
-            if tracing:
-                record: dict[str, Any] = {"at": now, "stage": "sent", "event_name": entry.event_name,
-                                          "event_id": _event_id(entry), "account": self.account,
-                                          "attempt": entry.attempts + 1, "status": result.status,
-                                          "answer": ("failed" if status is not None and not status.processed
-                                                     else "processed") if result.action == "ok" else result.reason}
-                if result.action != "ok" and result.message:
-                    record["message"] = result.message
-                if entry.attempts == 0:
-                    record["pinterest"] = orjson.Fragment(entry.raw)
-                writer.add(record)
             if status is None:
                 if tracing and result.action == "split" and len(entries) == 1:
                     writer.add({"at": now, "stage": "failed", "event_name": entry.event_name,
@@ -217,10 +225,10 @@ class DeliveryTrace:
         coverage: Counter[tuple[str, int]] = Counter()
         for entry in delivered:
             coverage[entry.event_name, entry.keys] += 1
-            if writer.enabled:
-                writer.add({"at": stamp, "stage": "delivered", "event_name": entry.event_name,
-                            "event_id": _event_id(entry), "account": self.account, "attempt": entry.attempts + 1,
-                            "latency": round(now - entry.enqueued_at, 4), "keys": entry.keys})
+        if writer.enabled and delivered:
+            _add_batches(writer, {"at": stamp, "stage": "delivered", "account": self.account},
+                         [{"event_name": entry.event_name, "event_id": _event_id(entry), "attempt": entry.attempts + 1,
+                           "latency": round(now - entry.enqueued_at, 4), "keys": entry.keys} for entry in delivered])
         for entry, reason, message in dead:
             if writer.enabled:
                 writer.add({"at": stamp, "stage": "dead_lettered", "event_name": entry.event_name,
@@ -235,19 +243,18 @@ class DeliveryTrace:
                 self.metrics.match_keys.labels(name, key).inc(count)
 
 
-_ID_KEY = b'"event_id":"'
+BATCH_RECORD = 64
+"""Events per worker trace record (``batch``): one stream entry holds at most this many events' stage."""
+
+
+def _add_batches(writer: TraceWriter, shared: dict[str, Any], items: list[dict[str, Any]]) -> None:
+    for start in range(0, len(items), BATCH_RECORD):
+        writer.add({**shared, "batch": items[start:start + BATCH_RECORD]})
 
 
 def _event_id(entry: Entry) -> str | None:
-    # The queue writes events as compact JSON: find the id in the bytes rather than parse a
-    # thousand events per batch; anything unusual (escapes, another spelling) is parsed.
-    raw = entry.raw
-    start = raw.find(_ID_KEY)
-    if start >= 0:
-        start += len(_ID_KEY)
-        end = raw.find(b'"', start)
-        value = raw[start:end]
-        if end > start and b"\\" not in value:
-            return value.decode()
+    # the enqueue script writes the id beside the event (field ``i``); an entry queued before it did is parsed
+    if entry.event_id is not None:
+        return entry.event_id
     event_id = entry.event.get("event_id")
     return str(event_id) if event_id is not None else None

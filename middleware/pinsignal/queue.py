@@ -120,7 +120,7 @@ while pos <= size do
     fresh = redis.call('EXISTS', key) == 0
   end
   if fresh then
-    redis.call('XADD', KEYS[1], '*', 'e', string.sub(blob, at, pos - 1), 'm', meta)
+    redis.call('XADD', KEYS[1], '*', 'e', string.sub(blob, at, pos - 1), 'm', meta, 'i', id)
     flags[#flags + 1] = 1
     queued = queued + 1
   else

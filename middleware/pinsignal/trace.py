@@ -306,7 +306,9 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
     """The records of one stream entry (``id`` is the entry id), oldest first.
 
     The collector stores an event's ``queued``/``duplicate`` stages inside its ``received`` record
-    (``then``): one entry per event instead of two. They come out here as records of their own.
+    (``then``): one entry per event instead of two; a worker stores the ``sent`` or ``delivered``
+    stage of up to 64 events of a batch in one record (``batch``: what differs per event). They come
+    out here as records of their own.
     """
     raw = fields.get(b"r")
     if raw is None:
@@ -319,6 +321,9 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
         return []
     ident = entry_id.decode()
     record["id"] = ident
+    batch = record.pop("batch", None)  # a worker's stage of several events (insight.BATCH_RECORD)
+    if isinstance(batch, list):
+        return [{**record, **item, "id": ident} for item in batch if isinstance(item, dict)]
     then = record.pop("then", None)
     if not isinstance(then, list):
         return [record]
