@@ -42,6 +42,7 @@ QUICK: dict[str, list[str]] = {
     "proxy": ["--rounds", "3", "--seconds", "2", "--gigabytes", "0.25"],
     "sandbox": ["--batches", "20", "--rounds", "2"],
     "e2e": ["--events", "2000", "--backlog", "20000"],
+    "scale": ["--events", "20000", "--rounds", "1"],
 }
 
 
