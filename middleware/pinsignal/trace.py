@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import logging
 import re
-import struct
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
@@ -75,21 +74,21 @@ FLUSH_SECONDS = 1.0  # how stale the live page may be; the longer, the fewer rou
 FLUSH_RECORDS = 1000
 
 # KEYS[1] the trace stream, KEYS[2] the counters hash, KEYS[3] the warnings hash. ARGV[1] maxlen,
-# ARGV[2] records (each a 4-byte big-endian length then the JSON), ARGV[3] counters and ARGV[4]
-# warnings, each as "field=amount" lines. One argument per kind: redis-py copies its buffer per
-# argument, which costs more than the records themselves.
+# ARGV[2] the records, one JSON object a line (orjson never writes a raw newline: it escapes them in
+# strings), ARGV[3] counters and ARGV[4] warnings, each as "field=amount" lines. One argument per
+# kind: redis-py copies its buffer per argument, which costs more than the records themselves.
 _FLUSH_LUA = """
 local blob = ARGV[2]
 local pos = 1
 local size = #blob
 local written = 0
+local maxlen = tonumber(ARGV[1])
 while pos <= size do
-  local length = struct.unpack('>I4', blob, pos)
-  pos = pos + 4
-  if tonumber(ARGV[1]) > 0 then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', string.sub(blob, pos, pos + length - 1))
+  local stop = string.find(blob, '\\n', pos, true) or (size + 1)
+  if maxlen > 0 then
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', string.sub(blob, pos, stop - 1))
   end
-  pos = pos + length
+  pos = stop + 1
   written = written + 1
 end
 for i = 3, 4 do
@@ -100,7 +99,6 @@ end
 return written
 """
 
-_LENGTH = struct.Struct(">I")
 
 
 def valid_debug_code(value: str | None) -> str | None:
@@ -123,18 +121,19 @@ _PLAIN = (bool, int, float, type(None))
 
 
 def _hash_traits(traits: Mapping[str, Any], user_data: Mapping[str, Any]) -> dict[str, Any]:
-    # Runs for every traced event: type() tests and dict lookups only, no ABC isinstance.
+    # Runs for every traced event: the common case (a trait a pipeline hashed) first, then type()
+    # tests and dict lookups only, no ABC isinstance.
     hashed: dict[str, Any] = {}
     get_key = _TRAIT_KEYS.get
+    get_known = user_data.get
     for name, value in traits.items():
+        known = get_known(get_key(name))  # type: ignore[arg-type]  # None is simply not a key
+        if type(known) is list and known:
+            hashed[name] = known[0]  # the normalised hash the pipeline sent, not a second one
+            continue
         kind = type(value)
         if kind in _PLAIN:
             hashed[name] = value
-            continue
-        key = get_key(name)
-        known = user_data.get(key) if key is not None else None
-        if type(known) is list and known and type(known[0]) is str:
-            hashed[name] = known[0]  # the normalised hash the pipeline sent, not a second one
         elif kind is str and len(value) == 64 and _HEX64.match(value):
             hashed[name] = value
         elif kind is dict:
@@ -151,7 +150,8 @@ def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | 
     ``user_data``, so nothing is hashed twice); any other string trait is SHA-256 of the value as
     received. Numbers and booleans stay. IP, user agent and page stay as the queued event has them.
     """
-    user_data = user_data or {}
+    if user_data is None:
+        user_data = {}
     copy = dict(envelope)
     traits = copy.get("traits")
     if traits:
@@ -161,7 +161,7 @@ def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | 
         external = user_data.get("external_id")
         copy["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
     context = copy.get("context")
-    if type(context) is dict and "traits" in context:
+    if context and "traits" in context and type(context) is dict:
         inner = context["traits"]
         copy["context"] = {**context, "traits": _hash_traits(inner, user_data) if type(inner) is dict
                            else _digest(inner)}
@@ -243,8 +243,7 @@ class TraceWriter:
         warnings, self._warnings = self._warnings, Counter()
         if not (records or counters or warnings):
             return
-        pack = _LENGTH.pack
-        blob = b"".join([part for record in records for part in (pack(len(record)), record)])
+        blob = b"\n".join(records)
         try:
             await self._send(blob, _lines(counters), _lines(warnings))
         except Exception as exc:  # the trace never fails the caller
@@ -307,8 +306,8 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
 
     The collector stores an event's ``queued``/``duplicate`` stages inside its ``received`` record
     (``then``): one entry per event instead of two; a worker stores the ``sent`` or ``delivered``
-    stage of up to 64 events of a batch in one record (``batch``: what differs per event). They come
-    out here as records of their own.
+    stage of up to 64 events of a batch in one record (``batch``: a list per event of what differs,
+    named by ``fields``). They come out here as records of their own.
     """
     raw = fields.get(b"r")
     if raw is None:
@@ -323,12 +322,26 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
     record["id"] = ident
     batch = record.pop("batch", None)  # a worker's stage of several events (insight.BATCH_RECORD)
     if isinstance(batch, list):
-        return [{**record, **item, "id": ident} for item in batch if isinstance(item, dict)]
+        names = record.pop("fields", None)  # what each item of the batch holds, in order
+        if not isinstance(names, list):
+            return []
+        return [{**record, **dict(zip(names, item, strict=False)), "id": ident} for item in batch
+                if isinstance(item, list)]
     then = record.pop("then", None)
     if not isinstance(then, list):
         return [record]
     shared = {key: record[key] for key in ("at", "message_id", "debug") if key in record}
-    return [record] + [{**shared, **stage, "id": ident} for stage in then if isinstance(stage, dict)]
+    split = [record]
+    for stage in then:
+        if isinstance(stage, list) and len(stage) == len(_THEN):
+            split.append({**shared, **dict(zip(_THEN, stage, strict=True)), "id": ident})
+        elif isinstance(stage, dict):
+            split.append({**shared, **stage, "id": ident})
+    return split
+
+
+# the fields of a stage stored inside a received record (``then``), in order
+_THEN = ("stage", "event_name", "event_id", "pipeline", "account")
 
 
 async def read_recent(redis: Any, count: int = 1000, *, before: str = "+") -> list[dict[str, Any]]:

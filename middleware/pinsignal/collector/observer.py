@@ -55,21 +55,18 @@ class RequestObserver:
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
         if not self.tracing:
             return
-        user_data: Mapping[str, Any] = {}
-        if produced:
-            data = produced[0].event.get("user_data")
-            if type(data) is dict:
-                user_data = data
-        record: dict[str, Any] = {"at": self.at, "stage": "received", "message_id": envelope.get("message_id"),
+        data = produced[0].event.get("user_data") if produced else None
+        message_id = envelope.get("message_id")
+        record: dict[str, Any] = {"at": self.at, "stage": "received", "message_id": message_id,
                                   "event": envelope.get("event") or envelope.get("type"),
                                   "source": envelope.get("source", "browser"),
-                                  "envelope": hashed_envelope(envelope, user_data)}
+                                  "envelope": hashed_envelope(envelope, data if type(data) is dict else None)}
         if self.debug:
             record["debug"] = self.debug
         held = self._held
-        if record["message_id"] in held:  # the same id twice in one batch: keep the order
-            self._add(held.pop(record["message_id"]))
-        held[record["message_id"]] = record
+        if message_id in held:  # the same id twice in one batch: keep the order
+            self._add(held.pop(message_id))
+        held[message_id] = record
 
     def _release(self, message_id: object) -> None:
         record = self._held.pop(message_id, None)
@@ -130,13 +127,21 @@ class RequestObserver:
                duplicate: bool) -> None:
         if not self.tracing:
             return
-        then = {"stage": "duplicate" if duplicate else "queued", "event_name": event.get("event_name"),
-                "event_id": event.get("event_id"), "pipeline": pipeline, "account": account}
         received = self._held.get(message_id)
         if received is not None:
-            received.setdefault("then", []).append(then)
+            # compact: [stage, event_name, event_id, pipeline, account], split by decode_records
+            stage = [("duplicate" if duplicate else "queued"), event["event_name"], event["event_id"], pipeline,
+                     account]
+            then = received.get("then")
+            if then is None:
+                received["then"] = [stage]
+            else:
+                then.append(stage)
             return
-        record: dict[str, Any] = {"at": self.at, "message_id": message_id, **then}
+        record: dict[str, Any] = {"at": self.at, "message_id": message_id,
+                                  "stage": "duplicate" if duplicate else "queued",
+                                  "event_name": event.get("event_name"), "event_id": event.get("event_id"),
+                                  "pipeline": pipeline, "account": account}
         if self.debug:
             record["debug"] = self.debug
         self._add(record)
