@@ -181,17 +181,17 @@ class DeliveryTrace:
             # one "sent" record per BATCH_RECORD events (readers split it back, trace.decode_records);
             # the Pinterest event itself is kept for the first event of each (a sample: a copy of every
             # event was most of the worker's cost of the trace and most of its memory)
-            sent: list[dict[str, Any]] = []
+            sent: list[list[Any]] = []
             for index, entry in enumerate(entries):
                 status = statuses[index] if statuses else None
-                item: dict[str, Any] = {"event_name": entry.event_name, "event_id": _event_id(entry),
-                                        "attempt": entry.attempts + 1,
-                                        "answer": ("failed" if status is not None and not status.processed
-                                                   else "processed") if ok else result.reason}
+                answer = ("failed" if status is not None and not status.processed else "processed") if ok \
+                    else result.reason
+                item: list[Any] = [entry.event_name, _event_id(entry), entry.attempts + 1, answer]
                 if entry.attempts == 0 and index % BATCH_RECORD == 0:
-                    item["pinterest"] = orjson.Fragment(entry.raw)
+                    item.append(orjson.Fragment(entry.raw))
                 sent.append(item)
-            shared: dict[str, Any] = {"at": now, "stage": "sent", "account": self.account, "status": result.status}
+            shared: dict[str, Any] = {"at": now, "stage": "sent", "account": self.account, "status": result.status,
+                                      "fields": _SENT}
             if not ok and result.message:
                 shared["message"] = result.message
             _add_batches(writer, shared, sent)
@@ -226,9 +226,9 @@ class DeliveryTrace:
         for entry in delivered:
             coverage[entry.event_name, entry.keys] += 1
         if writer.enabled and delivered:
-            _add_batches(writer, {"at": stamp, "stage": "delivered", "account": self.account},
-                         [{"event_name": entry.event_name, "event_id": _event_id(entry), "attempt": entry.attempts + 1,
-                           "latency": round(now - entry.enqueued_at, 4), "keys": entry.keys} for entry in delivered])
+            _add_batches(writer, {"at": stamp, "stage": "delivered", "account": self.account, "fields": _DELIVERED},
+                         [[entry.event_name, _event_id(entry), entry.attempts + 1, now - entry.enqueued_at, entry.keys]
+                          for entry in delivered])
         for entry, reason, message in dead:
             if writer.enabled:
                 writer.add({"at": stamp, "stage": "dead_lettered", "event_name": entry.event_name,
@@ -247,7 +247,12 @@ BATCH_RECORD = 64
 """Events per worker trace record (``batch``): one stream entry holds at most this many events' stage."""
 
 
-def _add_batches(writer: TraceWriter, shared: dict[str, Any], items: list[dict[str, Any]]) -> None:
+# what each item of a worker's batch record holds (the Pinterest event only in the sampled ones)
+_SENT = ("event_name", "event_id", "attempt", "answer", "pinterest")
+_DELIVERED = ("event_name", "event_id", "attempt", "latency", "keys")
+
+
+def _add_batches(writer: TraceWriter, shared: dict[str, Any], items: list[list[Any]]) -> None:
     for start in range(0, len(items), BATCH_RECORD):
         writer.add({**shared, "batch": items[start:start + BATCH_RECORD]})
 
