@@ -45,7 +45,7 @@ from pinsignal.visitors import restore_visitors, visitor_store
 
 from .observer import MemoryObserver, Observer, RedisObserver, RequestObserver
 from .quota import ClientQuota
-from .sink import MemorySink, Sink
+from .sink import MemorySink, QueueSink, Sink
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Engine, Produced
@@ -181,7 +181,8 @@ class Intake:
         self.sink = sink
         # the trace, refusal counters and quarantine (pinsignal.trace): Redis beside the queue,
         # memory beside a MemorySink
-        self.observer = observer or (MemoryObserver(config) if isinstance(sink, MemorySink) else RedisObserver(config))
+        self.observer = observer or (MemoryObserver(config) if isinstance(sink, MemorySink) else
+                                     RedisObserver(config) if isinstance(sink, QueueSink) else Observer(config))
         self.account = config.ad_account_id or "default"
         # several ad accounts (DESIGN 8.4): the first match of PINSIGNAL_ACCOUNTS, else self.account
         self.routes = Accounts.load(config.accounts, default=config.ad_account_id)
