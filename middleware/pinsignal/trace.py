@@ -144,11 +144,13 @@ def _hash_traits(traits: Mapping[str, Any], user_data: Mapping[str, Any]) -> dic
 
 
 def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The envelope as the trace keeps it: ``traits`` (and ``context.traits``) and ``user_id`` hashed.
+    """The envelope as the trace keeps it: ``traits`` (and ``context.traits``), ``properties`` and ``user_id`` hashed.
 
     A trait that a pipeline turned into a match key shows that key's normalised SHA-256 (taken from
     ``user_data``, so nothing is hashed twice); any other string trait is SHA-256 of the value as
-    received. Numbers and booleans stay. IP, user agent and page stay as the queued event has them.
+    received, and so is every string of ``properties`` (a list such as ``products`` is one SHA-256 of
+    its JSON; the Pinterest event shows what the pipeline took from it). Numbers and booleans stay.
+    IP, user agent and page stay as the queued event has them.
     """
     if user_data is None:
         user_data = {}
@@ -160,6 +162,9 @@ def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | 
     if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
         external = user_data.get("external_id")
         copy["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
+    properties = copy.get("properties")
+    if properties:  # free text a shop may fill with anything ("a gift for Jane Doe"): hashed like traits
+        copy["properties"] = _hash_traits(properties, {}) if type(properties) is dict else _digest(properties)
     context = copy.get("context")
     if context and "traits" in context and type(context) is dict:
         inner = context["traits"]
