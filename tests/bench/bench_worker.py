@@ -1,6 +1,7 @@
 """Worker benchmark: events per second delivered by one ``pinsignal worker`` process, and its memory.
 
     .venv/bin/python tests/bench/bench_worker.py [--events 100000] [--rounds 3] [--million 1000000]
+    .venv/bin/python tests/bench/bench_worker.py --callgrind 20000   # instructions per delivered event
 
 Set-up: an embedded Redis in a temporary folder, the local sink (``tests/bench/sink.py``: answers 200
 with per-event statuses at once), events queued with the real ``EventQueue``.
@@ -156,11 +157,37 @@ def measure_memory(redis_url: str, sink_url: str, total: int, log: Path) -> tupl
     return at_launch, at_start or float("nan"), at_end, total / elapsed
 
 
+def callgrind_worker(redis_url: str, sink_url: str, count: int, log: Path) -> float:
+    """Instructions the worker process spends per delivered event, under valgrind: counters zeroed
+    after a warm-up batch, idle ticks subtracted, ``count`` events queued at once and delivered."""
+    from loadgen import instructions
+
+    folder = log.parent / "callgrind"
+    folder.mkdir()
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / 'callgrind.out'}",
+               *pinsignal_cmd("--log-level", "warning", "worker")]
+    env = {**worker_env(redis_url, sink_url), "PYTHONHASHSEED": "0"}
+
+    def deliver(events: int, run: str) -> None:
+        base = sink_stats(sink_url)["events"]
+        asyncio.run(fill(redis_url, events, run))
+        while sink_stats(sink_url)["events"] - base < events:
+            time.sleep(0.2)
+
+    with run_process(command, env=env, log=log) as process:
+        deliver(2000, "cg-warm")
+        idle, idle_seconds = instructions(process.pid, folder, lambda: time.sleep(3))
+        total, elapsed = instructions(process.pid, folder, lambda: deliver(count, "cg"))
+    return (total - idle / idle_seconds * elapsed) / count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--million", type=int, default=1_000_000)
+    parser.add_argument("--callgrind", type=int, metavar="EVENTS", default=0,
+                        help="only count the worker's instructions per delivered event (valgrind), over EVENTS")
     parser.add_argument("--produce", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--redis", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,6 +200,12 @@ def main() -> None:
         server.ensure_running()
         try:
             with start_sink() as sink_url:
+                if args.callgrind:
+                    per_event = callgrind_worker(server.url, sink_url, args.callgrind, Path(tmp) / "worker-cg.log")
+                    maxlen = os.environ.get("PINSIGNAL_TRACE_MAXLEN", "default")
+                    print(f"callgrind: {per_event:,.0f} instructions per delivered event (worker process, "
+                          f"{args.callgrind:,} events, trace maxlen {maxlen})")
+                    return
                 worker_rates: list[float] = []
                 raw_rates: list[float] = []
                 for round_ in range(args.rounds):
