@@ -158,26 +158,28 @@ def measure_memory(redis_url: str, sink_url: str, total: int, log: Path) -> tupl
 
 
 def callgrind_worker(redis_url: str, sink_url: str, count: int, log: Path) -> float:
-    """Instructions the worker process spends per delivered event, under valgrind: counters zeroed
-    after a warm-up batch, idle ticks subtracted, ``count`` events queued at once and delivered."""
+    """Instructions the worker process spends per delivered event, under valgrind: ``count`` + 2,000
+    events queued before it starts (so every batch is full, as in a backlog), counters zeroed once
+    2,000 are delivered and dumped when the rest are, idle ticks (measured after) subtracted."""
     from loadgen import instructions
 
     folder = log.parent / "callgrind"
     folder.mkdir()
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder / 'callgrind.out'}",
+    out = folder / "callgrind.out"
+    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                *pinsignal_cmd("--log-level", "warning", "worker")]
     env = {**worker_env(redis_url, sink_url), "PYTHONHASHSEED": "0"}
+    base = sink_stats(sink_url)["events"]
+    asyncio.run(fill(redis_url, count + 2000, "cg"))
 
-    def deliver(events: int, run: str) -> None:
-        base = sink_stats(sink_url)["events"]
-        asyncio.run(fill(redis_url, events, run))
+    def delivered_at_least(events: int) -> None:
         while sink_stats(sink_url)["events"] - base < events:
-            time.sleep(0.2)
+            time.sleep(0.05)
 
     with run_process(command, env=env, log=log) as process:
-        deliver(2000, "cg-warm")
+        delivered_at_least(2000)
+        total, elapsed = instructions(process.pid, folder, lambda: delivered_at_least(count + 2000))
         idle, idle_seconds = instructions(process.pid, folder, lambda: time.sleep(3))
-        total, elapsed = instructions(process.pid, folder, lambda: deliver(count, "cg"))
     return (total - idle / idle_seconds * elapsed) / count
 
 
