@@ -152,7 +152,9 @@ async function showDetail(ev) {
   if (!d.attempts.length) attempts.appendChild(el("tr")).appendChild(el("td", { colspan: "5", class: "muted" }, "not sent yet"));
   $("detail-pipelines").textContent = d.pipelines.length ? JSON.stringify(d.pipelines, null, 2) : "no pipeline made an event";
   $("detail-envelope").textContent = d.envelope ? JSON.stringify(d.envelope, null, 2) : "not in the trace any more";
-  $("detail-pinterest").textContent = d.pinterest.length ? JSON.stringify(d.pinterest.length === 1 ? d.pinterest[0] : d.pinterest, null, 2) : "not sent yet";
+  $("detail-pinterest").textContent = d.pinterest.length ? JSON.stringify(d.pinterest.length === 1 ? d.pinterest[0] : d.pinterest, null, 2)
+    : d.attempts.length ? "sent, not kept in the trace (the worker keeps the Pinterest event of the first event of each 64 it records together)"
+    : "not sent yet";
   renderTable();
 }
 
