@@ -32,20 +32,20 @@ from arq.connections import RedisSettings
 from arq.cron import cron
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
 
 from pinsignal import keys
 from pinsignal.accounts import Accounts
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
-from pinsignal.errors import ConfigError
+from pinsignal.errors import ConfigError, QueueUnavailable
 from pinsignal.insight import refresh_insight
 from pinsignal.metrics import Metrics, MetricsServer
 from pinsignal.pinterest.client import PinterestClient
 from pinsignal.retry import RetryPolicy
 from pinsignal.status import read_status
 
-__all__ = ["refresh_shared", "worker_settings"]  # and WorkerSettings, built on first access
+__all__ = ["refresh_shared", "run", "worker_settings"]  # and WorkerSettings, built on first access
 
 logger = logging.getLogger("pinsignal.worker")
 
@@ -112,6 +112,34 @@ def _redis_settings(url: str, policy: RetryPolicy) -> RedisSettings:
     settings.retry = Retry(ExponentialBackoff(cap=policy.worker_redis_retry_cap, base=policy.redis_retry_base),
                            policy.worker_redis_retries)
     return settings
+
+
+def run(settings: Mapping[str, Any], policy: RetryPolicy | None = None) -> None:
+    """Run arq's worker with ``settings`` until it is stopped, starting it again when Redis drops it.
+
+    redis-py retries a command whose connection fails, but not the hello on a new connection: when a
+    restarting Redis resets that, arq's poll loop ends the worker. The events stay in Redis (the ones
+    this worker held are reclaimed under their own event ids), so a fresh worker carries on. After the
+    policy's outage budget without a run that lasted, the error is raised.
+    """
+    from arq.worker import run_worker
+
+    policy = policy or RetryPolicy()
+    budget = policy.worker_redis_retries * policy.worker_redis_retry_cap
+    down_since: float | None = None
+    while True:
+        started = time.monotonic()
+        try:
+            run_worker(dict(settings))
+            return
+        except (RedisError, OSError, QueueUnavailable) as exc:
+            now = time.monotonic()
+            if down_since is None or now - started > budget:  # after a run that lasted: a new outage
+                down_since = now
+            elif now - down_since > budget:
+                raise
+            logger.warning("Redis dropped the worker (%s: %s); starting it again", type(exc).__name__, exc)
+            time.sleep(policy.redis_retry_base * 10)
 
 
 def in_container(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> bool:

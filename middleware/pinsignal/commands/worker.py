@@ -23,11 +23,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arq.worker import run_worker
-
     from pinsignal.config import Config
     from pinsignal.errors import ConfigError
-    from pinsignal.worker import worker_settings
+    from pinsignal.worker import run as run_worker, worker_settings
 
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency must be at least 1, got {args.concurrency}.")
