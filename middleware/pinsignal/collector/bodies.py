@@ -11,13 +11,15 @@ inflating at most ``limit + 1`` bytes, in memory bounded by the limit, whatever 
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 import orjson
 from starlette.types import Receive
 
 from .intake import VisitorRequest
 
-__all__ = ["JSON_TYPES", "BodyRefused", "Disconnected", "decode_json", "inflate", "read_body"]
+__all__ = ["JSON_TYPES", "BodyRefused", "Disconnected", "decode_json", "inflate", "read_body", "shown",
+           "with_batch_defaults"]
 
 JSON_TYPES = (b"application/json", b"text/plain")
 # zlib's wbits: gzip framing (16 + 15); zlib framing or, for deflate bodies sent raw, no framing (-15)
@@ -137,3 +139,31 @@ def decode_json(body: bytes) -> object:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BodyRefused(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+def with_batch_defaults(raw: object, shared: dict[str, Any], default_type: str | None) -> object:
+    """One event of a batch with what the batch says for all of them: its type (a Segment route's),
+    its ``sentAt`` and its ``context`` (the event's own keys win)."""
+    if type(raw) is not dict:
+        return raw
+    event = dict(raw)
+    if default_type is not None:
+        event.setdefault("type", default_type)
+    if "sent_at" not in event and "sentAt" not in event:
+        sent_at = shared.get("sent_at", shared.get("sentAt"))
+        if sent_at is not None:
+            event["sent_at"] = sent_at
+    context = shared.get("context")
+    if type(context) is dict:
+        own = event.get("context")
+        event["context"] = {**context, **own} if type(own) is dict else context
+    return event
+
+
+def shown(value: object) -> str:
+    """``value`` as JSON, cut to 60 characters, for an error message."""
+    try:
+        text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
+    except TypeError:  # orjson reads 1024 levels of nesting but writes only 255
+        text = f"a {type(value).__name__} nested too deeply to show"
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -38,6 +38,7 @@ from pinsignal.ldp import consent_cookies
 from pinsignal.sources import WriteKeys
 from pinsignal.visitors import remember_post
 
+from .bodies import shown, with_batch_defaults
 from .intake import Intake, VisitorRequest
 from .quota import ClientQuota
 from .script import Companion, Script
@@ -165,7 +166,7 @@ class Collector:
         if type(payload) is not dict or type(payload.get("advertising")) is not bool or (
                 "ldp" in payload and type(payload["ldp"]) is not bool):
             raise _Refusal(400, "a consent body must be {\"advertising\": true or false} (and \"ldp\": true or "
-                                f"false), got {_short(payload)}")
+                                f"false), got {shown(payload)}")
         granted: bool = payload["advertising"]
         intake, secure, host = self._intake, visitor.secure, visitor.host
         cookies: list[str] = []
@@ -291,46 +292,21 @@ def _unbatch(payload: object, default_type: str | None) -> list[object]:
     """The raw events of a body: one event, or a ``batch`` whose ``context`` and ``sent_at`` apply to each."""
     if type(payload) is not dict:
         raise _Refusal(400, "the body must be a JSON object (one event or {\"batch\": [...]}), "
-                            f"got {_short(payload)}")
+                            f"got {shown(payload)}")
     if "batch" not in payload:
         events: list[object] = [payload]
         shared: dict[str, Any] = {}
     else:
         batch = payload["batch"]
         if type(batch) is not list:
-            raise _Refusal(400, f"batch must be a list of events, got {_short(batch)}")
+            raise _Refusal(400, f"batch must be a list of events, got {shown(batch)}")
         events = batch
         shared = {key: payload[key] for key in ("sent_at", "sentAt", "context") if key in payload}
     if len(events) > MAX_EVENTS:
         raise _Refusal(400, f"at most {MAX_EVENTS} events per request, got {len(events)}")
     if not shared and default_type is None:
         return events
-    return [_with_defaults(raw, shared, default_type) for raw in events]
-
-
-def _with_defaults(raw: object, shared: dict[str, Any], default_type: str | None) -> object:
-    if type(raw) is not dict:
-        return raw
-    event = dict(raw)
-    if default_type is not None:
-        event.setdefault("type", default_type)
-    if "sent_at" not in event and "sentAt" not in event:
-        sent_at = shared.get("sent_at", shared.get("sentAt"))
-        if sent_at is not None:
-            event["sent_at"] = sent_at
-    context = shared.get("context")
-    if type(context) is dict:
-        own = event.get("context")
-        event["context"] = {**context, **own} if type(own) is dict else context
-    return event
-
-
-def _short(value: object) -> str:
-    try:
-        text = orjson.dumps(value).decode() if not isinstance(value, bytes) else repr(value)
-    except TypeError:  # orjson reads 1024 levels of nesting but writes only 255
-        text = f"a {type(value).__name__} nested too deeply to show"
-    return text if len(text) <= 60 else text[:57] + "..."
+    return [with_batch_defaults(raw, shared, default_type) for raw in events]
 
 
 async def _json(send: Send, status: int, body: object, headers: list[tuple[bytes, bytes]] | None = None) -> None:

@@ -31,7 +31,7 @@ from starlette.types import Receive, Send
 from pinsignal.errors import QueueUnavailable
 from pinsignal.sources import Source, WriteKeys, basic_user
 
-from .bodies import BodyRefused, decode_json, read_body
+from .bodies import BodyRefused, decode_json, read_body, shown, with_batch_defaults
 
 if TYPE_CHECKING:
     from .intake import Intake, VisitorRequest
@@ -119,7 +119,7 @@ class SegmentAPI:
             raise SegmentRefusal(refused.status, refused.code, str(refused), headers) from None
         if type(payload) is not dict:
             raise SegmentRefusal(400, "invalid_request", "the body must be a JSON object (one event, or "
-                                 f"{{\"batch\": [...]}} on /v1/batch), got {_short(payload)}", cors)
+                                 f"{{\"batch\": [...]}} on /v1/batch), got {shown(payload)}", cors)
         if name is None and "writeKey" in payload:
             name = await self._authenticate(visitor, payload["writeKey"], cors)
         source: Source = "browser" if name is None else "server"
@@ -169,7 +169,7 @@ def _events(payload: dict[str, Any], default_type: str | None, batched: bool, si
         batch = payload.get("batch")
         if type(batch) is not list:
             raise SegmentRefusal(400, "invalid_request",
-                                 f"a batch body is {{\"batch\": [events]}}; batch is {_short(batch)}", cors)
+                                 f"a batch body is {{\"batch\": [events]}}; batch is {shown(batch)}", cors)
         if len(batch) > MAX_SEGMENT_EVENTS:
             raise SegmentRefusal(400, "invalid_request",  # as /_ps/e answers a batch past its count
                                  f"at most {MAX_SEGMENT_EVENTS} events per batch, got {len(batch)}", cors)
@@ -184,7 +184,7 @@ def _events(payload: dict[str, Any], default_type: str | None, batched: bool, si
         shared = {key: payload[key] for key in ("sentAt", "sent_at", "context") if key in payload}
     if not shared and default_type is None:
         return events
-    return [_with_defaults(raw, shared, default_type) for raw in events]
+    return [with_batch_defaults(raw, shared, default_type) for raw in events]
 
 
 def _ignored(raw: object) -> bool:
@@ -200,31 +200,6 @@ def _size(event: object) -> int:
         return len(orjson.dumps(event))
     except TypeError:  # deeper than orjson writes: the envelope refuses it anyway
         return 0
-
-
-def _with_defaults(raw: object, shared: dict[str, Any], default_type: str | None) -> object:
-    if type(raw) is not dict:
-        return raw
-    event = dict(raw)
-    if default_type is not None:
-        event.setdefault("type", default_type)
-    if "sent_at" not in event and "sentAt" not in event:
-        sent_at = shared.get("sentAt", shared.get("sent_at"))
-        if sent_at is not None:
-            event["sentAt"] = sent_at
-    context = shared.get("context")
-    if type(context) is dict:
-        own = event.get("context")
-        event["context"] = {**context, **own} if type(own) is dict else context
-    return event
-
-
-def _short(value: object) -> str:
-    try:
-        text = orjson.dumps(value).decode()
-    except TypeError:
-        text = f"a {type(value).__name__} nested too deeply to show"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 async def answer(send: Send, status: int, data: bytes, headers: list[tuple[bytes, bytes]]) -> None:
