@@ -98,6 +98,11 @@ def test_the_inspector_shows_events_live_with_filters_detail_and_charts(servers:
             # keeps the Pinterest event of the first event of each batch record in the trace
             until(inspector, "document.querySelectorAll('#events .stage.delivered').length >= 2")
             shop.evaluate("pinsignal.identify('u-42', {email: ' Jane.Doe@Example.com '})")
+            # identify's hashed keys ride in the _psu cookie its answer sets: the checkout must leave after it
+            deadline = time.monotonic() + 15
+            while not any(c["name"] == "_psu" for c in context.cookies()):
+                assert time.monotonic() < deadline, "identify() set no _psu cookie"
+                shop.wait_for_timeout(50)
             event_id = shop.evaluate("""pinsignal.track('order_completed', {order_id: 'o-1', revenue: 72.39,
                 currency: 'USD', products: [{product_id: 'sku-1', price: 14.99, quantity: 3}]})""")
             shop.evaluate("pinsignal.track('clicked_banner', {})")  # no pipeline: refused, counted
