@@ -53,6 +53,7 @@ def test_a_page_without_a_head_in_its_first_megabyte_is_left_alone() -> None:
 def test_script_tag_escapes_and_carries_the_page_view_id() -> None:
     assert script_tag("/_ps/c.js") == TAG
     assert script_tag("/t/c.js?v=1&x=<", "abc") == b'<script src="/t/c.js?v=1&amp;x=&lt;" defer data-pv="abc"></script>'
+    assert script_tag("/_ps/c.js", tag_companion=True) == b'<script src="/_ps/c.js" defer data-tag></script>'
     assert is_html(b"text/html; charset=utf-8") and is_html(b"application/xhtml+xml")
     assert not is_html(b"application/json") and not is_html(None)
 
@@ -82,6 +83,25 @@ def test_plain_html_gets_the_tag_and_loses_its_length(make_proxy) -> None:
     assert "content-length" not in response.headers
     assert response.headers["etag"] == 'W/"page-v1"'
     assert response.headers.get_list("set-cookie") == ["upstream_session=abc; Path=/"]
+
+
+@pytest.mark.integration
+def test_tag_companion_mode_puts_data_tag_on_the_injected_tag(make_proxy) -> None:
+    # A proxied site switches on Tag companion mode (docs/migration.md) without editing its pages.
+    response = httpx.get(make_proxy(inject=True, tag_companion=True).url + "/page", headers=BROWSER)
+    tag = b'<script src="/_ps/c.js" defer data-tag></script>'
+    assert response.content == proxy_upstream.PAGE.replace(b"</HEAD>", tag + b"</HEAD>")
+
+
+def test_tag_companion_mode_needs_the_injected_tag() -> None:
+    from pinsignal.errors import ConfigError
+    from pinsignal.proxy import ProxySettings
+
+    with pytest.raises(ConfigError, match="PINSIGNAL_PROXY_INJECT"):
+        ProxySettings.from_env({"PINSIGNAL_UPSTREAM": "http://127.0.0.1:8080", "PINSIGNAL_PROXY_TAG_COMPANION": "true"})
+    settings = ProxySettings.from_env({"PINSIGNAL_UPSTREAM": "http://127.0.0.1:8080", "PINSIGNAL_PROXY_INJECT": "true",
+                                       "PINSIGNAL_PROXY_TAG_COMPANION": "true"})
+    assert settings.tag_companion and settings.to_env()["PINSIGNAL_PROXY_TAG_COMPANION"] == "true"
 
 
 @pytest.mark.integration

@@ -11,7 +11,7 @@ import argparse
 
 # option -> the ProxySettings field it sets; an option left out keeps the environment's value
 _FIELDS = ("upstream", "host", "port", "workers", "timeout", "host_header", "ssl_certfile", "ssl_keyfile",
-           "access_log", "inject", "server_pageviews")
+           "access_log", "inject", "tag_companion", "server_pageviews")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="log every request, full URL included (env PINSIGNAL_PROXY_ACCESS_LOG=true; default off)")
     parser.add_argument("--inject", action="store_true", default=None,
                         help="add the collector <script> tag to HTML pages (env PINSIGNAL_PROXY_INJECT)")
+    parser.add_argument("--tag-companion", action="store_true", default=None,
+                        help="with --inject, the tag says data-tag: every browser event also goes to the "
+                             "Pinterest Tag, with the same event_id (env PINSIGNAL_PROXY_TAG_COMPANION)")
     parser.add_argument("--server-pageviews", action="store_true", default=None,
                         help="count HTML page views on the server, no script needed "
                              "(env PINSIGNAL_PROXY_SERVER_PAGEVIEWS)")

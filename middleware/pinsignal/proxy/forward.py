@@ -79,6 +79,7 @@ class Forwarder:
         self._policy = policy if settings.server_pageviews else None
         self._handoff = handoff
         self._inject = settings.inject
+        self._tag_companion = settings.tag_companion
         self._host_mode = settings.host_header
         base = urlsplit(settings.upstream)
         self._base_path = base.path.rstrip("/").encode("latin-1")
@@ -206,7 +207,8 @@ class Forwarder:
             decoder = Decoder(encoding)
         else:
             return _Plan(pageview=counted)  # br, zstd...: left as they are, without the tag
-        return _Plan(HeadInjector(script_tag(self._script_src, counted)), decoder, counted)
+        return _Plan(HeadInjector(script_tag(self._script_src, counted, tag_companion=self._tag_companion)),
+                     decoder, counted)
 
 
 class _FailureLog:

@@ -36,10 +36,13 @@ def is_html(content_type: bytes | None) -> bool:
     return media in (b"text/html", b"application/xhtml+xml")
 
 
-def script_tag(src: str, pageview_id: str | None = None) -> bytes:
-    """``<script src="/_ps/c.js?v=..." defer></script>``, with ``data-pv`` when the server counted this page view."""
-    attribute = f' data-pv="{html.escape(pageview_id)}"' if pageview_id else ""
-    return f'<script src="{html.escape(src)}" defer{attribute}></script>'.encode()
+def script_tag(src: str, pageview_id: str | None = None, *, tag_companion: bool = False) -> bytes:
+    """``<script src="/_ps/c.js?v=..." defer></script>``, with ``data-pv`` when the server counted this
+    page view and ``data-tag`` in Tag companion mode (``docs/migration.md``)."""
+    attributes = f' data-pv="{html.escape(pageview_id)}"' if pageview_id else ""
+    if tag_companion:
+        attributes += " data-tag"
+    return f'<script src="{html.escape(src)}" defer{attributes}></script>'.encode()
 
 
 class HeadInjector:

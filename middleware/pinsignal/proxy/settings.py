@@ -40,6 +40,7 @@ class ProxySettings:
     timeout: float = 30.0
     host_header: HostHeader = "keep"
     inject: bool = False
+    tag_companion: bool = False  # injected tags say data-tag: c.js hands each event to the Pinterest Tag too
     server_pageviews: bool = False
     max_connections: int = 256
     head_timeout: float = 5.0
@@ -82,6 +83,11 @@ class ProxySettings:
             raise ConfigError(f"PINSIGNAL_PROXY_PORT must be a port number, got {self.port!r}.")
         if self.workers < 1:
             raise ConfigError(f"PINSIGNAL_PROXY_WORKERS must be at least 1, got {self.workers!r}.")
+        if self.tag_companion and not self.inject:
+            raise ConfigError(
+                "PINSIGNAL_PROXY_TAG_COMPANION puts data-tag on the script tag the proxy injects; turn on "
+                "PINSIGNAL_PROXY_INJECT (--inject) too, or add data-tag to the site's own script tag."
+            )
         if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
             raise ConfigError(
                 "PINSIGNAL_PROXY_SSL_CERTFILE and PINSIGNAL_PROXY_SSL_KEYFILE go together; give both to serve "
