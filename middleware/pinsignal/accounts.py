@@ -24,6 +24,11 @@ the event's page URL, else the request's ``Host``. The file holds variable names
 read from the environment by the worker and never logged. A bad file fails start-up with
 ``file:line: message``.
 
+:meth:`Accounts.route` is the one place an event's account is decided: the collector calls it with
+the request's host and write-key name, ``pinsignal import`` with a row's envelope (conditions and
+``context.page.url``), and ``pinsignal quarantine replay`` for an event quarantined before its
+account was recorded.
+
     routes = Accounts.load(Path("accounts.yaml"), default="549755885175")
     routes.route(envelope, host="shop.example.eu", source_name=None)    # '549755885175'
 """
@@ -35,12 +40,15 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pinsignal.errors import ConfigError
 from pinsignal.pipeline.conditions import Predicate, compile_conditions
 from pinsignal.pipeline.yamlsource import SourceError, YMap, YSeq, read_yaml
+
+if TYPE_CHECKING:
+    from pinsignal.config import Config
 
 __all__ = ["Account", "Accounts"]
 
@@ -99,11 +107,29 @@ class Accounts:
             raise ConfigError("PINSIGNAL_ACCOUNTS has errors:\n" + "\n".join(checker.errors))
         return cls(tuple(accounts), default)
 
+    @classmethod
+    def from_config(cls, config: Config) -> Accounts:
+        """The routes of ``config``: its ``PINSIGNAL_ACCOUNTS`` file and ``PINTEREST_AD_ACCOUNT_ID``."""
+        return cls.load(config.accounts, default=config.ad_account_id)
+
     @property
     def ids(self) -> list[str]:
         """Every account events can go to: the default first, then the file's, each once."""
         found = [self.default] if self.default else []
         return list(dict.fromkeys([*found, *(account.id for account in self.accounts)]))
+
+    def require(self, account_id: str, *, option: str = "--account") -> str:
+        """``account_id`` if events can go to it (one of :attr:`ids`), else a one-sentence :class:`ConfigError`.
+
+        ``routes.require("549755885176")``: what ``pinsignal import --account`` checks before it reads a row.
+        """
+        if account_id in self.ids:
+            return account_id
+        if not self.ids:
+            raise ConfigError(f"{option} {account_id!r}: no ad account is configured here; set "
+                              "PINTEREST_AD_ACCOUNT_ID or list the account in PINSIGNAL_ACCOUNTS.")
+        raise ConfigError(f"{option} {account_id!r} is not an ad account of this deployment; use one of "
+                          f"{', '.join(self.ids)} (PINTEREST_AD_ACCOUNT_ID and the ids of PINSIGNAL_ACCOUNTS).")
 
     def route(self, envelope: Any, *, host: str | bytes | None = None, source_name: str | None = None) -> str | None:
         """The account of one envelope: the first match, else the default (``None`` when there is none)."""

@@ -17,6 +17,13 @@ last chunk it finished (``keys.import_progress``), and a chunk redone finds its 
 already queued. Marks are written after the events are queued, never before, so nothing is lost
 either.
 
+Each row goes to the ad account the collector would send its event to (DESIGN 8.4): the first
+account of ``PINSIGNAL_ACCOUNTS`` whose ``match`` its envelope meets (:meth:`Accounts.route
+<pinsignal.accounts.Accounts.route>`: its conditions, and a host from a column mapped to
+``context.page.url``; an import has no request host and no write key), else the default account.
+``ImportOptions(account=...)`` (``--account``) sends every row to one account instead. Marks are per
+account (``keys.imported_prefix(account)``), and the summary counts each account's rows.
+
 Rows are refused, with their line number and the reason, when they have no order id, no timestamp,
 a bad value, no match key Pinterest accepts, or a time outside Pinterest's 7-day window.
 """
@@ -44,6 +51,7 @@ from pinsignal.ldp import flag_ldp
 from pinsignal.tracking import event_id_for
 
 if TYPE_CHECKING:
+    from pinsignal.accounts import Accounts
     from pinsignal.pipeline import Engine
     from pinsignal.queue import EventQueue
 
@@ -90,6 +98,7 @@ class ImportOptions:
     mapping: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MAP))
     event: str = "order_completed"
     restart: bool = False  # ignore a previous run's progress (rows already imported stay duplicates)
+    account: str | None = None  # every row to this ad account instead of routing each (PINSIGNAL_ACCOUNTS)
 
     @property
     def format(self) -> Format:
@@ -100,7 +109,8 @@ class ImportOptions:
 
 @dataclass
 class ImportSummary:
-    """Rows read, queued, duplicates (imported before, or already queued) and refused (line, reason)."""
+    """Rows read, queued, duplicates (imported before, or already queued) and refused (line, reason);
+    ``accounts``: queued and duplicates of each ad account the rows went to."""
 
     read: int = 0
     queued: int = 0
@@ -109,11 +119,20 @@ class ImportSummary:
     resumed_after: int = 0  # rows a previous, interrupted run had already finished
     unmapped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    accounts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"read": self.read, "queued": self.queued, "duplicates": self.duplicates,
                 "refused": [{"line": line, "reason": reason} for line, reason in self.refused],
-                "resumed_after": self.resumed_after, "unmapped": self.unmapped, "seconds": round(self.seconds, 3)}
+                "resumed_after": self.resumed_after, "unmapped": self.unmapped, "seconds": round(self.seconds, 3),
+                "accounts": self.accounts}
+
+    def count(self, account: str, queued: int, duplicates: int) -> None:
+        self.queued += queued
+        self.duplicates += duplicates
+        counts = self.accounts.setdefault(account, {"queued": 0, "duplicates": 0})
+        counts["queued"] += queued
+        counts["duplicates"] += duplicates
 
 
 def parse_map(items: list[str], base: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -190,6 +209,10 @@ class _Builder:
             if not name:
                 section, name = "", section
             self.plan[column] = (section, name, _converter(section, name))
+        # a deeper path (context.page.url, which the pipelines and PINSIGNAL_ACCOUNTS' hosts read):
+        # set under its dotted name by the loop, nested once the row is read
+        self.nested = tuple(dict.fromkeys((section, tuple(name.split("."))) for section, name, _ in self.plan.values()
+                                          if section and "." in name))
 
     def envelope(self, row: dict[str, Any]) -> dict[str, Any]:
         sections: dict[str, dict[str, Any]] = {"properties": {}, "traits": {}, "context": {}}
@@ -211,6 +234,8 @@ class _Builder:
                 sections[section][name] = value
             else:
                 out[name] = value
+        for section, parts in self.nested:
+            _nest(sections[section], parts)
         event = out["event"]
         if event is not self.event:
             if type(event) is not str or not event.strip():
@@ -232,6 +257,19 @@ class _Builder:
         elif type(message_id) is not str or not 0 < len(message_id) <= MAX_ID or "\n" in message_id:
             raise _RowError(f"message_id: {message_id!r} must be 1-{MAX_ID} characters on one line")
         return out
+
+
+def _nest(section: dict[str, Any], parts: tuple[str, ...]) -> None:
+    value = section.pop(".".join(parts), None)
+    if value is None:
+        return
+    node = section
+    for part in parts[:-1]:
+        child = node.get(part)
+        if type(child) is not dict:
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
 
 
 def _converter(section: str, name: str) -> Callable[[object], object] | None:
@@ -266,20 +304,32 @@ def _flag(value: object) -> object:
 
 
 async def import_file(options: ImportOptions, config: Config, *, queue: EventQueue | None = None,
-                      engine: Engine | None = None, progress: Callable[[int], None] | None = None) -> ImportSummary:
-    """Import ``options.path`` into the queue of ``config``; ``progress(rows)`` after each chunk."""
+                      engine: Engine | None = None, progress: Callable[[int], None] | None = None,
+                      routes: Accounts | None = None) -> ImportSummary:
+    """Import ``options.path`` into the queue of ``config``; ``progress(rows)`` after each chunk.
+
+    ``routes`` (default: ``config``'s ``PINSIGNAL_ACCOUNTS`` and ``PINTEREST_AD_ACCOUNT_ID``) sends
+    each row to its ad account; a row no account matches goes to the queue's own.
+    """
+    from pinsignal.accounts import Accounts
     from pinsignal.pipeline import Engine, RequestContext
     from pinsignal.queue import EventQueue, awaited, unavailable
 
     if not options.path.is_file():
         raise ConfigError(f"no such file: {str(options.path)!r}.")
+    routes = routes if routes is not None else Accounts.from_config(config)
+    if options.account is not None:
+        routes.require(options.account)
     started = time.perf_counter()
     engine = engine or Engine.from_config(config)
     own_queue = queue is None
     queue = queue or await EventQueue.connect(config)
     redis = queue.redis
-    account = queue.account
-    progress_key = keys.import_progress(_file_id(options.path))
+    # a row's account: --account, else the first match of PINSIGNAL_ACCOUNTS (the collector's own
+    # routing), else the queue's; with neither, no routing work per row (as in the collector)
+    router = _Router(routes.route if options.account is None and routes.accounts else None,
+                     options.account or queue.account)
+    progress_key = keys.import_progress(_file_id(options.path, options.account))
     summary = ImportSummary()
     builder = _Builder(options)
     always_ldp = config.ldp == "always"
@@ -311,7 +361,7 @@ async def import_file(options: ImportOptions, config: Config, *, queue: EventQue
                 summary.unmapped = [column for column in row if column not in options.mapping]
             chunk.append((number, row))
             if len(chunk) >= CHUNK:
-                events = _prepare(chunk, builder, engine, request, summary, always_ldp)
+                events = _prepare(chunk, builder, engine, request, summary, always_ldp, router)
                 chunk = []
                 # Redis takes one chunk while the next is hashed: the previous one's round trips
                 # are awaited (and its progress saved) only now.
@@ -320,12 +370,12 @@ async def import_file(options: ImportOptions, config: Config, *, queue: EventQue
                     await _save(redis, progress_key, sent_through, summary.refused)
                     if progress is not None:
                         progress(sent_through)
-                sending = asyncio.ensure_future(_send(events, queue, account, summary, scripts))
+                sending = asyncio.ensure_future(_send(events, queue, summary, scripts))
                 sent_through = count
-        events = _prepare(chunk, builder, engine, request, summary, always_ldp)
+        events = _prepare(chunk, builder, engine, request, summary, always_ldp, router)
         if sending is not None:
             await sending
-        await _send(events, queue, account, summary, scripts)
+        await _send(events, queue, summary, scripts)
         await _save(redis, progress_key, count, summary.refused)
         if progress is not None:
             progress(count)
@@ -346,7 +396,9 @@ class _Scripts:
         self.mark = redis.register_script(_MARK_LUA)
 
 
-# ARGV[1] the marks' prefix, ARGV[2] "<event_name>:<event_id>" lines: the (1-based) numbers of those marked.
+# KEYS[1] the account's stream, never touched: it routes the call to the master of the account's slot on a
+# Redis Cluster, where the marks (the account's hash tag) live. ARGV[1] the marks' prefix, ARGV[2]
+# "<event_name>:<event_id>" lines: the (1-based) numbers of those marked.
 _MARKED_LUA = """
 local out = {}
 local prefix = ARGV[1]
@@ -357,7 +409,7 @@ for name in string.gmatch(ARGV[2], "[^\\n]+") do
 end
 return out
 """
-# ARGV[1] the prefix, ARGV[2] "<event_name>:<event_id>\\n<seconds>\\n" for each row queued.
+# KEYS[1] as above, ARGV[1] the prefix, ARGV[2] "<event_name>:<event_id>\\n<seconds>\\n" for each row queued.
 _MARK_LUA = """
 local prefix = ARGV[1]
 for name, ttl in string.gmatch(ARGV[2], "([^\\n]+)\\n(%d+)\\n") do
@@ -367,24 +419,35 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class _Router:
+    """``route(envelope)`` (:meth:`Accounts.route <pinsignal.accounts.Accounts.route>`) or ``None``, and the
+    account of a row it sends nowhere."""
+
+    route: Callable[[dict[str, Any]], str | None] | None
+    account: str
+
+
 def _prepare(chunk: list[tuple[int, dict[str, Any]]], builder: _Builder, engine: Engine, request: Any,
-             summary: ImportSummary, always_ldp: bool) -> list[dict[str, Any]]:
-    """The Pinterest events of a chunk's rows (hashed, validated, offline); refusals into ``summary``."""
+             summary: ImportSummary, always_ldp: bool, router: _Router) -> dict[str, list[dict[str, Any]]]:
+    """The Pinterest events of a chunk's rows (hashed, validated, offline) by ad account; refusals into
+    ``summary``."""
     # Some 30 objects a row, kept until the chunk is queued and none in a reference cycle: the
     # collector, triggered by allocations, would walk them again and again for nothing (4% of a
     # row's instructions). It waits until the chunk is done; nothing else runs meanwhile (no await).
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _events(chunk, builder, engine, request, summary, always_ldp)
+        return _events(chunk, builder, engine, request, summary, always_ldp, router)
     finally:
         if collecting:
             gc.enable()
 
 
 def _events(chunk: list[tuple[int, dict[str, Any]]], builder: _Builder, engine: Engine, request: Any,
-            summary: ImportSummary, always_ldp: bool) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = []
+            summary: ImportSummary, always_ldp: bool, router: _Router) -> dict[str, list[dict[str, Any]]]:
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    route, fallback = router.route, router.account
     for number, row in chunk:
         try:
             envelope = builder.envelope(row)
@@ -402,6 +465,10 @@ def _events(chunk: list[tuple[int, dict[str, Any]]], builder: _Builder, engine: 
             summary.refused.append((number, "; ".join(reasons)))
             continue
         ldp = always_ldp or envelope["context"].get("limited_data_processing") is True
+        account = fallback if route is None else route(envelope) or fallback
+        events = by_account.get(account)
+        if events is None:
+            events = by_account[account] = []
         for produced in made:
             if not produced.event:
                 continue
@@ -410,12 +477,22 @@ def _events(chunk: list[tuple[int, dict[str, Any]]], builder: _Builder, engine: 
             if ldp:
                 flag_ldp(event)
             events.append(event)
-    return events
+    return by_account
 
 
-async def _send(events: list[dict[str, Any]], queue: EventQueue, account: str, summary: ImportSummary,
+async def _send(by_account: dict[str, list[dict[str, Any]]], queue: EventQueue, summary: ImportSummary,
                 scripts: _Scripts) -> None:
-    """Queue the events not imported before, then mark them imported."""
+    """Queue each account's events not imported to it before, then mark them imported in that account."""
+    if len(by_account) == 1:
+        [(account, events)] = by_account.items()
+        await _send_account(events, queue, account, summary, scripts)
+    elif by_account:
+        await asyncio.gather(*(_send_account(events, queue, account, summary, scripts)
+                               for account, events in by_account.items()))
+
+
+async def _send_account(events: list[dict[str, Any]], queue: EventQueue, account: str, summary: ImportSummary,
+                        scripts: _Scripts) -> None:
     from pinsignal.queue import unavailable
 
     if not events:
@@ -423,18 +500,17 @@ async def _send(events: list[dict[str, Any]], queue: EventQueue, account: str, s
     names = [f"{event['event_name']}:{event['event_id']}" for event in events]
     prefix = keys.imported_prefix(account)
     with unavailable("reading which rows were imported"):
-        marked = await scripts.marked(args=[prefix, "\n".join(names)])
+        marked = await scripts.marked(keys=[keys.stream(account)], args=[prefix, "\n".join(names)])
     if marked:
         skip = set(marked)
         fresh = [event for index, event in enumerate(events, 1) if index not in skip]
     else:
         fresh = events
-    summary.duplicates += len(events) - len(fresh)
+    summary.count(account, 0, len(events) - len(fresh))
     if not fresh:
         return
-    result = await queue.enqueue(fresh)
-    summary.queued += len(result.queued)
-    summary.duplicates += len(result.duplicates)
+    result = await queue.enqueue(fresh, account=account)
+    summary.count(account, len(result.queued), len(result.duplicates))
     # Marked only once queued: a run stopped before this line queues them again, deduplicated.
     now = time.time()
     lines: list[str] = []
@@ -443,7 +519,7 @@ async def _send(events: list[dict[str, Any]], queue: EventQueue, account: str, s
         ttl = int((event_time if type(event_time) is int else now) + _WINDOW - now) + _MIN_MARK
         lines.append(f"{event['event_name']}:{event['event_id']}\n{max(ttl, _MIN_MARK)}\n")
     with unavailable("marking the rows imported"):
-        await scripts.mark(args=[prefix, "".join(lines)])
+        await scripts.mark(keys=[keys.stream(account)], args=[prefix, "".join(lines)])
 
 
 async def _save(redis: Any, progress_key: str, rows: int, refused: list[tuple[int, str]]) -> None:
@@ -456,10 +532,13 @@ async def _save(redis: Any, progress_key: str, rows: int, refused: list[tuple[in
         await redis.expire(progress_key, 30 * 86400)
 
 
-def _file_id(path: Path) -> str:
-    """Names an import's progress: the file's absolute path, size and first 64 KiB."""
+def _file_id(path: Path, account: str | None = None) -> str:
+    """Names an import's progress: the file's absolute path, size and first 64 KiB, and ``--account``
+    (a run to another account is another import: it must not resume after rows sent elsewhere)."""
     resolved = path.resolve()
     digest = hashlib.sha256(str(resolved).encode("utf-8", "surrogateescape"))
+    if account is not None:
+        digest.update(b"\0account=" + account.encode())
     digest.update(str(resolved.stat().st_size).encode())
     with resolved.open("rb") as handle:
         digest.update(handle.read(65536))
@@ -476,6 +555,8 @@ def text_summary(summary: ImportSummary, *, limit: int = 50) -> str:
     rate = summary.read / summary.seconds if summary.seconds else 0.0
     out.write(f"rows read {summary.read}, queued {summary.queued}, duplicates {summary.duplicates}, "
               f"refused {len(summary.refused)} ({summary.seconds:.1f} s, {rate:,.0f} rows/s)\n")
+    for account, counts in sorted(summary.accounts.items()):  # where the rows went (PINSIGNAL_ACCOUNTS)
+        out.write(f"  account {account}: queued {counts['queued']}, duplicates {counts['duplicates']}\n")
     for line, reason in summary.refused[:limit]:
         out.write(f"  line {line}: {reason}\n")
     if len(summary.refused) > limit:

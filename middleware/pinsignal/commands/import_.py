@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="start from the first row even if an earlier run was interrupted "
                              "(rows already imported are still duplicates)")
+    parser.add_argument("--account", metavar="ID", default=None,
+                        help="send every row to this ad account (PINTEREST_AD_ACCOUNT_ID or an id of "
+                             "PINSIGNAL_ACCOUNTS) instead of routing each row as the collector would")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from pinsignal.offline import ImportOptions, import_file, parse_map, text_summary
 
     options = ImportOptions(path=args.file, fmt=args.fmt, mapping=parse_map(args.maps), event=args.event,
-                            restart=args.restart)
+                            restart=args.restart, account=args.account)
     bar = tqdm(unit=" rows", disable=not sys.stderr.isatty(), file=sys.stderr, desc=args.file.name)
     last = 0
 
