@@ -16,10 +16,16 @@ match keys); other string traits become plain SHA-256. The request's click id an
 cookies (verified device id, ``_epik``) are kept beside it. At most ``PINSIGNAL_QUARANTINE_MAX``
 events are kept, none longer than ``PINSIGNAL_QUARANTINE_DAYS``.
 
+Each kept event also records the ad account the collector routed it to (``account``, DESIGN 8.4; an
+account id, not personal data). A replay queues the event to that account while it is still one of
+this deployment's (``PINTEREST_AD_ACCOUNT_ID`` or an id of ``PINSIGNAL_ACCOUNTS``); an event kept
+before accounts were recorded, or whose account is gone, is routed again by
+:meth:`pinsignal.accounts.Accounts.route`, the collector's own routing, on its envelope.
+
     store = Quarantine(redis, max_items=10_000, days=7)
     await store.add([item, ...])
     items = await store.list(reason="invalid_event")
-    report = await replay(redis, config, ids=None)     # every quarantined event
+    report = await replay(store, items, engine, queue, routes=Accounts.from_config(config))
 """
 
 from __future__ import annotations
@@ -29,11 +35,14 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pinsignal import keys
+
+if TYPE_CHECKING:
+    from pinsignal.accounts import Accounts
 
 __all__ = ["Quarantine", "ReplayReport", "quarantine_item", "replay"]
 
@@ -64,8 +73,10 @@ def _plain(value: object) -> str:
 
 
 def quarantine_item(envelope: Mapping[str, Any], *, reason: str, errors: Sequence[str], epik: str | None,
-                    cookies: Mapping[str, str], default_country: str, at: float | None = None) -> dict[str, Any]:
-    """What the quarantine keeps of one refused event: hashed envelope, reason, request context."""
+                    cookies: Mapping[str, str], default_country: str, at: float | None = None,
+                    account: str | None = None) -> dict[str, Any]:
+    """What the quarantine keeps of one refused event: hashed envelope, reason, request context, and the
+    ad account the collector routed it to (``account``), which a replay queues it to."""
     from pinsignal.collector.intake import identity_keys
     from pinsignal.pinterest.fields import IDENTITY_TRAITS
 
@@ -87,7 +98,7 @@ def quarantine_item(envelope: Mapping[str, Any], *, reason: str, errors: Sequenc
     if isinstance(context, Mapping) and isinstance(context.get("traits"), Mapping):
         copy["context"] = {**context, "traits": {name: digest for name, digest in identity_keys(
             None, context["traits"], default_country=default_country).items()}}
-    return {
+    item = {
         "id": secrets.token_hex(8),
         "at": round(at if at is not None else time.time(), 3),
         "reason": reason,
@@ -97,6 +108,9 @@ def quarantine_item(envelope: Mapping[str, Any], *, reason: str, errors: Sequenc
         "envelope": copy,
         "request": {"epik": epik, "cookies": dict(cookies)},
     }
+    if account is not None:
+        item["account"] = account
+    return item
 
 
 class Quarantine:
@@ -166,34 +180,45 @@ class Quarantine:
 
 @dataclass
 class ReplayReport:
-    """What a replay did: ids queued again, duplicates, still refused (id -> reasons)."""
+    """What a replay did: ids queued again, duplicates, still refused (id -> reasons), and the Pinterest
+    events queued to each ad account (account -> count)."""
 
     queued: list[str] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     refused: dict[str, list[str]] = field(default_factory=dict)
+    accounts: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"queued": self.queued, "duplicates": self.duplicates, "refused": self.refused}
+        return {"queued": self.queued, "duplicates": self.duplicates, "refused": self.refused,
+                "accounts": self.accounts}
 
 
-async def replay(store: Quarantine, items: Sequence[dict[str, Any]], engine: Any, queue: Any) -> ReplayReport:
+async def replay(store: Quarantine, items: Sequence[dict[str, Any]], engine: Any, queue: Any, *,
+                 routes: Accounts | None = None) -> ReplayReport:
     """Run the current pipelines on quarantined events; queue what is valid and forget those events.
 
-    ``engine`` is a :class:`pinsignal.pipeline.Engine`, ``queue`` anything with ``enqueue(events)``
-    (an :class:`~pinsignal.queue.EventQueue`). The envelope keeps its ``message_id``, so the
-    Pinterest events get the event ids they would have had. An event still refused stays, with
-    its new reasons.
+    ``engine`` is a :class:`pinsignal.pipeline.Engine`, ``queue`` anything with
+    ``enqueue(events, account=...)`` (an :class:`~pinsignal.queue.EventQueue`). The envelope keeps its
+    ``message_id``, so the Pinterest events get the event ids they would have had. An event still
+    refused stays, with its new reasons.
+
+    Each event goes to the account recorded when it was quarantined if ``routes`` (or the queue's
+    own account) still knows it, else where ``routes.route`` sends its envelope, else to the queue's
+    own account: where the collector would have queued it.
     """
     from pinsignal.pipeline import RequestContext
 
     report = ReplayReport()
     done: list[str] = []
     still: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
+    by_account: dict[str, list[dict[str, Any]]] = {}
+    fallback: str = queue.account
+    known = {fallback, *(routes.ids if routes is not None else ())}
     for item in items:
         request = item.get("request") or {}
         context = RequestContext(epik=request.get("epik"), cookies=request.get("cookies") or {})
-        produced = list(engine.process(dict(item["envelope"]), context))
+        envelope = dict(item["envelope"])
+        produced = list(engine.process(envelope, context))
         errors = [f"{p.pipeline}: {error}" for p in produced for error in p.errors]
         if not produced:
             errors = ["no pipeline matches this event"]
@@ -201,11 +226,18 @@ async def replay(store: Quarantine, items: Sequence[dict[str, Any]], engine: Any
             report.refused[item["id"]] = errors
             still.append({**item, "errors": errors})
             continue
-        events += [p.event for p in produced]
+        recorded = item.get("account")
+        if isinstance(recorded, str) and recorded in known:
+            account = recorded
+        else:  # quarantined before accounts were recorded, or its account is gone: routed as the collector would
+            account = (routes.route(envelope) if routes is not None else None) or fallback
+        by_account.setdefault(account, []).extend(p.event for p in produced)
         done.append(item["id"])
-    if events:
-        result = await queue.enqueue(events)
-        report.queued, report.duplicates = list(result.queued), list(result.duplicates)
+    for account, events in by_account.items():
+        result = await queue.enqueue(events, account=account)
+        report.queued += result.queued
+        report.duplicates += result.duplicates
+        report.accounts[account] = len(result.queued)
     await store.remove(done)
     if still:
         await store.redis.hset(keys.QUARANTINE, mapping={item["id"]: orjson.dumps(item) for item in still})

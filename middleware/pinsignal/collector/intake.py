@@ -322,11 +322,11 @@ class Intake:
                     reasons.extend(f"{produced.pipeline}: {error}" for error in produced.errors)
             if reasons:
                 outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
-                seen.invalid(envelope, reasons, request, self.config)
+                seen.invalid(envelope, reasons, request, self.config, account)
                 invalid += 1
             else:
                 if not made:
-                    seen.unmatched(envelope, request, self.config)
+                    seen.unmatched(envelope, request, self.config, account)
                 outcome.accepted.append(envelope["message_id"])
         await self._enqueue(pending, outcome, seen, source)
         await seen.done()
@@ -431,16 +431,17 @@ class Intake:
             if _source_refused(made, index, envelope, outcome, seen):
                 refused_source += 1
                 continue
+            # routed before the refusals too: a quarantined event keeps its account for the replay
+            account = self.account if route is None else route(envelope, host=visitor.host,
+                                                                source_name=source_name) or self.account
             reasons = [f"{produced.pipeline}: {error}" for produced in made for error in produced.errors]
             if reasons:
                 outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
-                seen.invalid(envelope, reasons, request, self.config)
+                seen.invalid(envelope, reasons, request, self.config, account)
                 invalid += 1
                 continue
             if not made:
-                seen.unmatched(envelope, request, self.config)
-            account = self.account if route is None else route(envelope, host=visitor.host,
-                                                                source_name=source_name) or self.account
+                seen.unmatched(envelope, request, self.config, account)
             pending.extend((envelope["message_id"], produced.pipeline, produced.event, account) for produced in made)
             outcome.accepted.append(envelope["message_id"])
         await self._enqueue(pending, outcome, seen, "server")

@@ -88,32 +88,34 @@ class RequestObserver:
             record["debug"] = self.debug
         self._add(record)
 
-    def unmatched(self, envelope: dict[str, Any], request: Any, config: Config) -> None:
+    def unmatched(self, envelope: dict[str, Any], request: Any, config: Config, account: str | None = None) -> None:
         """No pipeline matched: counted, and quarantined only when ``quarantine_unmatched`` says so.
 
         ``identify`` calls are left out: they feed the ``_psu`` cookie, never a Pinterest event by themselves.
+        ``account``: where the event was routed, kept with it for ``pinsignal quarantine replay``.
         """
         if envelope.get("type") == "identify":
             return
         self.refused(envelope.get("message_id"), envelope.get("event") or envelope.get("type"), "no_pipeline",
                      "no pipeline matches this event")
         if config.quarantine_unmatched:
-            self._quarantine(envelope, "no_pipeline", ["no pipeline matches this event"], request, config)
+            self._quarantine(envelope, "no_pipeline", ["no pipeline matches this event"], request, config, account)
 
-    def invalid(self, envelope: dict[str, Any], errors: list[str], request: Any, config: Config) -> None:
+    def invalid(self, envelope: dict[str, Any], errors: list[str], request: Any, config: Config,
+                account: str | None = None) -> None:
         """A pipeline made an event that fails the v5 contract: counted, traced and quarantined."""
         self.refused(envelope.get("message_id"), envelope.get("event") or envelope.get("type"), "invalid_event",
                      "; ".join(errors))
-        self._quarantine(envelope, "invalid_event", errors, request, config)
+        self._quarantine(envelope, "invalid_event", errors, request, config, account)
 
     def _quarantine(self, envelope: dict[str, Any], reason: str, errors: list[str], request: Any,
-                    config: Config) -> None:
+                    config: Config, account: str | None) -> None:
         if not self._observer.quarantining:
             return
         from pinsignal.quarantine import quarantine_item
 
         item = quarantine_item(envelope, reason=reason, errors=errors, epik=request.epik, cookies=request.cookies,
-                               default_country=config.default_country)
+                               default_country=config.default_country, account=account)
         self.quarantined.append(item)
         if self.tracing:
             self._release(envelope.get("message_id"))

@@ -14,7 +14,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--reason", help="only this reason (invalid_event, no_pipeline)")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (default 100; 0 = all)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line, with the hashed envelope")
-    replay = actions.add_parser("replay", help="run the current pipelines on quarantined events and queue them")
+    replay = actions.add_parser("replay", help="run the current pipelines on quarantined events and queue them, "
+                                               "each to the ad account it was routed to (PINSIGNAL_ACCOUNTS)")
     which = replay.add_mutually_exclusive_group(required=True)
     which.add_argument("--reason", help="every quarantined event of this reason")
     which.add_argument("--id", dest="item_id", help="one quarantined event, by id")
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             await redis.aclose()
 
     async def _replay(store: Quarantine, config: Config) -> int:
+        from pinsignal.accounts import Accounts
         from pinsignal.pipeline import Engine
         from pinsignal.queue import EventQueue
 
@@ -89,13 +91,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"pinsignal quarantine replay: no quarantined event with id {args.item_id!r}", file=sys.stderr)
             return 1
         engine = Engine.from_config(config)
+        routes = Accounts.from_config(config)
         queue = await EventQueue.connect(config)
         try:
-            report = await replay(store, items, engine, queue)
+            report = await replay(store, items, engine, queue, routes=routes)
         finally:
             await queue.close()
         print(f"replayed {len(items) - len(report.refused)} of {len(items)} quarantined events: "
               f"{len(report.queued)} Pinterest events queued, {len(report.duplicates)} already queued before")
+        for account, queued in sorted(report.accounts.items()):
+            print(f"  account {account}: {queued} queued")
         for item_id, errors in report.refused.items():
             print(f"  still refused {item_id}: {'; '.join(errors)}")
         return 1 if report.refused else 0
