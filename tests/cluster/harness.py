@@ -318,11 +318,15 @@ class Cluster:
         owners = self.slot_owners()
         if sum(last - first + 1 for first, last, _master, _replicas in owners) != SLOTS:
             return False
-        for _first, _last, master, _replicas in owners:
-            replication = master.info("replication")
-            if replication["role"] != "master" or int(replication["connected_slaves"]) < 1:
-                return False
-        return all(node.info("replication").get("master_link_status", "up") == "up" for node in self.live())
+        masters = {master.port for _first, _last, master, _replicas in owners}
+        for node in self.live():
+            replication = node.info("replication")
+            if node.port in masters:
+                if replication["role"] != "master" or int(replication["connected_slaves"]) < 1:
+                    return False
+            elif replication["role"] != "slave" or replication.get("master_link_status") != "up":
+                return False  # e.g. a restarted old master that has not yet learnt it was replaced
+        return True
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
         try:
