@@ -254,7 +254,8 @@ _DELIVERED = ("event_name", "event_id", "attempt", "latency", "keys")
 
 def _add_batches(writer: TraceWriter, shared: dict[str, Any], items: list[list[Any]]) -> None:
     for start in range(0, len(items), BATCH_RECORD):
-        writer.add({**shared, "batch": items[start:start + BATCH_RECORD]})
+        chunk = items[start:start + BATCH_RECORD]
+        writer.add({**shared, "batch": chunk}, len(chunk))
 
 
 def _event_id(entry: Entry) -> str | None:

@@ -22,7 +22,12 @@ and what the stage knows: ``message_id`` (the incoming event's id), ``event`` (i
 ``event_name``/``event_id`` (the Pinterest event's), ``pipeline``, ``account``, ``reason``,
 ``status``, ``warning``, ``kinds``, ``attempt``, ``latency``, ``keys`` (match keys carried),
 ``debug`` (the visitor's ``_psdebug`` code), ``envelope`` (hashed) and ``pinterest`` (the v5 event,
-hashed by construction). Raw emails, phones, names and ids never reach it: see :func:`hashed_envelope`.
+hashed by construction). Raw emails, phones, names and ids never reach it: see :func:`encode_request`.
+
+The collector writes one entry per request (:func:`encode_request`: every event's ``received``,
+``refused``, ``quarantined``, ``queued`` and ``duplicate`` stages), a worker one per 64 events of a
+batch; :func:`decode_records` splits an entry back into one record per stage of each event, and the
+cap (``maxlen``) counts those records, not entries.
 """
 
 from __future__ import annotations
@@ -48,8 +53,8 @@ __all__ = [
     "TraceWriter",
     "decode_records",
     "follow",
+    "encode_request",
     "format_record",
-    "hashed_envelope",
     "memory_usage",
     "read_all",
     "read_recent",
@@ -73,23 +78,62 @@ _DEBUG_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 FLUSH_SECONDS = 1.0  # how stale the live page may be; the longer, the fewer round trips per request
 FLUSH_RECORDS = 1000
 
-# KEYS[1] the trace stream, KEYS[2] the counters hash, KEYS[3] the warnings hash. ARGV[1] maxlen,
-# ARGV[2] the records, one JSON object a line (orjson never writes a raw newline: it escapes them in
-# strings), ARGV[3] counters and ARGV[4] warnings, each as "field=amount" lines. One argument per
-# kind: redis-py copies its buffer per argument, which costs more than the records themselves.
+# KEYS[1] the trace stream, KEYS[2] the counters hash, KEYS[3] the warnings hash. ARGV[1] maxlen (in
+# records, the rows readers get back: a request's record of 20 events counts as the 40 or so it expands
+# to), ARGV[2] the entries, one JSON object a line (orjson never writes a raw newline: it escapes them in
+# strings), ARGV[3] counters and ARGV[4] warnings, each as "field=amount" lines, ARGV[5] each entry's
+# rows, space-separated. One argument per kind: redis-py copies its buffer per argument, which costs more
+# than the records themselves.
+#
+# The cap is by rows, not entries, so that its memory does not depend on how many events a request or a
+# worker batch packs into one entry: each entry carries ``c``, the running count of rows written to the
+# stream, and once the oldest entry lies more than ``maxlen`` (plus a 5% slack, as ``MAXLEN ~`` has) rows
+# behind the newest, the oldest entries are read a page at a time and cut with ``XTRIM MINID`` up to the
+# first one within the newest ``maxlen`` rows. Each entry is read about once on its way out. An entry
+# without ``c`` (written before the cap was by rows) counts as the oldest. ``MAXLEN ~ maxlen`` entries
+# stays as a second bound: every entry holds at least one row, so it never cuts below ``maxlen`` rows.
 _FLUSH_LUA = """
-local blob = ARGV[2]
-local pos = 1
-local size = #blob
-local written = 0
 local maxlen = tonumber(ARGV[1])
-while pos <= size do
-  local stop = string.find(blob, '\\n', pos, true) or (size + 1)
-  if maxlen > 0 then
-    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'r', string.sub(blob, pos, stop - 1))
+local written = 0
+local function total_of(entry)
+  local f = entry[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'c' then return tonumber(f[i + 1]) or 0 end
   end
-  pos = stop + 1
-  written = written + 1
+  return 0
+end
+if maxlen > 0 and #ARGV[2] > 0 then
+  local blob = ARGV[2]
+  local pos = 1
+  local size = #blob
+  local total = 0
+  local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+  if #newest > 0 then total = total_of(newest[1]) end
+  for rows in string.gmatch(ARGV[5], '%d+') do
+    local stop = string.find(blob, '\\n', pos, true) or (size + 1)
+    total = total + tonumber(rows)
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'c', total, 'r', string.sub(blob, pos, stop - 1))
+    pos = stop + 1
+    written = written + 1
+  end
+  local floor = total - maxlen
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+  if #oldest > 0 and total_of(oldest[1]) <= floor - math.floor(maxlen / 20) then
+    local start = '-'
+    local cut = nil
+    while cut == nil do
+      local page = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', 32)
+      if #page == 0 then break end
+      for _, entry in ipairs(page) do
+        if total_of(entry) > floor then
+          cut = entry[1]
+          break
+        end
+      end
+      start = '(' .. page[#page][1]
+    end
+    if cut ~= nil then redis.call('XTRIM', KEYS[1], 'MINID', cut) end
+  end
 end
 for i = 3, 4 do
   for field, amount in string.gmatch(ARGV[i], '([^\\n]+)=(%d+)') do
@@ -143,36 +187,70 @@ def _hash_traits(traits: Mapping[str, Any], user_data: Mapping[str, Any]) -> dic
     return hashed
 
 
-def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The envelope as the trace keeps it: ``traits``, ``context.traits`` and ``user_id`` hashed, ``properties`` cut.
+def _hash_in_place(envelope: dict[str, Any], user_data: Mapping[str, Any]) -> tuple[Any, Any, Any, Any]:
+    """Put the trace's form of ``envelope`` in place (see :func:`encode_request`); returns what it replaced.
 
-    A trait that a pipeline turned into a match key shows that key's normalised SHA-256 (taken from
-    ``user_data``, so nothing is hashed twice); any other string trait is SHA-256 of the value as
-    received. Numbers and booleans stay. Of ``properties`` only numbers and booleans stay: text,
-    lists and objects are left out (hashing them cost the collector 4.5 us an event; the Pinterest
-    event shows what the pipelines took from them). IP, user agent and page stay as the queued
-    event has them.
+    ``traits``, ``context.traits`` and ``user_id`` hashed, ``properties`` cut: a trait that a pipeline
+    turned into a match key shows that key's normalised SHA-256 (taken from ``user_data``, so nothing
+    is hashed twice); any other string trait is SHA-256 of the value as received. Numbers and booleans
+    stay. Of ``properties`` only numbers and booleans stay: text, lists and objects are left out
+    (hashing them cost the collector 4.5 us an event; the Pinterest event shows what the pipelines took
+    from them). IP, user agent and page stay as the queued event has them. Only top-level keys of
+    ``envelope`` are replaced: the objects they held are never changed.
     """
-    if user_data is None:
-        user_data = {}
-    copy = dict(envelope)
-    traits = copy.get("traits")
+    traits = envelope.get("traits")
     if traits:
-        copy["traits"] = _hash_traits(traits, user_data) if type(traits) is dict else _digest(traits)
-    user_id = copy.get("user_id")
+        envelope["traits"] = _hash_traits(traits, user_data) if type(traits) is dict else _digest(traits)
+    user_id = envelope.get("user_id")
     if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
         external = user_data.get("external_id")
-        copy["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
-    properties = copy.get("properties")
+        envelope["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
+    properties = envelope.get("properties")
     if properties:  # free text a shop may fill with anything ("a gift for Jane Doe"): numbers kept, the rest left out
-        copy["properties"] = {name: value for name, value in properties.items() if type(value) in _PLAIN} \
-            if type(properties) is dict else None
-    context = copy.get("context")
+        if type(properties) is dict:
+            plain: dict[str, Any] = {}
+            for name, value in properties.items():
+                if type(value) in _PLAIN:
+                    plain[name] = value
+            envelope["properties"] = plain
+        else:
+            envelope["properties"] = None
+    context = envelope.get("context")
     if context and "traits" in context and type(context) is dict:
         inner = context["traits"]
-        copy["context"] = {**context, "traits": _hash_traits(inner, user_data) if type(inner) is dict
-                           else _digest(inner)}
-    return copy
+        envelope["context"] = {**context, "traits": _hash_traits(inner, user_data) if type(inner) is dict
+                               else _digest(inner)}
+    return traits, user_id, properties, context
+
+
+_NO_USER_DATA: Mapping[str, Any] = {}
+
+
+def encode_request(at: float, source: str, debug: str | None, events: list[list[Any]],
+                   hashing: list[tuple[dict[str, Any], Mapping[str, Any] | None]]) -> bytes:
+    """One trace entry for the collector's stages of every event of one request, as JSON.
+
+    ``events``: per event ``[message_id, event, envelope or None, stage, ...]`` (see
+    :func:`decode_records`); ``hashing``: each ``(envelope, user_data)`` of them. The envelopes are
+    written as the trace keeps them (:func:`_hash_in_place`) without a copy: their hashed fields are
+    swapped in for the one ``orjson.dumps`` of the request and put back after it.
+    """
+    record: dict[str, Any] = {"at": at, "source": source, "events": events}
+    if debug:
+        record["debug"] = debug
+    saved = [(envelope, _hash_in_place(envelope, user_data or _NO_USER_DATA)) for envelope, user_data in hashing]
+    try:
+        return orjson.dumps(record)
+    finally:
+        for envelope, (traits, user_id, properties, context) in saved:
+            if traits:
+                envelope["traits"] = traits
+            if user_id is not None:
+                envelope["user_id"] = user_id
+            if properties:
+                envelope["properties"] = properties
+            if context:
+                envelope["context"] = context
 
 
 class TraceWriter:
@@ -189,6 +267,7 @@ class TraceWriter:
         self._sha = hashlib.sha1(_FLUSH_LUA.encode()).hexdigest()
         self._connection: Any = None  # the flusher's own, made at first use
         self._records: list[bytes] = []
+        self._rows: list[int] = []  # how many records each entry of _records expands to
         self._counters: Counter[str] = Counter()
         self._warnings: Counter[str] = Counter()
         self._timer: asyncio.TimerHandle | None = None
@@ -196,14 +275,24 @@ class TraceWriter:
         self._failed_at = 0.0
         self.dropped = 0
 
-    def add(self, record: dict[str, Any]) -> None:
-        """Append one record (``at`` is added when missing); costs an ``orjson.dumps``."""
+    def add(self, record: dict[str, Any], rows: int = 1) -> None:
+        """Append one record (``at`` is added when missing); costs an ``orjson.dumps``.
+
+        ``rows``: how many records readers split it into (a worker's batch record), for the cap.
+        """
         if not self.enabled:
             return
         if "at" not in record:
             record["at"] = round(time.time(), 3)
+        self.add_encoded(orjson.dumps(record), rows)
+
+    def add_encoded(self, entry: bytes, rows: int) -> None:
+        """Append one entry already encoded as JSON (:func:`encode_request`) that readers split into ``rows``."""
+        if not self.enabled:
+            return
         records = self._records
-        records.append(orjson.dumps(record))
+        records.append(entry)
+        self._rows.append(rows)
         if self._timer is None and self._task is None:
             self._schedule()
         elif len(records) >= FLUSH_RECORDS and self._task is None:
@@ -246,13 +335,14 @@ class TraceWriter:
 
     async def _write(self) -> None:
         records, self._records = self._records, []
+        rows, self._rows = self._rows, []
         counters, self._counters = self._counters, Counter()
         warnings, self._warnings = self._warnings, Counter()
         if not (records or counters or warnings):
             return
         blob = b"\n".join(records)
         try:
-            await self._send(blob, _lines(counters), _lines(warnings))
+            await self._send(blob, _lines(counters), _lines(warnings), " ".join(map(str, rows)))
         except Exception as exc:  # the trace never fails the caller
             if self._connection is not None:
                 await self._connection.disconnect()
@@ -263,7 +353,7 @@ class TraceWriter:
                 logger.warning("the trace could not be written (%s: %s); %d records dropped",
                                type(exc).__name__, exc, len(records))
 
-    async def _send(self, blob: bytes, counters: str, warnings: str) -> None:
+    async def _send(self, blob: bytes, counters: str, warnings: str, rows: str) -> None:
         # Only the flusher sends, one call at a time: its own connection skips the pool's check-out
         # and the client's dispatch, which cost more than the call (as in pinsignal.queue).
         from redis.exceptions import NoScriptError
@@ -271,7 +361,7 @@ class TraceWriter:
         connection = self._connection
         if connection is None:
             connection = self._connection = self.redis.connection_pool.make_connection()
-        args = (3, keys.TRACE, keys.COUNTERS, keys.WARNINGS, self.maxlen, blob, counters, warnings)
+        args = (3, keys.TRACE, keys.COUNTERS, keys.WARNINGS, self.maxlen, blob, counters, warnings, rows)
         try:
             await connection.send_command("EVALSHA", self._sha, *args)
             await connection.read_response()
@@ -311,10 +401,12 @@ def _lines(counter: Counter[str]) -> str:
 def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[str, Any]]:
     """The records of one stream entry (``id`` is the entry id), oldest first.
 
-    The collector stores an event's ``queued``/``duplicate`` stages inside its ``received`` record
-    (``then``): one entry per event instead of two; a worker stores the ``sent`` or ``delivered``
-    stage of up to 64 events of a batch in one record (``batch``: a list per event of what differs,
-    named by ``fields``). They come out here as records of their own.
+    The collector stores the stages of every event of a request in one entry (``events``: per event
+    ``[message_id, event, envelope or null, stage, ...]``, see :func:`encode_request`); a worker
+    stores the ``sent`` or ``delivered`` stage of up to 64 events of a batch in one record (``batch``:
+    a list per event of what differs, named by ``fields``). Entries written before the per-request
+    record kept an event's ``queued``/``duplicate`` stages inside its ``received`` record (``then``).
+    They all come out here as records of their own.
     """
     raw = fields.get(b"r")
     if raw is None:
@@ -326,6 +418,9 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
     if not isinstance(record, dict):
         return []
     ident = entry_id.decode()
+    events = record.pop("events", None)  # the collector's record of one request
+    if isinstance(events, list):
+        return _request_records(record, events, ident)
     record["id"] = ident
     batch = record.pop("batch", None)  # a worker's stage of several events (insight.BATCH_RECORD)
     if isinstance(batch, list):
@@ -347,14 +442,63 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
     return split
 
 
-# the fields of a stage stored inside a received record (``then``), in order
+# the fields of a queued or duplicate stage, in order (a request's record, and a received record's ``then``)
 _THEN = ("stage", "event_name", "event_id", "pipeline", "account")
 
 
+def _request_records(record: dict[str, Any], events: list[Any], ident: str) -> list[dict[str, Any]]:
+    """The records of a request's entry: per event its ``received`` record (when it has an envelope),
+    then its stages in the order they happened."""
+    at = record.get("at")
+    source = record.get("source", "browser")
+    debug = record.get("debug")
+    extra = {"debug": debug, "id": ident} if debug else {"id": ident}
+    split: list[dict[str, Any]] = []
+    for item in events:
+        if not isinstance(item, list) or len(item) < 3:
+            continue
+        message_id, event, envelope = item[0], item[1], item[2]
+        if envelope is not None:
+            split.append({"at": at, "stage": "received", "message_id": message_id, "event": event,
+                          "source": source, "envelope": envelope, **extra})
+        for stage in item[3:]:
+            if not isinstance(stage, list) or not stage:
+                continue
+            name = stage[0]
+            if name == "refused" and len(stage) >= 3:
+                row = {"at": at, "stage": "refused", "message_id": message_id, "event": event, "reason": stage[1],
+                       "message": stage[2]}
+                if len(stage) > 3:
+                    row["count"] = stage[3]
+                split.append({**row, **extra})
+            elif name == "quarantined" and len(stage) == 4:
+                split.append({"at": at, "stage": "quarantined", "message_id": message_id, "event": stage[3],
+                              "reason": stage[1], "quarantine_id": stage[2], **extra})
+            elif len(stage) == len(_THEN):
+                split.append({"at": at, "message_id": message_id, **dict(zip(_THEN, stage, strict=True)), **extra})
+    return split
+
+
 async def read_recent(redis: Any, count: int = 1000, *, before: str = "+") -> list[dict[str, Any]]:
-    """The newest ``count`` records, oldest first (``id`` is the stream entry id)."""
-    rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=count)
-    return [record for entry_id, fields in reversed(rows) for record in decode_records(entry_id, fields)]
+    """The newest ``count`` records, oldest first (``id`` is the stream entry id).
+
+    An entry holds one record or many (a request's, a worker batch's): entries are read, newest
+    first, until they hold ``count`` records.
+    """
+    entries: list[list[dict[str, Any]]] = []
+    found = 0
+    while found < count:
+        wanted = count - found  # every entry holds at least one record
+        rows = await redis.xrevrange(keys.TRACE, max=before, min="-", count=wanted)
+        for entry_id, fields in rows:
+            split = decode_records(entry_id, fields)
+            entries.append(split)
+            found += len(split)
+        if len(rows) < wanted:
+            break
+        before = "(" + rows[-1][0].decode()
+    records = [record for split in reversed(entries) for record in split]
+    return records[-count:] if len(records) > count else records
 
 
 async def read_all(redis: Any, *, page: int = 2000) -> AsyncIterator[dict[str, Any]]:

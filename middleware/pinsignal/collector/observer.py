@@ -4,13 +4,13 @@
     seen = observer.request(visitor_debug_code)
     seen.received(envelope, produced)         # after the pipelines ran
     seen.refused(message_id, event, "consent", "advertising consent was refused")
-    seen.queued(message_id, pipeline, event, duplicate=False)
-    await seen.done()                         # quarantines, if any (awaited: the answer says "kept")
+    seen.queued(message_id, pipeline, event, account, duplicate=False)
+    await seen.done()                         # the request's trace entry; quarantines, if any (awaited)
 
 Refusal reasons (``pinsignal_events_refused_total{reason}``): ``bot``, ``consent``,
 ``invalid_envelope``, ``no_pipeline``, ``invalid_event`` (what a pipeline made fails the v5
-contract: quarantined). The records cost one ``orjson.dumps`` each and are written in the
-background (:class:`pinsignal.trace.TraceWriter`); nothing here waits for Redis on the accepted path.
+contract: quarantined). A request's records cost one ``orjson.dumps`` together and are written in
+the background (:class:`pinsignal.trace.TraceWriter`); nothing here waits for Redis on the accepted path.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pinsignal.config import Config
-from pinsignal.trace import REFUSAL_REASONS, hashed_envelope
+from pinsignal.trace import REFUSAL_REASONS, decode_records, encode_request
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Produced
@@ -37,56 +37,55 @@ logger = logging.getLogger("pinsignal.collector")
 
 
 class RequestObserver:
-    """The records of one request's events; made by :meth:`Observer.request`."""
+    """The records of one request's events; made by :meth:`Observer.request`.
 
-    __slots__ = ("_add", "_held", "_observer", "at", "debug", "quarantined", "tracing")
+    Every stage the collector sees (received, refused, quarantined, queued, duplicate) goes into one
+    trace entry for the whole request, written by :meth:`done` (:func:`pinsignal.trace.encode_request`):
+    per event a list ``[message_id, event, envelope, stage, ...]``, the envelope hashed only when the
+    entry is encoded, without a copy. Readers split it back into a record per stage.
+    """
 
-    def __init__(self, observer: Observer, debug: str | None) -> None:
+    __slots__ = ("_by_id", "_events", "_hashing", "_observer", "_rows", "at", "debug", "quarantined", "source",
+                 "tracing")
+
+    def __init__(self, observer: Observer, debug: str | None, source: str = "browser") -> None:
         self._observer = observer
         self.debug = debug
+        self.source = source
         self.tracing = observer.tracing
-        self._add = observer.add
         self.quarantined: list[dict[str, Any]] = []
         self.at = round(time.time(), 3)  # one time for the records of one request
-        # received records wait for the request's enqueue: an event's "queued" (or "duplicate") rides
-        # in its received record ("then"), one stream entry instead of two; readers split it again
-        self._held: dict[object, dict[str, Any]] = {}
+        self._events: list[list[Any]] = []  # per event: [message_id, event, envelope or None, stage, ...]
+        self._by_id: dict[object, list[Any]] = {}  # message id -> its event's list (the newest, for a repeated id)
+        self._hashing: list[tuple[dict[str, Any], Any]] = []  # (envelope, user_data) of each received event
+        self._rows = 0  # the records readers will split the entry into (the trace's cap counts them)
 
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
         if not self.tracing:
             return
         data = produced[0].event.get("user_data") if produced else None
         message_id = envelope.get("message_id")
-        record: dict[str, Any] = {"at": self.at, "stage": "received", "message_id": message_id,
-                                  "event": envelope.get("event") or envelope.get("type"),
-                                  "source": envelope.get("source", "browser"),
-                                  "envelope": hashed_envelope(envelope, data if type(data) is dict else None)}
-        if self.debug:
-            record["debug"] = self.debug
-        held = self._held
-        if message_id in held:  # the same id twice in one batch: keep the order
-            self._add(held.pop(message_id))
-        held[message_id] = record
+        item = [message_id, envelope.get("event") or envelope.get("type"), envelope]
+        self._events.append(item)
+        self._by_id[message_id] = item
+        self._hashing.append((envelope, data if type(data) is dict else None))
+        self._rows += 1
 
-    def _release(self, message_id: object) -> None:
-        record = self._held.pop(message_id, None)
-        if record is not None:
-            self._add(record)
+    def _stage(self, message_id: object, event: object, stage: list[Any]) -> None:
+        item = self._by_id.get(message_id) if message_id is not None else None
+        if item is None:  # refused before it was received (consent, envelope, crawler): a list of its own
+            item = [message_id if type(message_id) is str else None, event if type(event) is str else None, None]
+            self._events.append(item)
+            if message_id is not None:
+                self._by_id[message_id] = item
+        item.append(stage)
+        self._rows += 1
 
     def refused(self, message_id: object, event: object, reason: str, message: str, *, count: int = 1) -> None:
         self._observer.count(f"refused:{reason}", count)
-        if not self.tracing:
-            return
-        self._release(message_id)
-        record: dict[str, Any] = {"at": self.at, "stage": "refused",
-                                  "message_id": message_id if type(message_id) is str else None,
-                                  "event": event if type(event) is str else None, "reason": reason,
-                                  "message": message}
-        if count > 1:
-            record["count"] = count
-        if self.debug:
-            record["debug"] = self.debug
-        self._add(record)
+        if self.tracing:
+            self._stage(message_id, event, ["refused", reason, message, count] if count > 1
+                        else ["refused", reason, message])
 
     def unmatched(self, envelope: dict[str, Any], request: Any, config: Config, account: str | None = None) -> None:
         """No pipeline matched: counted, and quarantined only when ``quarantine_unmatched`` says so.
@@ -118,45 +117,26 @@ class RequestObserver:
                                default_country=config.default_country, account=account)
         self.quarantined.append(item)
         if self.tracing:
-            self._release(envelope.get("message_id"))
-            record: dict[str, Any] = {"at": self.at, "stage": "quarantined", "message_id": envelope.get("message_id"),
-                                      "event": item["event"], "reason": reason, "quarantine_id": item["id"]}
-            if self.debug:
-                record["debug"] = self.debug
-            self._add(record)
+            self._stage(envelope.get("message_id"), item["event"], ["quarantined", reason, item["id"], item["event"]])
 
     def queued(self, message_id: str, pipeline: str, event: Mapping[str, Any], account: str, *,
                duplicate: bool) -> None:
-        if not self.tracing:
-            return
-        received = self._held.get(message_id)
-        if received is not None:
-            # compact: [stage, event_name, event_id, pipeline, account], split by decode_records
-            stage = [("duplicate" if duplicate else "queued"), event["event_name"], event["event_id"], pipeline,
-                     account]
-            then = received.get("then")
-            if then is None:
-                received["then"] = [stage]
-            else:
-                then.append(stage)
-            return
-        record: dict[str, Any] = {"at": self.at, "message_id": message_id,
-                                  "stage": "duplicate" if duplicate else "queued",
-                                  "event_name": event.get("event_name"), "event_id": event.get("event_id"),
-                                  "pipeline": pipeline, "account": account}
-        if self.debug:
-            record["debug"] = self.debug
-        self._add(record)
+        if self.tracing:
+            self._stage(message_id, None, ["duplicate" if duplicate else "queued", event["event_name"],
+                                           event["event_id"], pipeline, account])
 
     async def done(self) -> None:
-        """The end of the request: write the held records, keep the quarantined events."""
-        if self._held:
-            add = self._add
-            for record in self._held.values():
-                add(record)
-            self._held.clear()
+        """The end of the request: write its trace entry, keep the quarantined events."""
+        self.flush()
         if self.quarantined:
             await self._observer.keep(self.quarantined)
+
+    def flush(self) -> None:
+        """Write the trace entry of what was seen so far (:meth:`done` does; for a request without quarantine)."""
+        if self._events:
+            self._observer.add_encoded(encode_request(self.at, self.source, self.debug, self._events, self._hashing),
+                                       self._rows)
+            self._events, self._by_id, self._hashing, self._rows = [], {}, [], 0
 
 
 class Observer:
@@ -169,10 +149,10 @@ class Observer:
         self.config = config
         self.account = config.ad_account_id or "default"
 
-    def request(self, debug: str | None = None) -> RequestObserver:
-        return RequestObserver(self, debug)
+    def request(self, debug: str | None = None, source: str = "browser") -> RequestObserver:
+        return RequestObserver(self, debug, source)
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add_encoded(self, entry: bytes, rows: int) -> None:
         pass
 
     def count(self, field: str, amount: int = 1) -> None:
@@ -199,9 +179,12 @@ class MemoryObserver(Observer):
         self.records: list[dict[str, Any]] = []
         self.counters: Counter[str] = Counter()
         self.kept: list[dict[str, Any]] = []
+        self._entries = 0
 
-    def add(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
+    def add_encoded(self, entry: bytes, rows: int) -> None:
+        """Keeps the records a reader of the stream would get back (``id`` is a count of entries)."""
+        self._entries += 1
+        self.records.extend(decode_records(f"{self._entries}-0".encode(), {b"r": entry}))
 
     def count(self, field: str, amount: int = 1) -> None:
         self.counters[field] += amount
@@ -224,7 +207,7 @@ class RedisObserver(Observer):
         self._redis: Any = None
         self._lock: asyncio.Lock | None = None
         self._pending: list[tuple[str, int]] = []
-        self._records: list[dict[str, Any]] = []
+        self._records: list[tuple[bytes, int]] = []
         self._open_task: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
@@ -246,20 +229,20 @@ class RedisObserver(Observer):
             self._store = Quarantine(self._redis, max_items=self.config.quarantine_max,
                                      days=self.config.quarantine_days)
             writer = TraceWriter(self._redis, self.config.trace_maxlen)
-            for record in self._records:
-                writer.add(record)
+            for entry, rows in self._records:
+                writer.add_encoded(entry, rows)
             for field, amount in self._pending:
                 writer.count(field, amount)
             self._records, self._pending = [], []
             self._writer = writer
-            self.add = writer.add  # type: ignore[method-assign]  # the hot path: one call per record, not two
+            self.add_encoded = writer.add_encoded  # type: ignore[method-assign]  # one call per entry, not two
 
-    def add(self, record: dict[str, Any]) -> None:
+    def add_encoded(self, entry: bytes, rows: int) -> None:
         writer = self._writer
         if writer is not None:
-            writer.add(record)
+            writer.add_encoded(entry, rows)
         else:  # before the first open finished: kept until it does
-            self._records.append(record)
+            self._records.append((entry, rows))
             self._opening()
 
     def count(self, field: str, amount: int = 1) -> None:

@@ -154,7 +154,9 @@ class SegmentAPI:
             except SegmentRefusal as refusal:
                 refusal.headers = [*cors, *refusal.headers]
                 await self._intake.open()
-                self._intake.observer.request(None).refused(None, None, "write_key", str(refusal))
+                seen = self._intake.observer.request(None, "server")
+                seen.refused(None, None, "write_key", str(refusal))
+                seen.flush()
                 await self._intake.sink.incr("refused_write_key")
                 raise
 

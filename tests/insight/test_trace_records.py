@@ -1,0 +1,161 @@
+"""The collector's trace entry per request: what it holds against the per-event records it replaced,
+how readers split it, and the cap by records (rows) rather than entries, on a real Redis."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+import pytest
+import redis.asyncio as aioredis
+
+from pinsignal import keys
+from pinsignal.trace import TraceWriter, _digest, _hash_traits, decode_records, encode_request, read_recent
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_PLAIN = (bool, int, float, type(None))
+
+
+def hashed_envelope(envelope: Mapping[str, Any], user_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The code the request entry replaced (trace.py before it): a hashed copy of each envelope."""
+    if user_data is None:
+        user_data = {}
+    copied = dict(envelope)
+    traits = copied.get("traits")
+    if traits:
+        copied["traits"] = _hash_traits(traits, user_data) if type(traits) is dict else _digest(traits)
+    user_id = copied.get("user_id")
+    if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
+        external = user_data.get("external_id")
+        copied["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
+    properties = copied.get("properties")
+    if properties:
+        copied["properties"] = {name: value for name, value in properties.items() if type(value) in _PLAIN} \
+            if type(properties) is dict else None
+    context = copied.get("context")
+    if context and "traits" in context and type(context) is dict:
+        inner = context["traits"]
+        copied["context"] = {**context, "traits": _hash_traits(inner, user_data) if type(inner) is dict
+                             else _digest(inner)}
+    return copied
+
+
+EM = hashlib.sha256(b"jane.doe@example.com").hexdigest()
+PH = hashlib.sha256(b"14155550123").hexdigest()
+EXTERNAL = hashlib.sha256(b"customer-42").hexdigest()
+
+ENVELOPES: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
+    ({"type": "track", "event": "order_completed", "message_id": "m-1",
+      "properties": {"revenue": 72.39, "currency": "USD", "note": "a gift for Jane Doe", "gift": True,
+                     "products": [{"product_id": "sku-1", "price": 14.99}]},
+      "traits": {"email": " Jane.Doe@Example.com ", "phone": "+1 (415) 555-0123", "plan": "gold", "age": 41},
+      "user_id": "customer-42", "context": {"ip": "203.0.113.9", "page": {"url": "https://shop.example/"}}},
+     {"em": [EM], "ph": [PH], "external_id": [EXTERNAL]}),
+    ({"type": "track", "event": "lead", "message_id": "m-2", "properties": {}, "traits": {},
+      "context": {"traits": {"email": "Jane.Doe@Example.com", "address": {"city": "Paris"}}}}, None),
+    ({"type": "identify", "message_id": "m-3", "user_id": EXTERNAL, "properties": {},
+      "traits": {"email": EM, "tags": ["a", "b"]}, "context": {}}, {}),
+    ({"type": "page", "message_id": "m-4", "user_id": "u-9", "properties": {"title": "Home", "n": 3},
+      "traits": {"first_name": "Jane"}, "context": {"userAgent": "Mozilla/5.0"}}, {"fn": "not a list"}),
+]
+
+
+def test_a_request_entry_holds_each_envelope_as_the_per_event_records_did_and_puts_them_back() -> None:
+    events: list[list[Any]] = []
+    hashing: list[tuple[dict[str, Any], Any]] = []
+    before = copy.deepcopy([envelope for envelope, _ in ENVELOPES])
+    for envelope, user_data in ENVELOPES:
+        events.append([envelope["message_id"], envelope.get("event") or envelope["type"], envelope,
+                       ["queued", "checkout", envelope["message_id"], "checkout", "1"]])
+        hashing.append((envelope, user_data))
+    entry = encode_request(12.5, "browser", "dbg123", events, hashing)
+    record = orjson.loads(entry)
+    assert [item[2] for item in record["events"]] == [
+        orjson.loads(orjson.dumps(hashed_envelope(envelope, user_data))) for envelope, user_data in ENVELOPES]
+    assert [envelope for envelope, _ in ENVELOPES] == before  # the envelopes are as they were
+    for raw in (b"Jane.Doe", b"jane.doe", b"555-0123", b"customer-42", b"gift for", b"u-9", b"Paris"):
+        assert raw not in entry
+
+
+def test_readers_split_a_request_entry_into_the_records_of_each_stage_in_order() -> None:
+    envelope = {"type": "track", "event": "order_completed", "message_id": "ok-1", "properties": {}, "traits": {}}
+    bad = {"type": "track", "event": "order_completed", "message_id": "bad-1", "properties": {}, "traits": {}}
+    events = [
+        [None, None, None, ["refused", "bot", "known crawler", 3]],
+        ["c-1", "lead", None, ["refused", "consent", "advertising consent was refused"]],
+        ["ok-1", "order_completed", envelope, ["queued", "checkout", "ok-1", "checkout", "549755885175"],
+         ["duplicate", "lead", "ok-1", "lead", "549755885175"]],
+        ["bad-1", "order_completed", bad, ["refused", "invalid_event", "checkout: value: must be > 0"],
+         ["quarantined", "invalid_event", "q-1", "order_completed"]],
+    ]
+    entry = encode_request(7.0, "server", "dbg123", events, [(envelope, None), (bad, None)])
+    records = decode_records(b"5-0", {b"c": b"7", b"r": entry})
+    shared = {"at": 7.0, "debug": "dbg123", "id": "5-0"}
+    assert records == [
+        {**shared, "stage": "refused", "message_id": None, "event": None, "reason": "bot",
+         "message": "known crawler", "count": 3},
+        {**shared, "stage": "refused", "message_id": "c-1", "event": "lead", "reason": "consent",
+         "message": "advertising consent was refused"},
+        {**shared, "stage": "received", "message_id": "ok-1", "event": "order_completed", "source": "server",
+         "envelope": envelope},
+        {**shared, "message_id": "ok-1", "stage": "queued", "event_name": "checkout", "event_id": "ok-1",
+         "pipeline": "checkout", "account": "549755885175"},
+        {**shared, "message_id": "ok-1", "stage": "duplicate", "event_name": "lead", "event_id": "ok-1",
+         "pipeline": "lead", "account": "549755885175"},
+        {**shared, "stage": "received", "message_id": "bad-1", "event": "order_completed", "source": "server",
+         "envelope": bad},
+        {**shared, "stage": "refused", "message_id": "bad-1", "event": "order_completed", "reason": "invalid_event",
+         "message": "checkout: value: must be > 0"},
+        {**shared, "stage": "quarantined", "message_id": "bad-1", "event": "order_completed",
+         "reason": "invalid_event", "quarantine_id": "q-1"},
+    ]
+    # an entry written before the per-request record (a received record with its queued stage inside)
+    old = orjson.dumps({"at": 1.0, "stage": "received", "message_id": "m-1", "event": "x", "envelope": {},
+                        "then": [["queued", "checkout", "m-1", "checkout", "1"]]})
+    assert [r["stage"] for r in decode_records(b"1-0", {b"r": old})] == ["received", "queued"]
+
+
+async def _rows(redis: Any) -> int:
+    return sum(len(decode_records(entry_id, fields)) for entry_id, fields in await redis.xrange(keys.TRACE))
+
+
+def _request(n: int, size: int) -> bytes:
+    return orjson.dumps({"at": 1.0, "source": "browser", "events": [
+        [f"m-{n}-{i}", "x", {"message_id": f"m-{n}-{i}"}, ["queued", "checkout", f"m-{n}-{i}", "checkout", "1"]]
+        for i in range(size)]})
+
+
+@pytest.mark.anyio
+async def test_the_cap_counts_records_so_request_entries_of_any_size_keep_memory_bounded(redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        await redis.delete(keys.TRACE)
+        # entries written before the cap was by records (no running count): the first to go
+        for n in range(50):
+            await redis.xadd(keys.TRACE, {"r": orjson.dumps({"at": 1.0, "stage": "received", "message_id": f"o-{n}"})})
+        writer = TraceWriter(redis, maxlen=1000)
+        for n in range(300):  # requests of 20 events, 40 records each: 12,000 records written
+            writer.add_encoded(_request(n, 20), 40)
+            if n % 50 == 0:
+                await writer.flush()
+        await writer.close()
+        held = await _rows(redis)
+        assert 1000 <= held <= 1000 + 1000 // 20 + 40, held  # the cap, its 5% slack and one entry
+        assert 25 <= await redis.xlen(keys.TRACE) <= 28  # 40-record entries, not 1,000 of them
+        newest = await read_recent(redis, count=3)
+        assert [r["message_id"] for r in newest] == ["m-299-18", "m-299-19", "m-299-19"]
+        assert len(await read_recent(redis, count=1000)) == 1000
+        # single records (the worker's warnings, a lone post) count one each, under the same cap
+        writer = TraceWriter(redis, maxlen=1000)
+        for n in range(3000):
+            writer.add({"stage": "warning", "event_id": f"w-{n}"})
+        await writer.close()
+        held = await _rows(redis)
+        assert 1000 <= held <= 1000 + 1000 // 20 + 1, held
+        assert (await read_recent(redis, count=1))[0]["event_id"] == "w-2999"
+    finally:
+        await redis.aclose()
