@@ -10,49 +10,29 @@ browser holds last. pinsignal's answer: the collector writes ``_epik`` again fro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse
-from starlette.routing import Route
 
-from pinsignal import Config, MemorySink, PinSignalMiddleware, script_url
-from support import CHROMIUM_ARGS, ServerThread, chromium_path, need
+from pinsignal import Config, MemorySink
+from support import ServerThread
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
 EPIK = "dj0yJnU9UmVuZXdhbFRlc3Qmbj1iYXImbT1iYXomdD1BQUFBQUE"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 DAY = 86_400
 # What the Tag does after the page has loaded: the same click id, written from script, for 7 days.
 TAG_REWRITE = f"document.cookie = '_epik={EPIK}; Max-Age={7 * DAY}; Path=/; SameSite=Lax'"
 
 
-async def page(request: Request) -> HTMLResponse:
-    return HTMLResponse(f"""<!doctype html><html><head><title>Shop</title>
-<script src="{script_url(request)}" defer></script></head><body><h1>Shop</h1></body></html>""")
-
-
 @pytest.fixture
-def site() -> Iterator[Callable[..., ServerThread]]:
-    servers: list[ServerThread] = []
-
+def site(shop_server: Callable[..., ServerThread]) -> Callable[..., ServerThread]:
     def start(**changes: Any) -> ServerThread:
         config = Config(secret="browser-epik-secret-0123456789", **changes)
-        app = PinSignalMiddleware(Starlette(routes=[Route("/", page), Route("/next", page)]), config=config,
-                                  sink=MemorySink())
-        server = ServerThread(app).__enter__()
-        servers.append(server)
-        return server
+        return shop_server(config, script="defer", paths=("/", "/next"), sink=MemorySink())
 
-    try:
-        yield start
-    finally:
-        for server in servers:
-            server.__exit__(None, None, None)
+    return start
 
 
 def epik_cookie(context: Any) -> dict[str, Any] | None:
@@ -64,108 +44,75 @@ def days_left(cookie: dict[str, Any] | None) -> float:
     return (cookie["expires"] - time.time()) / DAY
 
 
-def poll(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
-
-
 def renewed(context: Any) -> bool:
     cookie = epik_cookie(context)
     return cookie is not None and cookie["value"] == EPIK and days_left(cookie) > 399
 
 
-def launch(playwright: Any) -> Any:
-    executable = chromium_path()
-    need(executable, "a Chromium binary (Debian package chromium) for the browser tests")
-    # The user agent for the whole browser, not only the context: a keepalive request that outlives
-    # its page goes out with the browser's own ("HeadlessChrome", which the crawler list drops).
-    return playwright.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, f"--user-agent={USER_AGENT}"])
-
-
 def test_a_tags_7_day_rewrite_is_replaced_by_400_days_after_the_next_pages_events(
-        site: Callable[..., ServerThread]) -> None:
+        site: Callable[..., ServerThread], chromium: Any, poll: Callable[..., Any]) -> None:
     server = site()
-    from playwright.sync_api import sync_playwright
+    with chromium.launch(browser_user_agent=True) as browser:
+        context = browser.new_context(user_agent=chromium.user_agent)
+        tab = context.new_page()
+        tab.goto(f"{server.url}/?epik={EPIK}")
+        assert 399 < days_left(epik_cookie(context)) <= 400
+        tab.wait_for_function("window.pinsignal")
+        tab.evaluate(TAG_REWRITE)
+        assert 6 < days_left(epik_cookie(context)) <= 7  # the Tag's copy has replaced ours
 
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        try:
-            context = browser.new_context(user_agent=USER_AGENT)
-            tab = context.new_page()
-            tab.goto(f"{server.url}/?epik={EPIK}")
-            assert 399 < days_left(epik_cookie(context)) <= 400
-            tab.wait_for_function("window.pinsignal")
-            tab.evaluate(TAG_REWRITE)
-            assert 6 < days_left(epik_cookie(context)) <= 7  # the Tag's copy has replaced ours
+        tab.goto(f"{server.url}/next")  # the next page's automatic page view carries _epik
+        assert poll(lambda: renewed(context)), f"_epik not renewed: {epik_cookie(context)}"
+        assert days_left(epik_cookie(context)) > 399
 
-            tab.goto(f"{server.url}/next")  # the next page's automatic page view carries _epik
-            assert poll(lambda: renewed(context)), f"_epik not renewed: {epik_cookie(context)}"
-            assert days_left(epik_cookie(context)) > 399
-
-            # Every post renews (no "renewed lately" shortcut): a rewrite after the first renewal
-            # is undone by the next event too.
-            tab.evaluate(TAG_REWRITE)
-            tab.evaluate("pinsignal.track('product_added', {product_id: 'sku-1', price: 3})")
-            assert poll(lambda: renewed(context)), f"_epik not renewed by an event: {epik_cookie(context)}"
-        finally:
-            browser.close()
+        # Every post renews (no "renewed lately" shortcut): a rewrite after the first renewal
+        # is undone by the next event too.
+        tab.evaluate(TAG_REWRITE)
+        tab.evaluate("pinsignal.track('product_added', {product_id: 'sku-1', price: 3})")
+        assert poll(lambda: renewed(context)), f"_epik not renewed by an event: {epik_cookie(context)}"
 
 
 @pytest.mark.parametrize("leave", ["navigate to another site", "close the tab"])
-def test_a_visitor_who_leaves_after_one_page_keeps_400_days(site: Callable[..., ServerThread], leave: str) -> None:
+def test_a_visitor_who_leaves_after_one_page_keeps_400_days(site: Callable[..., ServerThread], chromium: Any,
+                                                            poll: Callable[..., Any], leave: str) -> None:
     # The landing page is the hard case: the Tag writes after load, and there may be no next page.
     # c.js posts an empty batch at pagehide with keepalive; Chromium's network service keeps the
     # Set-Cookie of that answer although the page that sent it is gone.
     server, elsewhere = site(), site()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        try:
-            context = browser.new_context(user_agent=USER_AGENT)
-            tab = context.new_page()
-            tab.goto(f"{server.url}/?epik={EPIK}")
-            tab.wait_for_function("window.pinsignal")
-            time.sleep(0.3)  # the page view's own renewal has come and gone
-            tab.evaluate(TAG_REWRITE)
-            assert days_left(epik_cookie(context)) <= 7
-            if leave == "close the tab":
-                context.new_page()  # keep the context alive
-                tab.close(run_before_unload=True)
-            else:
-                tab.goto(f"{elsewhere.url.replace('127.0.0.1', 'localhost')}/")
-            assert poll(lambda: renewed(context)), f"_epik not renewed at pagehide: {epik_cookie(context)}"
-        finally:
-            browser.close()
+    with chromium.launch(browser_user_agent=True) as browser:
+        context = browser.new_context(user_agent=chromium.user_agent)
+        tab = context.new_page()
+        tab.goto(f"{server.url}/?epik={EPIK}")
+        tab.wait_for_function("window.pinsignal")
+        time.sleep(0.3)  # the page view's own renewal has come and gone
+        tab.evaluate(TAG_REWRITE)
+        assert days_left(epik_cookie(context)) <= 7
+        if leave == "close the tab":
+            context.new_page()  # keep the context alive
+            tab.close(run_before_unload=True)
+        else:
+            tab.goto(f"{elsewhere.url.replace('127.0.0.1', 'localhost')}/")
+        assert poll(lambda: renewed(context)), f"_epik not renewed at pagehide: {epik_cookie(context)}"
 
 
-def test_opt_in_renews_nothing_before_consent_and_everything_after(site: Callable[..., ServerThread]) -> None:
+def test_opt_in_renews_nothing_before_consent_and_everything_after(site: Callable[..., ServerThread], chromium: Any,
+                                                                   poll: Callable[..., Any]) -> None:
     server = site(consent="opt-in")
-    from playwright.sync_api import sync_playwright
+    with chromium.launch(browser_user_agent=True) as browser:
+        context = browser.new_context(user_agent=chromium.user_agent)
+        tab = context.new_page()
+        tab.goto(f"{server.url}/?epik={EPIK}")
+        tab.wait_for_function("window.pinsignal")
+        assert epik_cookie(context) is None  # opt-in: no cookie before consent
+        tab.evaluate(TAG_REWRITE)  # a Tag that does not wait for consent
+        tab.goto(f"{server.url}/next")
+        tab.wait_for_function("window.pinsignal")
+        tab.evaluate("pinsignal.track('product_added', {product_id: 'sku-1', price: 3})")
+        time.sleep(0.5)
+        assert days_left(epik_cookie(context)) <= 7, "renewed before consent"
 
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        try:
-            context = browser.new_context(user_agent=USER_AGENT)
-            tab = context.new_page()
-            tab.goto(f"{server.url}/?epik={EPIK}")
-            tab.wait_for_function("window.pinsignal")
-            assert epik_cookie(context) is None  # opt-in: no cookie before consent
-            tab.evaluate(TAG_REWRITE)  # a Tag that does not wait for consent
-            tab.goto(f"{server.url}/next")
-            tab.wait_for_function("window.pinsignal")
-            tab.evaluate("pinsignal.track('product_added', {product_id: 'sku-1', price: 3})")
-            time.sleep(0.5)
-            assert days_left(epik_cookie(context)) <= 7, "renewed before consent"
-
-            tab.evaluate("pinsignal.consent({advertising: true})")
-            assert poll(lambda: any(cookie["name"] == "_psc" for cookie in context.cookies()))
-            tab.evaluate(TAG_REWRITE)
-            tab.goto(f"{server.url}/")
-            assert poll(lambda: renewed(context)), f"_epik not renewed after consent: {epik_cookie(context)}"
-        finally:
-            browser.close()
+        tab.evaluate("pinsignal.consent({advertising: true})")
+        assert poll(lambda: any(cookie["name"] == "_psc" for cookie in context.cookies()))
+        tab.evaluate(TAG_REWRITE)
+        tab.goto(f"{server.url}/")
+        assert poll(lambda: renewed(context)), f"_epik not renewed after consent: {epik_cookie(context)}"

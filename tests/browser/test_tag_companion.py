@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +22,11 @@ from pinsignal.collector.companion import tag_name
 from pinsignal.config import Config
 from pinsignal.demo import load_shop
 from pinsignal.pipeline import Engine
-from support import CHROMIUM_ARGS, ServerThread, chromium_path, need, pinsignal_cmd, run_process
+from support import ServerThread, pinsignal_cmd, run_process
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration, pytest.mark.slow]
 
 EPIK = "dj0yJnU9Q29tcGFuaW9uVGVzdCZuPWJhciZtPWJheiZ0PUFBQUFBQQ"
-USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36"
 SECRET = "tag-companion-secret-0123456789abcdef"
 # The Tag's core.js stand-in: takes over the queue the base code left, records each call.
 STAND_IN_TAG = """(function () {
@@ -42,15 +41,16 @@ STAND_IN_TAG = """(function () {
 
 
 @pytest.fixture
-def shop(sandbox_server: Any, redis_url: str, tmp_path: Path) -> Iterator[ServerThread]:
+def shop(sandbox_server: Any, redis_url: str, tmp_path: Path,
+         serve: Callable[[Any], ServerThread]) -> Iterator[ServerThread]:
     config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=sandbox_server.account_id,
                     access_token=sandbox_server.token, api_url=sandbox_server.url, batch_max_wait=0.2)
     app = load_shop().create_app(config, tag_id="2612345678901", engine=Engine.from_config(config))
     worker_env = {"REDIS_URL": redis_url, "PINTEREST_AD_ACCOUNT_ID": sandbox_server.account_id,
                   "PINTEREST_ACCESS_TOKEN": sandbox_server.token, "PINTEREST_API_URL": sandbox_server.url,
                   "PINSIGNAL_BATCH_MAX_WAIT": "0.2", "PINSIGNAL_DATA_DIR": str(tmp_path)}
-    with ServerThread(app) as server, \
-            run_process(pinsignal_cmd("worker"), env=worker_env, log=tmp_path / "worker.log"):
+    server = serve(app)
+    with run_process(pinsignal_cmd("worker"), env=worker_env, log=tmp_path / "worker.log"):
         yield server
 
 
@@ -59,45 +59,36 @@ def click(tab: Any, element_id: str) -> None:
     tab.evaluate(f"document.getElementById({json.dumps(element_id)}).click()")
 
 
-def test_every_event_reaches_the_tag_and_the_sandbox_once_with_one_id(shop: ServerThread,
-                                                                       sandbox_server: Any) -> None:
-    executable = chromium_path()
-    need(executable, "a Chromium binary (Debian package chromium) for the browser tests")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable,
-                                             args=[*CHROMIUM_ARGS, f"--user-agent={USER_AGENT}"])
-        try:
-            context = browser.new_context(user_agent=USER_AGENT)
-            context.route("https://s.pinimg.com/**", lambda route: route.fulfill(
-                status=200, content_type="text/javascript", body=STAND_IN_TAG))
-            tab = context.new_page()
-            # goto waits for the load event, which waits for c.js, t.js and the Tag: every page
-            # view has been handed to the Tag by then.
-            tab.goto(f"{shop.url}/?epik={EPIK}")
-            tab.goto(f"{shop.url}/category/kitchen")
-            tab.goto(f"{shop.url}/search?q=linen")
-            tab.goto(f"{shop.url}/product/sku-101")
-            with tab.expect_response(lambda response: response.url.endswith("/cart/add")):
-                click(tab, "add-to-cart")
-            click(tab, "wishlist")
-            click(tab, "care-guide")
-            tab.goto(f"{shop.url}/video")
-            click(tab, "play")
-            tab.goto(f"{shop.url}/cart")
-            tab.fill("input[name=email]", "jane.doe@example.com")
-            with tab.expect_navigation(url="**/order/*"):
-                click(tab, "place-order")
-            order_event_id = tab.text_content("#event-id")
-            tab.goto(f"{shop.url}/contact")
-            tab.fill("input[name=email]", "jane.doe@example.com")
-            with tab.expect_navigation():
-                click(tab, "send-lead")
-            tab.wait_for_load_state("load")
-            calls = json.loads(tab.evaluate("sessionStorage.getItem('tag-calls')"))
-        finally:
-            browser.close()
+def test_every_event_reaches_the_tag_and_the_sandbox_once_with_one_id(shop: ServerThread, sandbox_server: Any,
+                                                                       chromium: Any) -> None:
+    with chromium.launch(browser_user_agent=True) as browser:
+        context = browser.new_context(user_agent=chromium.user_agent)
+        context.route("https://s.pinimg.com/**", lambda route: route.fulfill(
+            status=200, content_type="text/javascript", body=STAND_IN_TAG))
+        tab = context.new_page()
+        # goto waits for the load event, which waits for c.js, t.js and the Tag: every page
+        # view has been handed to the Tag by then.
+        tab.goto(f"{shop.url}/?epik={EPIK}")
+        tab.goto(f"{shop.url}/category/kitchen")
+        tab.goto(f"{shop.url}/search?q=linen")
+        tab.goto(f"{shop.url}/product/sku-101")
+        with tab.expect_response(lambda response: response.url.endswith("/cart/add")):
+            click(tab, "add-to-cart")
+        click(tab, "wishlist")
+        click(tab, "care-guide")
+        tab.goto(f"{shop.url}/video")
+        click(tab, "play")
+        tab.goto(f"{shop.url}/cart")
+        tab.fill("input[name=email]", "jane.doe@example.com")
+        with tab.expect_navigation(url="**/order/*"):
+            click(tab, "place-order")
+        order_event_id = tab.text_content("#event-id")
+        tab.goto(f"{shop.url}/contact")
+        tab.fill("input[name=email]", "jane.doe@example.com")
+        with tab.expect_navigation():
+            click(tab, "send-lead")
+        tab.wait_for_load_state("load")
+        calls = json.loads(tab.evaluate("sessionStorage.getItem('tag-calls')"))
 
     tracked = [call for call in calls if call[0] == "track"]
     assert [call[:2] for call in calls if call[0] != "track"][:2] == [["load", "2612345678901"], ["page"]]
