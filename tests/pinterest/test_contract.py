@@ -298,3 +298,42 @@ def test_committed_schema_matches_the_openapi_file(tmp_path: Path) -> None:
         target.mkdir(parents=True)
         subprocess.run([sys.executable, str(copy_of_script), str(source)], check=True, capture_output=True)
         assert (target / "events_schema.json").read_text(encoding="utf-8") == committed
+
+
+def test_one_field_at_a_time_from_the_same_schema_and_rules() -> None:
+    # What pipelines' own checks are made of (pipeline/checks.py): a field's node of the same document,
+    # fastjsonschema's yes/no of it, and the rules' closures at its path.
+    from pinsignal.pinterest.schema import field_ok, field_schema
+
+    assert field_schema("custom_data.value") == {"type": ["string", "null"]}
+    assert field_schema("user_data.em") == {"type": "array", "items": {"type": "string"}}  # through allOf/$ref
+    assert field_schema("user_data")["anyOf"][0] == {"required": ["em"]}
+    assert field_schema("custom_data.nope") is None and field_schema("nope.value") is None
+    assert field_ok("device_info.form_factor")("tablet") and not field_ok("device_info.form_factor")("fridge")
+    assert field_ok("custom_data.contents")([{"id": "a", "quantity": 1}])
+    assert not field_ok("custom_data.contents")([{"sku": "a"}])
+    assert contract.rule_check("custom_data.order_id") is None
+    assert contract.rule_check("custom_data.value")("0", NOW) is not None
+    assert contract.rule_check("custom_data.value")("0.5", NOW) is None
+    assert contract.rule_check("custom_data.contents[].quantity")(-1, NOW) is not None
+    assert contract.rule_check("custom_data.contents")([{"item_price": "1"}, {"item_price": "x"}], NOW) is not None
+    assert contract.rule_check("user_data.em")(["a" * 64, "A" * 64], NOW) is not None
+    assert contract.rule_check("event_time")(int(NOW) - 10 * 86400, NOW) is not None
+    with pytest.raises(ValueError):
+        contract.rule_check("custom_data[].value")
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "00.00", "0.", ".0", "-0", "1", "0.01", "5.", ".5", "10", "007",
+                                   "-1", "-0.5", "1e3", "", ".", "1.2.3", "٣", " 1"])
+def test_money_without_float_agrees_with_the_decimal_value(value: str) -> None:
+    # Plain decimals are judged by their digits (no float()); the verdict is the amount's.
+    import re
+    from decimal import Decimal
+
+    for positive in (True, False):
+        problem = contract._money(value, positive=positive)
+        if not re.fullmatch(r"-?[0-9]+(\.[0-9]*)?|-?\.[0-9]+", value):
+            assert problem is not None and "decimal string" in problem
+        else:
+            amount = Decimal(value)
+            assert (problem is None) == (amount > 0 if positive else amount >= 0), (value, positive, problem)

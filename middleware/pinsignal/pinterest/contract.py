@@ -42,10 +42,12 @@ __all__ = [
     "MAX_EVENT_AGE",
     "MAX_FUTURE_SKEW",
     "MONEY_FIELDS",
+    "RULES_ON_THE_CLOCK",
     "SPEC_EVENT_NAMES",
     "STANDARD_EVENT_NAMES",
     "is_expired",
     "request_schema_errors",
+    "rule_check",
     "rule_errors",
     "schema_errors",
     "show",
@@ -221,8 +223,10 @@ def _price(value: Any, now: float) -> str | None:
 def _money(value: Any, *, positive: bool) -> str | None:
     if type(value) is not str:
         return None
-    plain = value.isascii() and value.replace(".", "", 1).isdigit()  # "72.39": no regex needed
-    if not plain and not _DECIMAL.fullmatch(value):
+    if value.isascii() and value.replace(".", "", 1).isdigit():  # "72.39": no regex, no float needed
+        if not positive or value.strip("0.") != "":  # not negative; zero only when no digit but 0
+            return None
+    elif not _DECIMAL.fullmatch(value):
         return f"expected a decimal string like '72.39', got {show(value)}"
     amount = float(value)
     if amount < 0 or (positive and amount == 0):
@@ -255,6 +259,8 @@ RULE_CHECKS: dict[Rule, RuleCheck] = {
 }
 """Each rule of the field table as a check of one value (``digests``: of each item of the array)."""
 _EACH_ITEM = frozenset({"digests"})
+RULES_ON_THE_CLOCK: frozenset[Rule] = frozenset({"event_time"})
+"""The rules whose verdict depends on ``now`` (any other rule judges a constant once and for all)."""
 
 
 def _rule_tree(rules: Iterable[tuple[str, Rule]]) -> _Rules:
@@ -322,3 +328,28 @@ def _nested(how: int, what: Any) -> Broken:
 
 
 _RULES_BROKEN = _broken(_RULE_TREE)
+
+
+def rule_check(path: str) -> Broken | None:
+    """The rules' yes/no for the value at a dotted ``path`` of an event (``custom_data.contents``: the
+    rules of each item; ``custom_data.contents[].quantity``: of one item's field), the same closures
+    :func:`validate_event` runs; None when no rule applies there.
+
+    >>> rule_check("custom_data.value")("-1", 0.0) is not None
+    True
+    """
+    rules: _Rules = _RULE_TREE
+    *parents, key = path.split(".")
+    for parent in parents:
+        entry = rules.get(parent.removesuffix("[]"))
+        if entry is None:
+            return None
+        how, rules = entry
+        if how != (_OBJECTS if parent.endswith("[]") else _OBJECT):
+            raise ValueError(f"{path!r} does not follow the rules' objects and arrays ({parent!r})")
+    entry = rules.get(key)
+    if entry is None:
+        return None
+    how, what = entry
+    check: Broken = what if how == _VALUE else _nested(how, what)
+    return check

@@ -24,13 +24,19 @@ from pinsignal.pipeline.produced import RequestContext
 from pinsignal.pipeline.spec import TARGETS, Enrichment, Pipeline, Step
 from pinsignal.pipeline.transforms import REGISTRY, BuildContext, build
 
-__all__ = ["Builder", "generate"]
+__all__ = ["Builder", "generate", "static_value"]
 
 Builder = Callable[[dict[str, Any], RequestContext], dict[str, Any]]
 ClickId = Callable[[Any, RequestContext], Any]
 """A click id from the value of its enrichment's sources (the page URL) and the request."""
 _CONTAINERS = (str, list, dict)
 _NONEMPTY = "v is not None and (v or type(v) not in C)"
+
+
+def static_value(step: Step) -> Any:
+    """What the build writes for a ``static`` step: its value coerced to the target; None when nothing."""
+    value = COERCERS[TARGETS[step.target]](copy.deepcopy(step.value))
+    return None if value is None or (not value and type(value) in _CONTAINERS) else value
 
 
 def _merge(parent: dict[str, Any], key: str, value: Any) -> None:
@@ -101,9 +107,8 @@ class _Source:
             self.emit(indent, f"{holder}[{key!r}] = v")
 
     def static(self, step: Step) -> None:
-        coerce = COERCERS[TARGETS[step.target]]
-        value = coerce(copy.deepcopy(step.value))
-        if value is None or (not value and type(value) in _CONTAINERS):
+        value = static_value(step)
+        if value is None:
             return
         constant = self.name("S", value)
         mutable = type(value) is list or type(value) is dict
