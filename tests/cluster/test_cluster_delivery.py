@@ -38,12 +38,10 @@ def test_three_accounts_on_three_masters_every_event_delivered_once(redis_cluste
         stream = stream_for(stack, 1500, rate=1500)
         asyncio.run(stream.send())
         assert len(stream.accepted_at) == 1500, (stream.statuses, stream.rejected)
-        # queued where the hash tag says: each master holds its own account's 500 events, nothing else's
+        # queued where the hash tag says: each account's 500 events on its own master, read without the cluster
         for account, node in owners.items():
             with node.client() as client:
                 assert client.xlen(keys.stream(account)) == 500, (account, node)
-                for other in set(ACCOUNTS) - {account}:
-                    assert client.exists(keys.stream(other)) == 0 or owners[other] is node
         stack.add_worker()
         stack.add_worker()
         outcome = settle(stack, stream)
