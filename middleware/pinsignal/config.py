@@ -56,6 +56,7 @@ class Config:
     test_mode: bool = False
     # storage
     redis_url: str | None = None
+    redis_cluster: bool | None = None  # None: ask the server (INFO cluster) at connect
     data_dir: Path = Path(".pinsignal")
     # cookies and collector
     secret: str | None = field(default=None, repr=False)
@@ -255,6 +256,7 @@ ENVIRONMENT: dict[str, str] = {
     "api_url": "PINTEREST_API_URL",
     "test_mode": "PINTEREST_TEST_MODE",
     "redis_url": "REDIS_URL",
+    "redis_cluster": "PINSIGNAL_REDIS_CLUSTER",
     "data_dir": "PINSIGNAL_DATA_DIR",
     "secret": "PINSIGNAL_SECRET",
     "pipelines": "PINSIGNAL_PIPELINES",

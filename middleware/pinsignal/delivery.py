@@ -18,7 +18,11 @@ loops sharing one Redis consumer-group consumer. Each loop:
 
 Entries in hand have their idle time reset every second (``XCLAIM ... JUSTID``), so only a dead
 worker's entries are ever reclaimed: on the happy path no event is sent twice. Acks, deletions,
-dead letters and counters of one batch are written in one MULTI.
+dead letters and counters of one batch are written in one MULTI (all of them keys of the account, so
+one slot on a Redis Cluster); the unassigned stream's acks, in another slot, follow it.
+
+On a Redis Cluster one XREADGROUP cannot read two streams of different slots, so a delivery of the
+default account reads its own stream and the unassigned one in turn (:meth:`Delivery._read`).
 """
 
 from __future__ import annotations
@@ -32,10 +36,9 @@ from collections import Counter, defaultdict
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from pinsignal import keys
+from pinsignal import keys, store
 from pinsignal.config import Config
 from pinsignal.dlq import DeadLetter, DeadLetters, Reason
 from pinsignal.errors import ConfigError
@@ -112,7 +115,7 @@ class Delivery:
     Retries, back-off and the maximum age follow ``client.policy``.
     """
 
-    def __init__(self, redis: aioredis.Redis, config: Config, client: PinterestClient, *, consumer: str,
+    def __init__(self, redis: store.Client, config: Config, client: PinterestClient, *, consumer: str,
                  metrics: Metrics | None = None, bucket: TokenBucket | None = None,
                  reclaim_after: float = 5.0, probe_interval: float = 5.0, unassigned: bool = True) -> None:
         if not config.ad_account_id:
@@ -145,6 +148,8 @@ class Delivery:
         self._paused: bool = False
         self._redis_down = False
         self._down_logged = 0.0
+        self._cluster = store.is_cluster(redis)
+        self._turn = 0
 
     @property
     def redis_down(self) -> bool:
@@ -154,11 +159,11 @@ class Delivery:
     # ------------------------------------------------------------------ set-up and loops
 
     async def setup(self) -> None:
-        """Create the consumer groups (idempotent) and register the streams for ``status``."""
+        """Create the consumer groups (idempotent) and register the accounts for ``status``."""
         for stream in self.streams:
             with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists
                 await self.redis.xgroup_create(stream, keys.GROUP, id="0", mkstream=True)
-            await awaited(self.redis.sadd(keys.STREAMS, stream))
+        await awaited(self.redis.sadd(keys.ACCOUNTS, *[keys.account_of(stream) for stream in self.streams]))
 
     async def run_loop(self) -> None:
         """Deliver until :attr:`stop` is set; Redis outages are waited out, never fatal."""
@@ -174,7 +179,7 @@ class Delivery:
                 batch = await self._take()
                 if batch:
                     await self._deliver(batch)
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, RedisClusterException) as exc:  # the last: a cluster unreachable
                 now = time.monotonic()
                 if not self._redis_down or now - self._down_logged > 30:
                     logger.warning("Redis is unreachable (%s: %s); retrying", type(exc).__name__, exc)
@@ -194,7 +199,7 @@ class Delivery:
             for stream, ids in list(self.in_hand.items()):
                 if not ids:
                     continue
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(RedisError, OSError, RedisClusterException):
                     await self.redis.xclaim(stream, keys.GROUP, self.consumer, 0, list(ids), justid=True)
 
     async def _sleep(self, seconds: float) -> None:
@@ -219,7 +224,25 @@ class Delivery:
             return entries
 
     async def _read(self, count: int, block_ms: int | None) -> list[Entry]:
-        reply = await self.redis.xreadgroup(keys.GROUP, self.consumer, dict.fromkeys(self.streams, ">"),
+        if self._cluster and len(self.streams) > 1:
+            return await self._read_each(count, block_ms)
+        return await self._read_from(self.streams, count, block_ms)
+
+    async def _read_each(self, count: int, block_ms: int | None) -> list[Entry]:
+        """Each stream in turn (a cluster cannot read streams of two slots at once): what each holds,
+        else a wait of at most 200 ms on one of them, a different one each time."""
+        entries: list[Entry] = []
+        for stream in self.streams:
+            entries += await self._read_from([stream], count - len(entries), None)
+            if len(entries) >= count:
+                return entries
+        if entries or block_ms is None:
+            return entries
+        self._turn += 1
+        return await self._read_from([self.streams[self._turn % len(self.streams)]], count, min(block_ms, 200))
+
+    async def _read_from(self, streams: list[str], count: int, block_ms: int | None) -> list[Entry]:
+        reply = await self.redis.xreadgroup(keys.GROUP, self.consumer, dict.fromkeys(streams, ">"),
                                             count=count, block=block_ms)
         entries = []
         for stream, items in reply or []:
@@ -335,23 +358,29 @@ class Delivery:
         return result
 
     async def _settle(self, delivered: list[Entry], dead: list[tuple[Entry, Reason, str]]) -> None:
-        """Ack and delete what is done, store dead letters and count, in one MULTI."""
+        """Ack and delete what is done, store dead letters and count, in one MULTI of the account's keys;
+        then ack the unassigned stream's (another slot: a crash in between retries those events, and a
+        duplicate has its event id)."""
         letters = [DeadLetter.new(self.account, entry.event, reason, message, entry.attempts + 1, entry.enqueued_at)
                    for entry, reason, message in dead]
         finished = delivered + [entry for entry, _, _ in dead]
         by_stream: dict[str, list[bytes]] = defaultdict(list)
         for entry in finished:
             by_stream[entry.stream].append(entry.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for stream, ids in by_stream.items():
-                await self._done_script(keys=[stream], args=[keys.GROUP, *ids], client=pipe)
+        own = self.streams[0]
+        counters = keys.account_counters(self.account)
+        async with store.transaction(self.redis, own) as pipe:
+            if own in by_stream:
+                await self._done_script(keys=[own], args=[keys.GROUP, *by_stream.pop(own)], client=pipe)
             DeadLetters.add_to(pipe, letters)
             if delivered:
-                pipe.hincrby(keys.COUNTERS, "delivered", len(delivered))
+                pipe.hincrby(counters, "delivered", len(delivered))
             for reason, count in Counter(reason for _, reason, _ in dead).items():
-                pipe.hincrby(keys.COUNTERS, "failed", count)
-                pipe.hincrby(keys.COUNTERS, f"failed:{reason}", count)
+                pipe.hincrby(counters, "failed", count)
+                pipe.hincrby(counters, f"failed:{reason}", count)
             await pipe.execute()
+        for stream, ids in by_stream.items():
+            await self._done_script(keys=[stream], args=[keys.GROUP, *ids])
         for entry in finished:
             entry.done = True
         self._count(delivered, dead)
@@ -387,30 +416,32 @@ class Delivery:
             entry.attempts += 1
         for name, count in Counter(entry.event_name for entry in entries).items():
             self.metrics.retried.labels(self.account, name, result.reason).inc(count)
-        await awaited(self.redis.hincrby(keys.COUNTERS, "retried", len(entries)))
+        await awaited(self.redis.hincrby(keys.account_counters(self.account), "retried", len(entries)))
         logger.warning("Pinterest delivery of %d events will be retried in %.1f s: %s (%s)", len(entries), delay,
                        result.reason, result.message or result.status)
         await self.bucket.back_off(self.account, delay)
 
     async def _give_back(self, entries: list[Entry], *, tried: bool) -> None:
-        """Return entries to the end of their queue (new ids, same events), atomically."""
-        by_stream: dict[str, list[bytes]] = defaultdict(list)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for entry in entries:
-                attempts = entry.attempts + (1 if tried else 0)
-                fields: dict[str, Any] = {"e": entry.raw, "n": attempts, "t": repr(entry.enqueued_at)}
-                if entry.meta:
-                    fields["m"] = entry.meta
-                if entry.event_id is not None:
-                    fields["i"] = entry.event_id
-                pipe.xadd(entry.stream, fields)  # type: ignore[arg-type]
-                by_stream[entry.stream].append(entry.id)
-            for stream, ids in by_stream.items():
+        """Return entries to the end of their queue (new ids, same events), atomically per stream."""
+        by_stream: dict[str, list[Entry]] = defaultdict(list)
+        for entry in entries:
+            by_stream[entry.stream].append(entry)
+        for stream, held in by_stream.items():
+            async with store.transaction(self.redis, stream) as pipe:
+                for entry in held:
+                    attempts = entry.attempts + (1 if tried else 0)
+                    fields: dict[str, Any] = {"e": entry.raw, "n": attempts, "t": repr(entry.enqueued_at)}
+                    if entry.meta:
+                        fields["m"] = entry.meta
+                    if entry.event_id is not None:
+                        fields["i"] = entry.event_id
+                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
+                ids = [entry.id for entry in held]
                 pipe.xack(stream, keys.GROUP, *ids)
                 pipe.xdel(stream, *ids)
-            await pipe.execute()
-        for entry in entries:
-            entry.done = True
+                await pipe.execute()
+            for entry in held:
+                entry.done = True
 
     # ------------------------------------------------------------------ pause and resume
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pinsignal import keys
+from pinsignal.store import transaction
 
 if TYPE_CHECKING:
     from pinsignal.accounts import Accounts
@@ -114,7 +115,7 @@ def quarantine_item(envelope: Mapping[str, Any], *, reason: str, errors: Sequenc
 
 
 class Quarantine:
-    """The quarantine store (``pinsignal:quarantine`` hash + ``:index`` zset by time)."""
+    """The quarantine store (``pinsignal:{quarantine}:items`` hash + ``:index`` zset by time)."""
 
     def __init__(self, redis: Any, *, max_items: int = 10_000, days: float = 7.0) -> None:
         self.redis = redis
@@ -125,7 +126,7 @@ class Quarantine:
     async def add(self, items: Sequence[dict[str, Any]]) -> None:
         if not items or self.max_items <= 0:
             return
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with transaction(self.redis, keys.QUARANTINE) as pipe:  # both keys share one slot
             pipe.hset(keys.QUARANTINE, mapping={item["id"]: orjson.dumps(item) for item in items})
             pipe.zadd(keys.QUARANTINE_INDEX, {item["id"]: item["at"] for item in items})
             await self._trim(keys=[keys.QUARANTINE, keys.QUARANTINE_INDEX],
@@ -157,7 +158,7 @@ class Quarantine:
     async def remove(self, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with transaction(self.redis, keys.QUARANTINE) as pipe:
             pipe.hdel(keys.QUARANTINE, *ids)
             pipe.zrem(keys.QUARANTINE_INDEX, *ids)
             removed, _ = await pipe.execute()

@@ -12,7 +12,7 @@ Redis trouble (unreachable, out of memory, read-only...) is raised as
 :class:`~pinsignal.errors.QueueUnavailable`, by the queue and by the readers of the same Redis
 (``pinsignal.status``, ``pinsignal.dlq``), with the Redis error as its cause.
 
-Each ad account has one Redis Stream of events (``pinsignal:events:<account>``) read by the workers
+Each ad account has one Redis Stream of events (``pinsignal:{<account>}:events``) read by the workers
 through one consumer group. A single Lua script per round trip drops ``(event_name, event_id)``
 pairs seen within 48 hours and appends the new events, atomically for every event of the call, so
 two web processes can never both queue the same event. Concurrent ``enqueue`` calls of one process
@@ -20,8 +20,12 @@ are coalesced into one round trip, which is what lets a collector reach tens of 
 per second. Only hashed v5 events reach Redis; raw PII never does.
 
 A web process without ``PINTEREST_AD_ACCOUNT_ID`` queues into the unassigned stream
-(``pinsignal:events:default``), which every worker delivers to its own configured account.
+(``pinsignal:{default}:events``), which the default account's worker delivers.
 Every Redis name is in ``pinsignal.keys``.
+
+On a Redis Cluster (``pinsignal.store``) the script runs on the master that owns the account's slot,
+and an acknowledged call has waited for a replica to hold the events (``WAIT``): a failover loses
+nothing that was answered ``202``.
 """
 
 from __future__ import annotations
@@ -37,17 +41,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import orjson
-import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     ConnectionError as RedisConnectionError,
     NoScriptError,
+    RedisClusterException,
     ResponseError,
     TimeoutError as RedisTimeoutError,
 )
 
-from pinsignal import keys
+from pinsignal import keys, store
 from pinsignal.config import Config
 from pinsignal.errors import QueueUnavailable
 from pinsignal.metrics import match_key_mask
@@ -71,18 +75,19 @@ DEDUP_SECONDS = 48 * 3600
 DEFAULT_BROWSER_DEDUP_MAX: int = Config.browser_dedup_max
 _MAX_EVENTS_PER_CALL = 2000  # keeps one script run short so Redis stays responsive to everyone else
 
-# KEYS[1] stream, KEYS[2] counters hash, KEYS[3] set of streams. ARGV[1] dedup seconds, ARGV[2] dedup key
-# prefix, ARGV[3] the events, one record each: the byte lengths of event_name, event_id, meta and payload as
-# four big-endian 32-bit integers (Redis's Lua has the struct library), then those four. One argument for
-# the whole call because redis-py re-copies its output buffer for every small argument (quadratic up to
-# 6 KB), which cost more than the script itself; an argument over 6 KB is sent as is. Returns one flag per
-# event: 1 queued, 0 duplicate. ARGV[4], when given, has one byte per event: 's' for a server event, which
-# takes precedence (DESIGN 8.1): it is queued when only a browser event ('b') held its id, and then holds it.
-# A key written before sources were recorded ('1') counts as a server's.
-# Browser ids are bounded (issue 18, item 8): anyone can post new ones, so at most ARGV[5] browser dedup
-# entries (ARGV[4] is then always given) are made per 48 h window, counted in KEYS[4] (expiring
-# after two windows, by when every entry it counted has expired); past that, a browser event is still caught
-# by an entry that exists, but makes none. Without ARGV[5], browser entries are not capped.
+# KEYS[1] stream, KEYS[2] the account's counters hash (every key of the script shares the account's hash tag,
+# so it runs on a Redis Cluster too; the dedup keys it builds from ARGV[2] carry the same tag). ARGV[1] dedup
+# seconds, ARGV[2] dedup key prefix, ARGV[3] the events, one record each: the byte lengths of event_name,
+# event_id, meta and payload as four big-endian 32-bit integers (Redis's Lua has the struct library), then
+# those four. One argument for the whole call because redis-py re-copies its output buffer for every small
+# argument (quadratic up to 6 KB), which cost more than the script itself; an argument over 6 KB is sent as
+# is. Returns one flag per event: 1 queued, 0 duplicate. ARGV[4], when given, has one byte per event: 's' for
+# a server event, which takes precedence (DESIGN 8.1): it is queued when only a browser event ('b') held its
+# id, and then holds it. A key written before sources were recorded ('1') counts as a server's. Browser ids
+# are bounded (issue 18, item 8): anyone can post new ones, so at most ARGV[5] browser dedup entries (ARGV[4]
+# is then always given) are made per 48 h window, counted in KEYS[3] (expiring after two windows, by when
+# every entry it counted has expired); past that, a browser event is still caught by an entry that exists, but
+# makes none. Without ARGV[5], browser entries are not capped.
 _ENQUEUE_LUA = """
 local flags = {}
 local queued = 0
@@ -93,7 +98,7 @@ local sources = ARGV[4] or ''
 local capped = ARGV[5] ~= nil
 local budget = 0
 local made = 0
-if capped then budget = tonumber(ARGV[5]) - tonumber(redis.call('GET', KEYS[4]) or '0') end
+if capped then budget = tonumber(ARGV[5]) - tonumber(redis.call('GET', KEYS[3]) or '0') end
 local pos = 1
 local size = #blob
 local n = 0
@@ -128,15 +133,12 @@ while pos <= size do
     redis.call('HINCRBY', KEYS[2], 'duplicates:' .. name, 1)
   end
 end
-if queued > 0 then
-  redis.call('HINCRBY', KEYS[2], 'enqueued', queued)
-  redis.call('SADD', KEYS[3], KEYS[1])
-end
+if queued > 0 then redis.call('HINCRBY', KEYS[2], 'enqueued', queued) end
 local dups = #flags - queued
 if dups > 0 then redis.call('HINCRBY', KEYS[2], 'duplicates', dups) end
 if capped and made > 0 then
-  redis.call('INCRBY', KEYS[4], made)
-  redis.call('EXPIRE', KEYS[4], 2 * tonumber(ttl))
+  redis.call('INCRBY', KEYS[3], made)
+  redis.call('EXPIRE', KEYS[3], 2 * tonumber(ttl))
 end
 return flags
 """
@@ -185,7 +187,8 @@ def encode_records(events: Sequence[dict[str, Any]], encode: Callable[[Any], byt
 
 # What Redis answers when it cannot take or give events: unreachable, timed out, or refusing the
 # command (OOM, READONLY, LOADING...). A socket can also fail before redis-py wraps the error.
-_REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError)
+_REDIS_FAILURES = (RedisConnectionError, RedisTimeoutError, ResponseError, OSError, store.NotReplicated,
+                   RedisClusterException)
 
 
 @contextlib.contextmanager
@@ -230,7 +233,7 @@ class EventQueue:
     EnqueueResult(queued=['o-1'], duplicates=[])
     """
 
-    def __init__(self, redis: aioredis.Redis, account: str, *,
+    def __init__(self, redis: store.Client, account: str, *,
                  browser_dedup_max: int | None = DEFAULT_BROWSER_DEDUP_MAX) -> None:
         self.redis = redis
         self.account = account
@@ -243,7 +246,8 @@ class EventQueue:
             lambda value: value.encode() if type(value) is str else bytes(encoder.encode(value)))
         self._pending: deque[_Pending] = deque()
         self._flusher: asyncio.Task[None] | None = None
-        self._connection: aioredis.Connection | None = None  # the flusher's own, made at first use
+        self._direct = store.Direct(redis)  # the flusher's own connections, made at first use
+        self._registered: set[str] = set()  # accounts this process has added to keys.ACCOUNTS
 
     @classmethod
     async def connect(cls, config: Config, policy: RetryPolicy | None = None) -> EventQueue:
@@ -252,14 +256,17 @@ class EventQueue:
         A Redis restart is ridden out with ``policy``'s enqueue retries rather than failing the
         request. Retrying the script is safe: a repeat finds its own dedup keys and reports duplicates.
         """
-        from pinsignal.embedded import redis_url
+        from pinsignal.migrate import migrate
 
         policy = policy or RetryPolicy()
-        url = await asyncio.to_thread(redis_url, config)
         retry = Retry(ExponentialBackoff(cap=policy.enqueue_retry_cap, base=policy.redis_retry_base),
                       policy.enqueue_retries)
-        client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30, retry=retry,
-                                         retry_on_error=[RedisConnectionError, OSError])
+        client = await store.connect(config, socket_connect_timeout=5, health_check_interval=30, retry=retry,
+                                     retry_on_error=[RedisConnectionError, OSError])
+        try:
+            await migrate(client)
+        except _REDIS_FAILURES as exc:  # Redis is down: the first enqueue rides it out, a later start moves them
+            logger.warning("could not look for an older version's keys (%s: %s)", type(exc).__name__, exc)
         return cls(client, config.ad_account_id or keys.UNASSIGNED_ACCOUNT, browser_dedup_max=config.browser_dedup_max)
 
     async def enqueue(self, events: Sequence[dict[str, Any]], *, trusted: bool = False,
@@ -305,7 +312,7 @@ class EventQueue:
                 if self._browser_cap is not None:
                     args.append(self._browser_cap)
                 window = int(time.time()) // DEDUP_SECONDS
-                flags = await self._run_script([keys.stream(account), keys.COUNTERS, keys.STREAMS,
+                flags = await self._run_script([keys.stream(account), keys.account_counters(account),
                                                 keys.browser_seen_count(account, window)], args)
             except BaseException as exc:  # noqa: B036 - every waiter must hear about it, then re-raise
                 for item in chunk:
@@ -314,6 +321,8 @@ class EventQueue:
                 if not isinstance(exc, Exception):
                     raise
                 continue
+            if account not in self._registered:  # ``status`` lists the accounts of this set (another slot)
+                await self._register(account)
             position = 0
             for item in chunk:
                 result = EnqueueResult()
@@ -325,6 +334,15 @@ class EventQueue:
                 if not item.future.done():
                     item.future.set_result(result)
 
+    async def _register(self, account: str) -> None:
+        # Once per process and account, after its first events are queued; a failure here fails no
+        # caller (their events are queued) and is tried again with the next round trip.
+        try:
+            await awaited(self.redis.sadd(keys.ACCOUNTS, account))
+        except _REDIS_FAILURES:
+            return
+        self._registered.add(account)
+
     async def _run_script(self, key_names: list[str], args: list[Any]) -> list[int]:
         """The enqueue script, on the flusher's own connection, with the client's retries.
 
@@ -334,26 +352,22 @@ class EventQueue:
         against those through ``Script``: 167k against 258k on CPython 3.13 with redis-py 6.4,
         125k against 274k on 3.11 with redis-py 5.3). The connection still connects on demand, pings
         when idle past the health-check interval, and is dropped and retried on connection errors
-        as the client's are.
+        as the client's are. On a Redis Cluster it is a connection to the master of the account's
+        slot, followed by ``WAIT`` for a replica (:class:`pinsignal.store.Direct`).
         """
-        connection = self._connection
-        if connection is None:
-            connection = self._connection = cast(Any, self.redis.connection_pool).make_connection()
+        sha = self._script.sha
 
-        async def evalsha() -> list[int]:
+        async def evalsha(connection: Any) -> list[int]:
             try:
-                await connection.send_command("EVALSHA", self._script.sha, len(key_names), *key_names, *args)
+                await connection.send_command("EVALSHA", sha, len(key_names), *key_names, *args)
                 return cast(list[int], await connection.read_response())
-            except NoScriptError:  # Redis restarted (or SCRIPT FLUSH): load it and send again
+            except NoScriptError:  # Redis restarted (or SCRIPT FLUSH, or a replica promoted): load it, send again
                 await connection.send_command("SCRIPT", "LOAD", _ENQUEUE_LUA)
                 await connection.read_response()
-                await connection.send_command("EVALSHA", self._script.sha, len(key_names), *key_names, *args)
+                await connection.send_command("EVALSHA", sha, len(key_names), *key_names, *args)
                 return cast(list[int], await connection.read_response())
 
-        async def drop(error: BaseException) -> None:
-            await connection.disconnect()
-
-        return await connection.retry.call_with_retry(evalsha, drop)
+        return await self._direct.run(key_names[0], evalsha, durable=True)
 
     async def incr(self, counter_name: str, amount: int = 1) -> None:
         """Add to a shared counter (``dropped_consent``, ``dropped_bot``...) shown by ``pinsignal status``."""
@@ -364,6 +378,5 @@ class EventQueue:
         """Wait for queued round trips, then close the connection pool."""
         if self._flusher is not None and not self._flusher.done():
             await asyncio.wait([self._flusher])
-        if self._connection is not None:
-            await self._connection.disconnect()
+        await self._direct.aclose()
         await self.redis.aclose()

@@ -3,7 +3,9 @@
     snapshot = await read_status(redis)
     print(format_status(snapshot))
 
-Used by ``pinsignal status`` and by the worker's metrics (queue and dead-letter depth).
+Used by ``pinsignal status`` and by the worker's metrics (queue and dead-letter depth). Each account
+of ``pinsignal:accounts`` has its own queue, counters and dead letters; the totals add them up with
+the counters of no account (``pinsignal:{global}:counters``).
 Paused accounts live in the ``pinsignal:paused`` hash (account -> JSON: status, message, since),
 written by the worker on 401/403 and removed when a probe succeeds. Redis trouble is raised as
 :class:`~pinsignal.errors.QueueUnavailable`.
@@ -16,10 +18,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
-from pinsignal import keys
+from pinsignal import keys, store
 from pinsignal.dlq import DeadLetters
 from pinsignal.queue import awaited, unavailable
 
@@ -35,6 +36,8 @@ class AccountStatus:
     in_flight: int
     consumers: int
     paused: dict[str, Any] | None = None
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -59,20 +62,24 @@ class Status:
         return data
 
 
-async def read_paused(redis: aioredis.Redis) -> dict[str, dict[str, Any]]:
+async def read_paused(redis: store.Client) -> dict[str, dict[str, Any]]:
     """Paused accounts: account -> ``status``, ``reason``, ``message``, ``since``."""
     with unavailable("reading the paused accounts"):
         raw = await awaited(redis.hgetall(keys.PAUSED))
     return {key.decode(): orjson.loads(value) for key, value in raw.items()}
 
 
-async def read_status(redis: aioredis.Redis) -> Status:
-    """One consistent-enough snapshot (several reads, no transaction: figures can move meanwhile)."""
+async def read_status(redis: store.Client, accounts: list[str] | None = None) -> Status:
+    """One consistent-enough snapshot (several reads, no transaction: figures can move meanwhile) of
+    every account queued to, and of ``accounts`` (the configured ones) even before anything was."""
     status = Status()
     status.paused = await read_paused(redis)
     with unavailable("reading the queue's status"):
-        streams = sorted(key.decode() for key in await awaited(redis.smembers(keys.STREAMS)))
-        for stream in streams:
+        found = {key.decode() for key in await awaited(redis.smembers(keys.ACCOUNTS))}
+        dead = await DeadLetters(redis).counts_by_account()
+        totals: dict[str, int] = {}
+        for account in sorted(found | set(accounts or ())):
+            stream = keys.stream(account)
             length = int(await redis.xlen(stream))
             pending = 0
             consumers = 0
@@ -82,14 +89,23 @@ async def read_status(redis: aioredis.Redis) -> Status:
                 consumers = len(summary.get("consumers") or [])
             except ResponseError:  # no consumer group yet: no worker has read this stream
                 pass
-            account = keys.account_of(stream)
+            counters = _numbers(await awaited(redis.hgetall(keys.account_counters(account))))
+            for name, value in counters.items():
+                totals[name] = totals.get(name, 0) + value
             # Delivered entries are deleted, so the stream holds exactly what is waiting or in flight.
             status.accounts.append(AccountStatus(account, max(0, length - pending), pending, consumers,
-                                                 status.paused.get(account)))
-        raw = await awaited(redis.hgetall(keys.COUNTERS))
-    status.dead_letters = await DeadLetters(redis).counts()
-    status.counters = {key.decode(): int(value) for key, value in sorted(raw.items())}
+                                                 status.paused.get(account), dead.get(account, {}), counters))
+        for name, value in _numbers(await awaited(redis.hgetall(keys.COUNTERS))).items():
+            totals[name] = totals.get(name, 0) + value
+    for found in dead.values():
+        for reason, count in found.items():
+            status.dead_letters[reason] = status.dead_letters.get(reason, 0) + count
+    status.counters = dict(sorted(totals.items()))
     return status
+
+
+def _numbers(raw: dict[bytes, bytes]) -> dict[str, int]:
+    return {key.decode(): int(value) for key, value in sorted(raw.items())}
 
 
 def _ago(since: float) -> str:
@@ -108,6 +124,8 @@ def format_status(status: Status) -> str:
         lines.append("  (nothing queued yet)")
     for account in status.accounts:
         line = f"  account {account.account}: {account.queued} queued, {account.in_flight} in flight"
+        if account.dead_letters:
+            line += f", {sum(account.dead_letters.values())} dead letters"
         if account.paused:
             line += f"  PAUSED ({account.paused.get('status')}: {account.paused.get('message')})"
         lines.append(line)
@@ -122,6 +140,10 @@ def format_status(status: Status) -> str:
         lines.append("  none")
     for reason, count in sorted(status.dead_letters.items()):
         lines.append(f"  {reason}: {count}")
+    for account in status.accounts:
+        if account.dead_letters:
+            each = ", ".join(f"{reason} {count}" for reason, count in sorted(account.dead_letters.items()))
+            lines.append(f"  account {account.account}: {each}")
     lines.append("counters")
     shown = {k: v for k, v in status.counters.items() if ":" not in k}
     if not shown:

@@ -346,6 +346,7 @@ class TraceWriter:
         except Exception as exc:  # the trace never fails the caller
             if self._connection is not None:
                 await self._connection.disconnect()
+                self._connection = None  # the next flush finds the right node again (a cluster's failover)
             self.dropped += len(records)
             now = time.monotonic()
             if now - self._failed_at > 30:
@@ -358,9 +359,11 @@ class TraceWriter:
         # and the client's dispatch, which cost more than the call (as in pinsignal.queue).
         from redis.exceptions import NoScriptError
 
+        from pinsignal.store import own_connection
+
         connection = self._connection
         if connection is None:
-            connection = self._connection = self.redis.connection_pool.make_connection()
+            connection = self._connection = await own_connection(self.redis, keys.TRACE)  # single or cluster
         args = (3, keys.TRACE, keys.COUNTERS, keys.WARNINGS, self.maxlen, blob, counters, warnings, rows)
         try:
             await connection.send_command("EVALSHA", self._sha, *args)

@@ -149,36 +149,23 @@ class MemoryVisitors(_Keyed):
         return None
 
 
-# KEYS[1] the context, KEYS[2] the counters: the lookup and its count in one round trip.
-_GET_LUA = """
-local value = redis.call('GET', KEYS[1])
-redis.call('HINCRBY', KEYS[2], value and 'visitor_key_found' or 'visitor_key_unknown', 1)
-return value
-"""
-
-
 class RedisVisitors(_Keyed):
     """Contexts in Redis (``keys.visitor``), one ``SET ... EX`` each; connected at first use."""
 
     def __init__(self, config: Config) -> None:
         super().__init__(config)
         self._config = config
-        self._redis: aioredis.Redis | None = None
-        self._lookup: Any = None
+        self._redis: Any = None  # a pinsignal.store client
         self._lock = asyncio.Lock()
 
     async def _client(self) -> aioredis.Redis:
         if self._redis is None:
             async with self._lock:
                 if self._redis is None:
-                    import redis.asyncio as aioredis
+                    from pinsignal import store
 
-                    from pinsignal.embedded import redis_url
-
-                    url = await asyncio.to_thread(redis_url, self._config)
-                    client = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
-                    self._lookup = client.register_script(_GET_LUA)
-                    self._redis = client
+                    self._redis = await store.connect(self._config, socket_connect_timeout=5,
+                                                      health_check_interval=30)
         return self._redis
 
     async def put(self, key: str, context: VisitorContext) -> None:
@@ -191,9 +178,11 @@ class RedisVisitors(_Keyed):
     async def get(self, key: str) -> VisitorContext | None:
         from pinsignal.queue import unavailable
 
-        await self._client()
+        client = await self._client()
         with unavailable("reading a remembered visitor"):
-            data = await self._lookup(keys=[keys.visitor(self.token(key)), keys.COUNTERS])
+            # two calls, not one script: the context and the counters live in different cluster slots
+            data = await client.get(keys.visitor(self.token(key)))
+            await client.hincrby(keys.COUNTERS, "visitor_key_unknown" if data is None else "visitor_key_found", 1)
         return None if data is None else VisitorContext.loads(data)
 
     async def close(self) -> None:

@@ -12,6 +12,13 @@ orjson, never pickle.
 
 ``WorkerSettings`` (for the ``arq`` command) is built from the environment on first access, so
 importing this module starts nothing.
+
+On a Redis Cluster arq cannot run: its ``ArqRedis`` is a plain single-server client, and it polls
+and takes jobs with MULTI/WATCH over keys in different slots (python-arq/arq issues #358 and #385).
+pinsignal uses arq only as a process runner (no event travels as an arq job), so in cluster mode
+:func:`run` starts the same start-up hook (delivery loops, health and metrics server), runs the same
+sweep every minute and the same shut-down hook on SIGINT/SIGTERM, in a small asyncio runner of its
+own (:func:`run_cluster`). ``arq pinsignal.worker.WorkerSettings`` refuses a cluster.
 """
 
 from __future__ import annotations
@@ -27,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from arq.connections import RedisSettings
 from arq.cron import cron
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisClusterException, RedisError
 
-from pinsignal import keys
+from pinsignal import keys, store
 from pinsignal.accounts import Accounts
 from pinsignal.config import Config
 from pinsignal.delivery import Delivery
@@ -45,11 +51,13 @@ from pinsignal.pinterest.client import PinterestClient
 from pinsignal.retry import RetryPolicy
 from pinsignal.status import read_status
 
-__all__ = ["refresh_shared", "run", "worker_settings"]  # and WorkerSettings, built on first access
+__all__ = ["refresh_shared", "run", "run_cluster", "worker_settings"]  # and WorkerSettings, built on first access
 
 logger = logging.getLogger("pinsignal.worker")
 
 _STALL_SECONDS = 120.0  # a loop that made no progress this long makes /healthz fail
+_SWEEP_SECONDS = 60.0  # arq's cron(sweep) runs once a minute: so does the cluster runner
+_CLUSTER = "pinsignal_cluster"  # the settings' mark of cluster mode (never handed to arq)
 
 
 def _dumps(value: Any) -> bytes:
@@ -60,7 +68,7 @@ def _loads(raw: bytes) -> Any:
     return orjson.loads(raw)
 
 
-async def refresh_shared(redis: aioredis.Redis, metrics: Metrics) -> None:
+async def refresh_shared(redis: store.Client, metrics: Metrics) -> None:
     """Copy queue depth, dead letters, duplicates and pauses from Redis into ``metrics.shared``."""
     status = await read_status(redis)
     shared = metrics.shared
@@ -124,6 +132,9 @@ def run(settings: Mapping[str, Any], policy: RetryPolicy | None = None) -> None:
     """
     from arq.worker import run_worker
 
+    if settings.get(_CLUSTER):
+        _run_cluster_forever(settings)
+        return
     policy = policy or RetryPolicy()
     budget = policy.worker_redis_retries * policy.worker_redis_retry_cap
     down_since: float | None = None
@@ -140,6 +151,40 @@ def run(settings: Mapping[str, Any], policy: RetryPolicy | None = None) -> None:
                 raise
             logger.warning("Redis dropped the worker (%s: %s); starting it again", type(exc).__name__, exc)
             time.sleep(policy.redis_retry_base * 10)
+
+
+def _run_cluster_forever(settings: Mapping[str, Any]) -> None:
+    asyncio.run(run_cluster(settings))
+
+
+async def run_cluster(settings: Mapping[str, Any], stop: asyncio.Event | None = None) -> None:
+    """Run :func:`worker_settings`'s hooks without arq (Redis Cluster): start-up, the sweep once a
+    minute, shut-down on SIGINT/SIGTERM (or when ``stop`` is set)."""
+    import signal
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled = []
+    for number in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            loop.add_signal_handler(number, stop.set)
+            handled.append(number)
+    ctx: dict[str, Any] = {}
+    try:
+        await settings["on_startup"](ctx)
+        logger.info("running on a Redis Cluster: delivery without arq (see pinsignal.worker)")
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=_SWEEP_SECONDS)
+            if not stop.is_set():
+                try:
+                    await sweep(ctx)
+                except (RedisError, OSError, RedisClusterException, QueueUnavailable) as exc:
+                    logger.warning("the sweep failed (%s: %s); it runs again in a minute", type(exc).__name__, exc)
+    finally:
+        await settings["on_shutdown"](ctx)
+        for number in handled:
+            loop.remove_signal_handler(number)
 
 
 def in_container(environ: Mapping[str, str] | None = None, root: Path = Path("/")) -> bool:
@@ -168,6 +213,7 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
     from pinsignal.embedded import redis_url
 
     url = redis_url(config)
+    cluster = store.cluster_mode(url, config.redis_cluster)  # one probe: arq, or our own runner
     port = config.metrics_port if metrics_port is None else metrics_port
     policy = policy or RetryPolicy()
 
@@ -178,10 +224,12 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
                           for account in routed.accounts if account.id != config.ad_account_id]
 
     async def startup(ctx: dict[str, Any]) -> None:
+        from pinsignal.migrate import migrate
         from pinsignal.ratelimit import DEFAULT_CALLS_PER_MINUTE, TokenBucket
 
-        redis = aioredis.Redis.from_url(url, socket_connect_timeout=5,
-                                        max_connections=(concurrency + 2) * len(configs) + 6)
+        redis = store.client(url, cluster=cluster, socket_connect_timeout=5,
+                             max_connections=(concurrency + 2) * len(configs) + 6)
+        await migrate(redis)  # an older version's keys, moved to today's names (single Redis only)
         metrics = Metrics()
         consumer = f"{socket.gethostname()}-{os.getpid()}-{int(time.time() * 1000) % 100000}"
         bucket = TokenBucket(redis, calls_per_minute or DEFAULT_CALLS_PER_MINUTE)
@@ -227,6 +275,7 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
         logger.info("worker stopped")
 
     return {
+        **({_CLUSTER: True} if cluster else {}),
         "functions": [],
         "cron_jobs": [cron(sweep, name="pinsignal-sweep", run_at_startup=False, unique=True)],
         "on_startup": startup,
@@ -245,5 +294,9 @@ def worker_settings(config: Config, *, concurrency: int = 4, metrics_port: int |
 def __getattr__(name: str) -> Any:
     # ``arq pinsignal.worker.WorkerSettings``: settings come from the environment when asked for.
     if name == "WorkerSettings":
-        return worker_settings(Config.from_env())
+        settings = worker_settings(Config.from_env())
+        if settings.get(_CLUSTER):
+            raise ConfigError("arq cannot run on a Redis Cluster (python-arq/arq#358); start the worker with "
+                              "'pinsignal worker', which runs the delivery without arq there.")
+        return settings
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -341,7 +341,7 @@ def main() -> int:
                 single, batch = single_body(), batch_body()
                 for port in (collector, bare):
                     load(port, path="/_ps/e", method="POST", headers=HEADERS, body_template=single, seconds=1)
-                enqueued_before = int(client.hget(keys.COUNTERS, "enqueued") or 0)
+                enqueued_before = int(client.hget(keys.account_counters(ACCOUNT), "enqueued") or 0)
                 measures = {
                     "single collector": lambda: load(collector, path="/_ps/e", method="POST", headers=HEADERS,
                                                      body_template=single, seconds=args.seconds),
@@ -362,7 +362,7 @@ def main() -> int:
                 cpu_measures = {name: lambda n=name: per_cpu_second(pid, measures[f"{n} collector"], units[n],
                                                                     args.seconds) for name in units}
                 cpu_results = interleaved(cpu_measures, args.rounds)
-                enqueued = int(client.hget(keys.COUNTERS, "enqueued") or 0) - enqueued_before
+                enqueued = int(client.hget(keys.account_counters(ACCOUNT), "enqueued") or 0) - enqueued_before
                 rejected = int(client.hget(keys.COUNTERS, "rejected_invalid") or 0)
             client.close()
         finally:

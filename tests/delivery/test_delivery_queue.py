@@ -31,9 +31,9 @@ async def test_enqueue_dedups_by_event_name_and_id_for_48_hours(redis_url: str) 
         # same id under another event_name is another event; a repeat inside one call is a duplicate
         assert (again.queued, again.duplicates) == (["ev-1", "ev-3"], ["ev-1", "ev-3"])
         assert await queue.redis.xlen(keys.stream(ACCOUNT)) == 4
-        ttl = await queue.redis.ttl(f"pinsignal:seen:{ACCOUNT}:checkout:ev-1")
+        ttl = await queue.redis.ttl(keys.seen(ACCOUNT, "checkout", "ev-1"))
         assert DEDUP_SECONDS - 60 < ttl <= DEDUP_SECONDS
-        counters = await queue.redis.hgetall(keys.COUNTERS)
+        counters = await queue.redis.hgetall(keys.account_counters(ACCOUNT))
         assert counters[b"enqueued"] == b"4" and counters[b"duplicates"] == b"2"
         assert counters[b"duplicates:checkout"] == b"2"
         assert await queue.enqueue([]) == type(first)()

@@ -31,7 +31,7 @@ async def test_regression_item8_browser_dedup_entries_are_capped_and_the_events_
         flood = await queue.enqueue([make_event(n) for n in range(60, 1000)])
         assert len(first.queued) == 60 and len(flood.queued) == 940
         assert len(await dedup_keys(queue)) == 100  # not 1,000
-        counted = [key async for key in queue.redis.scan_iter(match="pinsignal:seen-count:*")]
+        counted = [key async for key in queue.redis.scan_iter(match=keys.browser_seen_count(ACCOUNT, 0)[:-1] + "*")]
         [counter] = counted
         assert int(await queue.redis.get(counter)) == 100
         assert DEDUP_SECONDS < await queue.redis.ttl(counter) <= 2 * DEDUP_SECONDS

@@ -34,6 +34,7 @@ import httpx
 import orjson
 import redis
 
+from pinsignal import keys
 from pinsignal.embedded import EmbeddedRedis
 from pinsignal.sandbox import SandboxClient
 from support import ROOT, free_port, pinsignal_cmd, wait_for_port
@@ -321,7 +322,8 @@ class RecordReader:
 def dead_letters(stack: Stack) -> list[dict[str, Any]]:
     client = stack.redis_client()
     try:
-        return [orjson.loads(raw) for raw in client.hvals("pinsignal:dlq")]
+        return [orjson.loads(raw) for account in client.smembers(keys.ACCOUNTS)
+                for raw in client.hvals(keys.dlq(account.decode()))]
     finally:
         client.close()
 

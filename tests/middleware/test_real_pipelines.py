@@ -38,7 +38,8 @@ async def test_events_reach_redis_hashed_and_counters_are_shared(redis_url: str)
     store = redis.Redis.from_url(redis_url)
     try:
         events = [orjson.loads(fields[b"e"]) for _, fields in store.xrange(keys.stream(ACCOUNT))]
-        counters = {key.decode(): int(value) for key, value in store.hgetall(keys.COUNTERS).items()}
+        counters = {key.decode(): int(value) for name in (keys.COUNTERS, keys.account_counters(ACCOUNT))
+                    for key, value in store.hgetall(name).items()}
     finally:
         store.close()
     [checkout] = events  # the repeat was a duplicate

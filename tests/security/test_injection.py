@@ -21,6 +21,7 @@ import redis
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from security_support import ACCOUNT, WebProcess, start_web
 
+from pinsignal import keys
 from pinsignal.embedded import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
@@ -46,7 +47,7 @@ EVIL_EPIKS = [
 def queued(redis_url: str) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(redis_url)
     try:
-        return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(f"pinsignal:events:{ACCOUNT}")]
+        return [orjson.loads(fields[b"e"]) for _, fields in client.xrange(keys.stream(ACCOUNT))]
     finally:
         client.close()
 

@@ -22,6 +22,7 @@ import pytest
 import redis
 from fault_harness import ROOT, Stack, make_event
 
+from pinsignal import keys
 from support import free_port
 
 pytestmark = pytest.mark.integration
@@ -112,7 +113,7 @@ def test_no_raw_personal_data_or_token_anywhere(tmp_path: Path) -> None:
         assert len(rejected.json()["rejected"]) >= 2  # the list of emails may be hashed one by one
         wait_for(lambda: b"PAUSED" in "".join(p.text() for p in stack.workers).encode())
         queued = everything_in_redis(client)
-        assert b"pinsignal:events:" in queued and queued.count(b'"em":["') >= 20, "nothing queued to search"
+        assert b"}:events" in queued and queued.count(b'"em":["') >= 20, "nothing queued to search"
         assert_clean("Redis (events queued while paused)", queued)
         # 2. Back to normal: delivered.
         stack.client.clear_faults()
@@ -120,7 +121,7 @@ def test_no_raw_personal_data_or_token_anywhere(tmp_path: Path) -> None:
         # 3. 400 for everything: split down to single events and dead-lettered.
         stack.client.fault(status=400, count=100_000)
         post(http, [planted(run, i) for i in range(100, 110)])
-        wait_for(lambda: client.zcard("pinsignal:dlq:index") >= 10)
+        wait_for(lambda: sum(client.zcard(keys.dlq_index(a.decode())) for a in client.smembers(keys.ACCOUNTS)) >= 10)
         stack.client.clear_faults()
         assert_clean("Redis (after delivery and dead letters)", everything_in_redis(client))
         metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", trust_env=False, timeout=10).text

@@ -99,7 +99,7 @@ def test_a_second_import_sends_nothing_twice_and_an_interrupted_one_resumes(tmp_
     # the queue's own 48-hour dedup is not what stops them: the import's marks are
     client = redis.Redis.from_url(redis_url)
     try:
-        for key in client.scan_iter("pinsignal:seen:*"):
+        for key in client.scan_iter(keys.seen_prefix("*") + "*"):
             client.delete(key)
         client.hset(keys.import_progress(_file_id(path)), "rows", "2000")  # as if stopped after one chunk
     finally:

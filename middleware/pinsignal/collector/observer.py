@@ -218,14 +218,14 @@ class RedisObserver(Observer):
         async with self._lock:
             if self._writer is not None:
                 return
-            import redis.asyncio as aioredis
-
+            from pinsignal import store
             from pinsignal.embedded import redis_url
             from pinsignal.quarantine import Quarantine
             from pinsignal.trace import TraceWriter
 
             url = await asyncio.to_thread(redis_url, self.config)
-            self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=30)
+            self._redis = await store.connect_url(url, cluster=self.config.redis_cluster, socket_connect_timeout=5,
+                                                  health_check_interval=30)
             self._store = Quarantine(self._redis, max_items=self.config.quarantine_max,
                                      days=self.config.quarantine_days)
             writer = TraceWriter(self._redis, self.config.trace_maxlen)

@@ -37,24 +37,15 @@ def _row(letter: Any) -> str:
 def run(args: argparse.Namespace) -> int:
     import asyncio
 
-    import redis.asyncio as aioredis
-
+    from pinsignal.commands.common import older_than as seconds, redis_client
     from pinsignal.config import Config
-    from pinsignal.dlq import DeadLetters, parse_duration
-    from pinsignal.embedded import redis_url
-    from pinsignal.errors import ConfigError
+    from pinsignal.dlq import DeadLetters
 
-    older_than = 0.0
-    if args.action == "purge":
-        try:
-            older_than = parse_duration(args.older_than)
-        except ValueError as exc:
-            raise ConfigError(f"--older-than: {exc}") from None
+    older_than = seconds(args.older_than) if args.action == "purge" else 0.0
 
     async def main() -> int:
-        redis = aioredis.Redis.from_url(redis_url(Config.from_env()), socket_connect_timeout=5)
-        letters = DeadLetters(redis)
-        try:
+        async with redis_client(Config.from_env()) as redis:
+            letters = DeadLetters(redis)
             if args.action == "list":
                 found = await letters.recent(reason=args.reason, limit=args.limit or None, account=args.account)
                 if args.json:
@@ -80,7 +71,5 @@ def run(args: argparse.Namespace) -> int:
             purged = await letters.purge(older_than=older_than, reason=args.reason, account=args.account)
             print(f"purged {purged} dead letters older than {args.older_than}")
             return 0
-        finally:
-            await redis.aclose()
 
     return asyncio.run(main())

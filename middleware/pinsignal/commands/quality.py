@@ -15,16 +15,15 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     import orjson
-    import redis.asyncio as aioredis
 
+    from pinsignal import store
     from pinsignal.config import Config
-    from pinsignal.embedded import redis_url
     from pinsignal.quality import coverage, fetch_eqs, format_quality, to_dict
     from pinsignal.queue import unavailable
 
     async def main() -> int:
         config = Config.from_env()
-        redis = aioredis.Redis.from_url(redis_url(config), socket_connect_timeout=5)
+        redis = await store.connect(config, socket_connect_timeout=5)
         try:
             with unavailable("reading the trace"):
                 rows = await coverage(redis)

@@ -37,27 +37,18 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     import orjson
-    import redis.asyncio as aioredis
 
+    from pinsignal.commands.common import older_than as seconds, redis_client
     from pinsignal.config import Config
-    from pinsignal.dlq import parse_duration
-    from pinsignal.embedded import redis_url
-    from pinsignal.errors import ConfigError
     from pinsignal.quarantine import Quarantine, replay
     from pinsignal.queue import unavailable
 
-    older_than: float | None = None
-    if args.action == "purge" and args.older_than:
-        try:
-            older_than = parse_duration(args.older_than)
-        except ValueError as exc:
-            raise ConfigError(f"--older-than: {exc}") from None
+    older_than = seconds(args.older_than) if args.action == "purge" and args.older_than else None
 
     async def main() -> int:
         config = Config.from_env()
-        redis = aioredis.Redis.from_url(redis_url(config), socket_connect_timeout=5)
-        store = Quarantine(redis, max_items=config.quarantine_max, days=config.quarantine_days)
-        try:
+        async with redis_client(config) as redis:
+            store = Quarantine(redis, max_items=config.quarantine_max, days=config.quarantine_days)
             with unavailable("reading the quarantine"):
                 if args.action == "list":
                     found = await store.list(reason=args.reason, limit=args.limit or None)
@@ -77,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
                 purged = await store.purge(older_than=older_than, reason=args.reason)
                 print(f"purged {purged} quarantined events")
                 return 0
-        finally:
-            await redis.aclose()
 
     async def _replay(store: Quarantine, config: Config) -> int:
         from pinsignal.accounts import Accounts

@@ -13,18 +13,20 @@ def run(args: argparse.Namespace) -> int:
     import asyncio
 
     import orjson
-    import redis.asyncio as aioredis
 
+    from pinsignal import store
+    from pinsignal.accounts import Accounts
     from pinsignal.config import Config
-    from pinsignal.embedded import redis_url
     from pinsignal.insight import format_insight, read_warnings
     from pinsignal.queue import unavailable
     from pinsignal.status import format_status, read_status
 
     async def main() -> int:
-        redis = aioredis.Redis.from_url(redis_url(Config.from_env()), socket_connect_timeout=5)
+        config = Config.from_env()
+        configured = Accounts.from_config(config).ids
+        redis = await store.connect(config, socket_connect_timeout=5)
         try:
-            status = await read_status(redis)
+            status = await read_status(redis, configured)
             with unavailable("reading Pinterest's warnings"):
                 warnings = await read_warnings(redis)
         finally:

@@ -19,10 +19,9 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     import orjson
-    import redis.asyncio as aioredis
 
+    from pinsignal import store
     from pinsignal.config import Config
-    from pinsignal.embedded import redis_url
     from pinsignal.errors import ConfigError
     from pinsignal.queue import unavailable
     from pinsignal.trace import STAGES, follow, format_record, read_recent, record_matches
@@ -39,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         config = Config.from_env()
-        redis = aioredis.Redis.from_url(redis_url(config), socket_connect_timeout=5)
+        redis = await store.connect(config, socket_connect_timeout=5)
         try:
             last = "$"
             with unavailable("reading the trace"):

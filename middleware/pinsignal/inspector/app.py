@@ -182,16 +182,18 @@ async def summary(redis: Any) -> dict[str, Any]:
 class _Redis:
     """The app's Redis client: the caller's, or one made at first use from ``url`` and closed on shut-down."""
 
-    def __init__(self, client: Any, url: str | None) -> None:
+    def __init__(self, client: Any, url: str | None, cluster: bool | None = None) -> None:
         self.client = client
         self.url = url
+        self.cluster = cluster  # PINSIGNAL_REDIS_CLUSTER; None: the server is asked once
         self.owned = client is None
 
     def get(self) -> Any:
         if self.client is None:
-            import redis.asyncio as aioredis
+            from pinsignal import store
 
-            self.client = aioredis.Redis.from_url(self.url or "", socket_connect_timeout=5, max_connections=64)
+            self.client = store.client(self.url or "", cluster=self.cluster, socket_connect_timeout=5,
+                                       max_connections=64)
         return self.client
 
     async def close(self) -> None:
@@ -204,7 +206,7 @@ def create_app(config: Config, redis: Any = None, *, redis_url: str | None = Non
                heartbeat: float = 15.0) -> ASGIApp:
     """The inspector over ``redis`` (a ``redis.asyncio.Redis`` the caller closes), or over a client
     made from ``redis_url`` at first use and closed by the app's lifespan shut-down."""
-    holder = _Redis(redis, redis_url)
+    holder = _Redis(redis, redis_url, config.redis_cluster)
 
     async def page(request: Request) -> Response:
         return _asset("page.html", "text/html; charset=utf-8")

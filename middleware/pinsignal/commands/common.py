@@ -1,0 +1,37 @@
+"""What several sub-commands share: their Redis client and their ``--older-than``.
+
+    async with redis_client(config) as redis:       # single Redis or cluster (pinsignal.store), closed after
+        ...
+    seconds = older_than("30d")                     # ConfigError naming --older-than when malformed
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from pinsignal.config import Config
+
+
+@asynccontextmanager
+async def redis_client(config: Config) -> AsyncIterator[Any]:
+    """A client of ``REDIS_URL`` (or the embedded Redis) for one command, closed when it is done."""
+    from pinsignal import store
+
+    redis = await store.connect(config, socket_connect_timeout=5)
+    try:
+        yield redis
+    finally:
+        await redis.aclose()
+
+
+def older_than(text: str) -> float:
+    """``--older-than``'s seconds; a malformed value fails with one sentence naming the option."""
+    from pinsignal.dlq import parse_duration
+    from pinsignal.errors import ConfigError
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise ConfigError(f"--older-than: {exc}") from None
