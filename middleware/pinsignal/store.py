@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 
@@ -222,6 +223,7 @@ class Direct:
         self.attempts = attempts  # in a cluster: tries before the error is raised (a failover takes seconds)
         self._single: Connection | None = None
         self._nodes: dict[str, Connection] = {}
+        self._replicas_read = 0.0  # when the topology was last read again for a master without a replica
 
     async def run(self, key: str, call: Callable[[Connection], Awaitable[T]], *, durable: bool = False) -> T:
         """``call(connection)`` on the master of ``key``'s slot; ``durable``: then ``WAIT`` for a replica."""
@@ -252,7 +254,7 @@ class Direct:
                 if connection is None:
                     connection = self._nodes[name] = node.connection_class(**node.connection_kwargs)
                 reply = await call(connection)
-                if durable and cluster.get_node_from_key(key, replica=True) is not None:
+                if durable and await self._has_replica(cluster, key):
                     await connection.send_command("WAIT", 1, REPLICA_WAIT_MS)
                     if int(await connection.read_response()) < 1:
                         raise NotReplicated(f"no replica of the master {name} acknowledged the write within "
@@ -266,6 +268,19 @@ class Direct:
                 with contextlib.suppress(RedisError, OSError, RedisClusterException):
                     await cluster.refresh()
                 await asyncio.sleep(min(1.0, 0.05 * 2 ** tries))
+
+    async def _has_replica(self, cluster: Cluster, key: str) -> bool:
+        """Whether ``key``'s master has a replica to wait for. With none in the topology it is read again, at
+        most once a second: redis-py reads it only after an error, so a replaced master that came back as
+        the new one's replica would otherwise never be waited for."""
+        if cluster.get_node_from_key(key, replica=True) is not None:
+            return True
+        if time.monotonic() - self._replicas_read < 1.0:
+            return False
+        self._replicas_read = time.monotonic()
+        with contextlib.suppress(RedisError, OSError, RedisClusterException):
+            await cluster.refresh()
+        return cluster.get_node_from_key(key, replica=True) is not None
 
     async def _forget(self, name: str) -> None:
         connection = self._nodes.pop(name, None)
