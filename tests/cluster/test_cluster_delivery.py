@@ -72,7 +72,9 @@ def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path
             old, new = await asyncio.to_thread(cluster.fail_over, victim)
             seen["replica promoted after (s)"] = round(time.monotonic() - started, 2)
             seen["new master"] = new
-            # a supervisor brings the node back: it rejoins as the new master's replica
+            # A supervisor brings the node back a little later (meanwhile the new master has no replica, and
+            # the web process, having read the topology again, does not wait for one): it rejoins as a replica.
+            await asyncio.sleep(1.5)
             await asyncio.to_thread(cluster.restart, old)
             seen["old master back as"] = old.info("replication")["role"]
 
@@ -92,3 +94,15 @@ def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path
         assert outcome.by_account == {account: 2000 for account in ACCOUNTS}
         assert all(proc.alive and proc.starts == 1 for proc in stack.workers), "a worker died in the fail-over"
         assert stack.web.alive and stack.web.starts == 1
+        # The old master is back as the new one's replica: a 202 waits for a replica again (WAIT 1 on the
+        # new master), rather than resting on one master's disk for as long as the web process runs.
+        waits = wait_calls(seen["new master"])
+        after = stream_for(stack, 300, rate=600)
+        asyncio.run(after.send())
+        assert len(after.accepted_at) == 300, after.statuses
+        assert wait_calls(seen["new master"]) > waits, "202s after the fail-over are not waited for on a replica"
+
+
+def wait_calls(node: Any) -> int:
+    """How many WAITs ``node`` has served (``INFO commandstats``)."""
+    return int(node.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
