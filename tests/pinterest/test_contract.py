@@ -337,3 +337,12 @@ def test_money_without_float_agrees_with_the_decimal_value(value: str) -> None:
         else:
             amount = Decimal(value)
             assert (problem is None) == (amount > 0 if positive else amount >= 0), (value, positive, problem)
+
+
+def test_remembered_addresses_are_only_good_ones() -> None:
+    # The ip rule remembers the addresses it accepted; a refused one is refused again, every time.
+    check = contract.rule_check("user_data.client_ip_address")
+    for _ in range(2):
+        assert check("203.0.113.9", NOW) is None and check("2001:db8::1", NOW) is None
+        assert check("0.0.0.0", NOW) is not None and check("::", NOW) is not None
+        assert check("203.0.113.300", NOW) is not None and check("", NOW) is not None

@@ -203,24 +203,34 @@ def _digest(value: Any, now: float) -> str | None:
 
 
 def _ip(value: Any, now: float) -> str | None:
-    if type(value) is not str or (_IPV4.fullmatch(value) and value != "0.0.0.0"):
-        return None  # plain IPv4 addresses (the common case) need no address object
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return f"expected an IPv4 or IPv6 address, got {show(value)}"
-    return f"{show(value)} is the unspecified address; send the visitor's real IP" if address.is_unspecified else None
+    if type(value) is not str or value in _GOOD_IPS:
+        return None
+    if not (_IPV4.fullmatch(value) and value != "0.0.0.0"):  # plain IPv4 addresses need no address object
+        try:
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            return f"expected an IPv4 or IPv6 address, got {show(value)}"
+        if address.is_unspecified:
+            return f"{show(value)} is the unspecified address; send the visitor's real IP"
+    # The events of a request, and a visitor's next ones, carry the same address: good ones are remembered.
+    if len(_GOOD_IPS) >= 4096:
+        _GOOD_IPS.clear()
+    _GOOD_IPS.add(value)
+    return None
+
+
+_GOOD_IPS: set[str] = set()
 
 
 def _positive_money(value: Any, now: float) -> str | None:
-    return _money(value, positive=True)
+    return _money(value, True)
 
 
 def _price(value: Any, now: float) -> str | None:
-    return _money(value, positive=False)
+    return _money(value, False)
 
 
-def _money(value: Any, *, positive: bool) -> str | None:
+def _money(value: Any, positive: bool) -> str | None:
     if type(value) is not str:
         return None
     if value.isascii() and value.replace(".", "", 1).isdigit():  # "72.39": no regex, no float needed

@@ -181,20 +181,19 @@ class _Source:
     def shape(self, node: dict[str, Any], path: str, check: Any) -> str:
         """An expression true only when ``v`` (never None) has the shape of ``node`` and passes the rules
         ``check`` (the rules at ``path``, of its items included)."""
-        rules = "" if check is None else f" and {self.name('R', check)}(v, now) is None"
         inline = _inline(node, "v")
-        if inline is not None:
-            return inline + rules
         items = node.get("items")
         if node.keys() == {"type", "items"} and node["type"] == "array" and isinstance(items, dict):
+            body = self.object_items(items, path)
+            if body is not None:  # the rules of each item's fields are in the loop
+                return f"{self.function(path, body)}(v, now)"
             item = _inline(items, "x")
             if item is not None:
                 loop = ["for x in v:", f"    if not ({item}):", "        return False"]
-                return f"{self.function(path, loop)}(v)" + rules
-            body = self.object_items(items, path)
-            if body is not None:
-                return f"{self.function(path, body)}(v, now)"
-        return f"{self.name('S', field_ok(path))}(v)" + rules
+                inline = f"{self.function(path, loop)}(v)"
+        if inline is None:
+            inline = f"{self.name('S', field_ok(path))}(v)"
+        return inline if check is None else f"{inline} and {self.name('R', check)}(v, now) is None"
 
     def function(self, path: str, loop: list[str]) -> str:
         """A generated function of an array ``v`` (and ``now``): False unless ``loop`` passes each item."""
