@@ -64,19 +64,29 @@ ENVELOPES: list[tuple[dict[str, Any], dict[str, Any] | None]] = [
 ]
 
 
+def _same_visitor(envelope: dict[str, Any], message_id: str) -> dict[str, Any]:
+    return {**copy.deepcopy(envelope), "message_id": message_id}
+
+
+# one visitor's batch: equal traits and match keys (hashed once), then equal traits with other keys, then others
+BATCH = [*ENVELOPES, (_same_visitor(ENVELOPES[0][0], "m-5"), dict(ENVELOPES[0][1] or {})),
+         (_same_visitor(ENVELOPES[0][0], "m-6"), {"em": [PH], "ph": [EM]}),
+         (_same_visitor(ENVELOPES[0][0], "m-7"), None), (_same_visitor(ENVELOPES[1][0], "m-8"), None)]
+
+
 def test_a_request_entry_holds_each_envelope_as_the_per_event_records_did_and_puts_them_back() -> None:
     events: list[list[Any]] = []
     hashing: list[tuple[dict[str, Any], Any]] = []
-    before = copy.deepcopy([envelope for envelope, _ in ENVELOPES])
-    for envelope, user_data in ENVELOPES:
+    before = copy.deepcopy([envelope for envelope, _ in BATCH])
+    for envelope, user_data in BATCH:
         events.append([envelope["message_id"], envelope.get("event") or envelope["type"], envelope,
                        ["queued", "checkout", envelope["message_id"], "checkout", "1"]])
         hashing.append((envelope, user_data))
     entry = encode_request(12.5, "browser", "dbg123", events, hashing)
     record = orjson.loads(entry)
     assert [item[2] for item in record["events"]] == [
-        orjson.loads(orjson.dumps(hashed_envelope(envelope, user_data))) for envelope, user_data in ENVELOPES]
-    assert [envelope for envelope, _ in ENVELOPES] == before  # the envelopes are as they were
+        orjson.loads(orjson.dumps(hashed_envelope(envelope, user_data))) for envelope, user_data in BATCH]
+    assert [envelope for envelope, _ in BATCH] == before  # the envelopes are as they were
     for raw in (b"Jane.Doe", b"jane.doe", b"555-0123", b"customer-42", b"gift for", b"u-9", b"Paris"):
         assert raw not in entry
 

@@ -235,143 +235,55 @@ class Intake:
         the envelope's size walk can leave out the type tests (see ``parse_envelope``).
         ``source="server"``: ``track()`` or a write-key post (DESIGN 8.1), whose server events take
         precedence over browser ones in the queue's dedup. ``believe_context=True`` (a write-key
-        post): the events carry their visitors' context themselves, see :meth:`_accept_server`.
+        post): each event speaks for its own visitor, see :meth:`_server_request`.
         ``source_name``: the write key's name, which ``PINSIGNAL_ACCOUNTS`` may route by.
         """
-        if believe_context:
-            return await self._accept_server(raws, visitor, received_at=received_at, decoded=decoded,
-                                             source_name=source_name)
         outcome = IntakeResult()
+        if believe_context:
+            # context.visitor_key: the visitor's context remembered by key (pinsignal.visitors)
+            raws, outcome.unknown_visitor_keys = await restore_visitors(self, raws)
+            return await self._accept(raws, visitor, outcome, self._server_request(), received_at=received_at,
+                                      decoded=decoded, source="server", source_name=source_name)
         debug = visitor.cookies.get(DEBUG_COOKIE)
-        seen = self.observer.request(valid_debug_code(debug) if debug is not None else None)
+        seen = self.observer.request(valid_debug_code(debug) if debug is not None else None, source)
         if visitor.user_agent is not None and self.bots.is_bot(visitor.user_agent):
             for index, raw in enumerate(raws):
                 outcome.rejected.append(_rejection(index, raw, ["known crawler; nothing is sent for crawlers"]))
             seen.refused(None, None, "bot", "known crawler", count=len(raws))
+            seen.flush()
             await self.sink.incr("dropped_bot", len(raws))
             return outcome
+        return await self._accept(raws, visitor, outcome, self._browser_request(visitor, seen, bool(raws)),
+                                  received_at=received_at, decoded=decoded, source=source, source_name=source_name)
+
+    def _browser_request(self, visitor: VisitorRequest, seen: RequestObserver, has_events: bool) -> _Request:
+        """What a visitor's own request says for all its events: consent, LDP, cookies, device id, click id."""
         consent = self.consent.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
         request_verdict = consent({})  # the request's own signals; what an event that says nothing gets
-        ldp = self.ldp.for_request(gpc=visitor.gpc, cookies=visitor.cookies)
         raw_device = visitor.cookies.get(DEVICE_COOKIE)
         device_id: str | None
-        if request_verdict == "granted" and raws:
+        cookies: list[str] = []
+        if request_verdict == "granted" and has_events:
             # The visitor's first event mints the device id (page loads do not, nor c.js's empty
             # renewal post at pagehide); a returning visitor's is signed again once a week, so the
             # cookie rolls for 400 days.
             device_id, signed = self.devices.renewal(raw_device)
             if signed is not None:
-                outcome.cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
+                cookies.append(self.cookies.device(signed, secure=visitor.secure, host=visitor.host))
         else:
             device_id, _ = self.devices.read(raw_device)
-        # _epik is written again from the server on every request that carries one (DESIGN 5): a
-        # Tag's script-set copy (7 days in Safari) must not be the last write the browser keeps. The
-        # server cannot see a cookie's expiry, so there is no "renewed lately" shortcut.
-        renew = request_verdict == "granted"
-        newest_epik = visitor.epik
-        remembered = self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE))
-        request = RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id))
-        pending: list[tuple[str, str, dict[str, Any], str]] = []
-        route = self.routes.route if self.routes.accounts else None
-        refused = invalid = refused_source = 0
-        identity = dict(remembered)  # an identify early in a batch already counts for the events after it
-        process = self.engine.process
-        for index, raw in enumerate(raws):
-            if type(raw) is not dict:
-                outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
-                invalid += 1
-                continue
-            verdict = _event_verdict(consent, raw, request_verdict)
-            if verdict != "granted":
-                rejection = _rejection(index, raw, [_CONSENT_REASONS[verdict]])
-                outcome.rejected.append(rejection)
-                seen.refused(rejection["id"], raw.get("event"), "consent", _CONSENT_REASONS[verdict])
-                refused += 1
-                continue
-            try:
-                envelope = parse_envelope(raw, received_at=received_at, context=_server_context(raw, visitor),
-                                          decoded=decoded)
-            except EnvelopeError as exc:
-                rejection = _rejection(index, raw, exc.reasons)
-                outcome.rejected.append(rejection)
-                seen.refused(rejection["id"], raw.get("event"), "invalid_envelope", "; ".join(exc.reasons))
-                invalid += 1
-                continue
-            envelope["source"] = source
-            if envelope["type"] == "identify":
-                identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
-                                              default_country=self.config.default_country))
-            _remember(envelope, identity, device_id)
-            if renew:
-                newest_epik = _page_epik(envelope) or newest_epik
-            reasons: list[str] = []
-            made = process(envelope, request)
-            if ldp or envelope["context"].get("limited_data_processing") is True:
-                for produced in made:
-                    flag_ldp(produced.event)
-            seen.received(envelope, made)
-            if _source_refused(made, index, envelope, outcome, seen):
-                refused_source += 1
-                continue
-            account = self.account if route is None else route(envelope, host=visitor.host,
-                                                                source_name=source_name) or self.account
-            for produced in made:
-                if produced.valid:
-                    pending.append((envelope["message_id"], produced.pipeline, produced.event, account))
-                else:
-                    reasons.extend(f"{produced.pipeline}: {error}" for error in produced.errors)
-            if reasons:
-                outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
-                seen.invalid(envelope, reasons, request, self.config, account)
-                invalid += 1
-            else:
-                if not made:
-                    seen.unmatched(envelope, request, self.config, account)
-                outcome.accepted.append(envelope["message_id"])
-        await self._enqueue(pending, outcome, seen, source)
-        await seen.done()
-        if renew:
-            if newest_epik is None:
-                cookie = visitor.cookies.get(EPIK_COOKIE)
-                newest_epik = cookie if cookie is not None and valid_epik(cookie) else None
-            if newest_epik is not None:
-                outcome.cookies.insert(0, self.cookies.epik(newest_epik, secure=visitor.secure, host=visitor.host))
-        if identity != remembered:
-            outcome.cookies.append(self.cookies.identity(self.identity.dumps(identity), secure=visitor.secure,
-                                                         host=visitor.host))
-        if refused:
-            await self.sink.incr("dropped_consent", refused)
-        if invalid:
-            await self.sink.incr("rejected_invalid", invalid)
-        if refused_source:
-            await self.sink.incr("refused_source", refused_source)
-        return outcome
+        return _Request(seen, consent, request_verdict, self.ldp.for_request(gpc=visitor.gpc, cookies=visitor.cookies),
+                        RequestContext(epik=visitor.epik, cookies=self._pipeline_cookies(visitor, device_id)),
+                        device_id=device_id, cookies=cookies,
+                        remembered=self.identity.loads(visitor.cookies.get(IDENTITY_COOKIE)),
+                        # _epik is written again from the server on every request that carries one
+                        # (DESIGN 5): a Tag's script-set copy (7 days in Safari) must not be the last
+                        # write the browser keeps. The server cannot see a cookie's expiry, so there is
+                        # no "renewed lately" shortcut.
+                        renew=request_verdict == "granted")
 
-    async def _enqueue(self, pending: list[tuple[str, str, dict[str, Any], str]], outcome: IntakeResult,
-                       seen: RequestObserver, source: Source) -> None:
-        if not pending:
-            return
-        outcome.events = [event for _, _, event, _ in pending]
-        # a server event is never a duplicate of a browser one (DESIGN 8.1): the queue gives it precedence
-        trusted = source == "server"
-        accounts = list(dict.fromkeys(account for _, _, _, account in pending))
-        if len(accounts) == 1:
-            result = await self.sink.enqueue(outcome.events, trusted=trusted, account=accounts[0])
-        else:  # one call per account, all at once (the queue sends one round trip per account)
-            results = await asyncio.gather(*(
-                self.sink.enqueue([event for _, _, event, routed in pending if routed == account],
-                                  trusted=trusted, account=account) for account in accounts))
-            result = EnqueueResult([i for r in results for i in r.queued], [i for r in results for i in r.duplicates])
-        outcome.queued, outcome.duplicates = result.queued, result.duplicates
-        if seen.tracing:
-            duplicates = set(result.duplicates)
-            for message_id, pipeline, event, account in pending:
-                seen.queued(message_id, pipeline, event, account,
-                            duplicate=bool(duplicates) and str(event["event_id"]) in duplicates)
-
-    async def _accept_server(self, raws: Sequence[object], visitor: VisitorRequest, *, received_at: float,
-                             decoded: bool, source_name: str | None = None) -> IntakeResult:
-        """A server source's batch: each event speaks for its own visitor (DESIGN 8.1).
+    def _server_request(self) -> _Request:
+        """A server source's batch (DESIGN 8.1): each event speaks for its own visitor.
 
         ``context.ip``, ``context.userAgent`` and ``context.page`` are the shopper's, as the site
         sent them (the request's own address and user agent are the site's server, and are not
@@ -380,31 +292,50 @@ class Intake:
         is not the visitor's. The consent rules are the configured mode's, with what each event's
         ``context.consent`` says.
         """
-        outcome = IntakeResult()
-        # context.visitor_key: the visitor's context remembered by key (pinsignal.visitors)
-        raws, outcome.unknown_visitor_keys = await restore_visitors(self, raws)
-        seen = self.observer.request(None)
         consent = self.consent.for_request(gpc=False, cookies={})
-        request_verdict = consent({})
-        always_ldp = self.ldp.always
+        return _Request(self.observer.request(None, "server"), consent, consent({}), self.ldp.always, None,
+                        server=True)
+
+    async def _accept(self, raws: Sequence[object], visitor: VisitorRequest, outcome: IntakeResult,
+                      request: _Request, *, received_at: float, decoded: bool, source: Source,
+                      source_name: str | None) -> IntakeResult:
+        """The one loop over a request's events, for a visitor's own request and a server source's alike.
+
+        They differ in what ``request`` holds (one ``RequestContext`` for the request, or one per event
+        from its ``context.epik``; cookies read and written, or none) and in two rules: a server
+        source's event is checked for crawlers by its own ``context.userAgent`` and is refused whole
+        when any of its pipelines made an invalid event, while a browser event's valid Pinterest events
+        are queued beside the invalid one, which is reported and quarantined.
+        """
+        seen = request.seen
+        server = request.server
+        consent, request_verdict, ldp = request.consent, request.verdict, request.ldp
+        context_of = _server_context
         pending: list[tuple[str, str, dict[str, Any], str]] = []
         route = self.routes.route if self.routes.accounts else None
         refused = invalid = bots = refused_source = 0
+        identity = dict(request.remembered)  # an identify early in a batch already counts for the events after it
+        device_id = request.device_id
+        newest_epik = visitor.epik
+        renew = request.renew
         process = self.engine.process
         is_bot = self.bots.is_bot
+        pipeline_request = request.context
         for index, raw in enumerate(raws):
             if type(raw) is not dict:
                 outcome.rejected.append(_rejection(index, raw, ["the event must be a JSON object"]))
                 invalid += 1
                 continue
-            context = raw.get("context")
-            agent = context.get("userAgent") if type(context) is dict else None
-            if type(agent) is str and is_bot(agent):
-                rejection = _rejection(index, raw, ["known crawler (context.userAgent); nothing is sent for crawlers"])
-                outcome.rejected.append(rejection)
-                seen.refused(rejection["id"], raw.get("event"), "bot", "known crawler")
-                bots += 1
-                continue
+            if server:
+                context = raw.get("context")
+                agent = context.get("userAgent") if type(context) is dict else None
+                if type(agent) is str and is_bot(agent):
+                    rejection = _rejection(index, raw, ["known crawler (context.userAgent); nothing is sent for "
+                                                        "crawlers"])
+                    outcome.rejected.append(rejection)
+                    seen.refused(rejection["id"], raw.get("event"), "bot", "known crawler")
+                    bots += 1
+                    continue
             verdict = _event_verdict(consent, raw, request_verdict)
             if verdict != "granted":
                 rejection = _rejection(index, raw, [_CONSENT_REASONS[verdict]])
@@ -413,44 +344,99 @@ class Intake:
                 refused += 1
                 continue
             try:
-                envelope = parse_envelope(raw, received_at=received_at, decoded=decoded)
+                envelope = parse_envelope(raw, received_at=received_at, decoded=decoded,
+                                          context=None if server else context_of(raw, visitor))
             except EnvelopeError as exc:
                 rejection = _rejection(index, raw, exc.reasons)
                 outcome.rejected.append(rejection)
                 seen.refused(rejection["id"], raw.get("event"), "invalid_envelope", "; ".join(exc.reasons))
                 invalid += 1
                 continue
-            envelope["source"] = "server"
-            epik = envelope.get("context", {}).get("epik")
-            request = RequestContext(epik=epik if type(epik) is str and valid_epik(epik) else None)
-            made = process(envelope, request)
-            if always_ldp or envelope["context"].get("limited_data_processing") is True:
+            envelope["source"] = source
+            if server:
+                epik = envelope["context"].get("epik")
+                pipeline_request = RequestContext(epik=epik if type(epik) is str and valid_epik(epik) else None)
+            else:
+                if envelope["type"] == "identify":
+                    identity.update(identity_keys(envelope.get("user_id"), envelope.get("traits"),
+                                                  default_country=self.config.default_country))
+                _remember(envelope, identity, device_id)
+                if renew:
+                    newest_epik = _page_epik(envelope) or newest_epik
+            made = process(envelope, pipeline_request)
+            if ldp or envelope["context"].get("limited_data_processing") is True:
                 for produced in made:
                     flag_ldp(produced.event)
             seen.received(envelope, made)
-            if _source_refused(made, index, envelope, outcome, seen):
-                refused_source += 1
-                continue
-            # routed before the refusals too: a quarantined event keeps its account for the replay
-            account = self.account if route is None else route(envelope, host=visitor.host,
-                                                                source_name=source_name) or self.account
-            reasons = [f"{produced.pipeline}: {error}" for produced in made for error in produced.errors]
-            if reasons:
-                outcome.rejected.append({"index": index, "id": envelope["message_id"], "reasons": reasons})
-                seen.invalid(envelope, reasons, request, self.config, account)
+            valid = True
+            for produced in made:
+                if produced.refused is not None:
+                    _source_refused(made, index, envelope, outcome, seen)
+                    break
+                if produced.errors:
+                    valid = False
+            else:
+                # routed before the refusals too: a quarantined event keeps its account for the replay
+                account = self.account if route is None else route(envelope, host=visitor.host,
+                                                                    source_name=source_name) or self.account
+                message_id = envelope["message_id"]
+                if valid:
+                    if not made:
+                        seen.unmatched(envelope, pipeline_request, self.config, account)
+                    for produced in made:
+                        pending.append((message_id, produced.pipeline, produced.event, account))
+                    outcome.accepted.append(message_id)
+                    continue
+                reasons = [f"{produced.pipeline}: {error}" for produced in made for error in produced.errors]
+                if not server:  # a browser event's valid Pinterest events go out beside the invalid one
+                    for produced in made:
+                        if not produced.errors:
+                            pending.append((message_id, produced.pipeline, produced.event, account))
+                outcome.rejected.append({"index": index, "id": message_id, "reasons": reasons})
+                seen.invalid(envelope, reasons, pipeline_request, self.config, account)
                 invalid += 1
                 continue
-            if not made:
-                seen.unmatched(envelope, request, self.config, account)
-            pending.extend((envelope["message_id"], produced.pipeline, produced.event, account) for produced in made)
-            outcome.accepted.append(envelope["message_id"])
-        await self._enqueue(pending, outcome, seen, "server")
+            refused_source += 1
+        try:
+            await self._enqueue(pending, outcome, seen, source)
+        except BaseException:
+            seen.flush()  # what was seen before the queue failed (the answer is a 503)
+            raise
         await seen.done()
+        if renew:
+            if newest_epik is None:
+                cookie = visitor.cookies.get(EPIK_COOKIE)
+                newest_epik = cookie if cookie is not None and valid_epik(cookie) else None
+            if newest_epik is not None:
+                request.cookies.insert(0, self.cookies.epik(newest_epik, secure=visitor.secure, host=visitor.host))
+        if not server and identity != request.remembered:
+            request.cookies.append(self.cookies.identity(self.identity.dumps(identity), secure=visitor.secure,
+                                                         host=visitor.host))
+        outcome.cookies = request.cookies
         for counter, amount in (("dropped_bot", bots), ("dropped_consent", refused), ("rejected_invalid", invalid),
                                 ("refused_source", refused_source)):
             if amount:
                 await self.sink.incr(counter, amount)
         return outcome
+
+    async def _enqueue(self, pending: list[tuple[str, str, dict[str, Any], str]], outcome: IntakeResult,
+                       seen: RequestObserver, source: Source) -> None:
+        if not pending:
+            return
+        outcome.events = events = [event for _, _, event, _ in pending]
+        # a server event is never a duplicate of a browser one (DESIGN 8.1): the queue gives it precedence
+        trusted = source == "server"
+        account = pending[0][3]
+        if all(routed == account for _, _, _, routed in pending):
+            result = await self.sink.enqueue(events, trusted=trusted, account=account)
+        else:  # one call per account, all at once (the queue sends one round trip per account)
+            accounts = list(dict.fromkeys(routed for _, _, _, routed in pending))
+            results = await asyncio.gather(*(
+                self.sink.enqueue([event for _, _, event, routed in pending if routed == account],
+                                  trusted=trusted, account=account) for account in accounts))
+            result = EnqueueResult([i for r in results for i in r.queued], [i for r in results for i in r.duplicates])
+        outcome.queued, outcome.duplicates = result.queued, result.duplicates
+        seen.queued(pending, result.duplicates)
 
     def _pipeline_cookies(self, visitor: VisitorRequest, device_id: str | None) -> dict[str, str]:
         cookies: dict[str, str] = {}
@@ -467,6 +453,22 @@ class Intake:
             cookies[name] = value
         return cookies
 
+
+
+@dataclass(slots=True)
+class _Request:
+    """What one request's events share, worked out once before its loop (``Intake._accept``)."""
+
+    seen: RequestObserver
+    consent: Callable[[Mapping[str, object]], str]
+    verdict: str  # consent({}): what an event that says nothing about consent gets
+    ldp: bool
+    context: RequestContext | None  # the browser's, for every event; a server source's events each make theirs
+    server: bool = False
+    device_id: str | None = None
+    cookies: list[str] = field(default_factory=list)  # Set-Cookie values to answer with
+    remembered: Mapping[str, str] = field(default_factory=dict)  # _psu: identify()'s hashed keys
+    renew: bool = False  # consent granted: _epik is written again
 
 
 def _source_refused(made: list[Produced], index: int, envelope: dict[str, Any], outcome: IntakeResult,

@@ -4,7 +4,7 @@
     seen = observer.request(visitor_debug_code)
     seen.received(envelope, produced)         # after the pipelines ran
     seen.refused(message_id, event, "consent", "advertising consent was refused")
-    seen.queued(message_id, pipeline, event, account, duplicate=False)
+    seen.queued([(message_id, pipeline, event, account)], duplicates=[])
     await seen.done()                         # the request's trace entry; quarantines, if any (awaited)
 
 Refusal reasons (``pinsignal_events_refused_total{reason}``): ``bot``, ``consent``,
@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pinsignal.config import Config
@@ -119,11 +119,23 @@ class RequestObserver:
         if self.tracing:
             self._stage(envelope.get("message_id"), item["event"], ["quarantined", reason, item["id"], item["event"]])
 
-    def queued(self, message_id: str, pipeline: str, event: Mapping[str, Any], account: str, *,
-               duplicate: bool) -> None:
-        if self.tracing:
-            self._stage(message_id, None, ["duplicate" if duplicate else "queued", event["event_name"],
-                                           event["event_id"], pipeline, account])
+    def queued(self, pending: Sequence[tuple[str, str, Mapping[str, Any], str]], duplicates: Collection[str]) -> None:
+        """The ``queued`` (or ``duplicate``) stage of each ``(message_id, pipeline, event, account)`` enqueued;
+        ``duplicates``: the event ids the queue already held."""
+        if not self.tracing:
+            return
+        held = set(duplicates) if duplicates else None
+        by_id = self._by_id
+        for message_id, pipeline, event, account in pending:
+            event_id = event["event_id"]
+            stage = ["duplicate" if held is not None and str(event_id) in held else "queued", event["event_name"],
+                     event_id, pipeline, account]
+            item = by_id.get(message_id)
+            if item is None:
+                self._stage(message_id, None, stage)
+            else:
+                item.append(stage)
+                self._rows += 1
 
     async def done(self) -> None:
         """The end of the request: write its trace entry, keep the quarantined events."""
