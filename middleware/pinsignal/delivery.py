@@ -33,7 +33,7 @@ import logging
 import random
 import time
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
@@ -129,7 +129,7 @@ class Delivery:
         self.bucket = bucket or TokenBucket(redis)
         self.letters = DeadLetters(redis)
         self.trace = DeliveryTrace(TraceWriter(redis, config.trace_maxlen), self.metrics.insight, self.account)
-        self._done_script = redis.register_script(_DONE_LUA)
+        self._done_script = cast(Any, redis).register_script(_DONE_LUA)
         self.batch_size = config.batch_size
         self.max_wait = config.batch_max_wait
         self.reclaim_after = reclaim_after
@@ -435,7 +435,7 @@ class Delivery:
                         fields["m"] = entry.meta
                     if entry.event_id is not None:
                         fields["i"] = entry.event_id
-                    pipe.xadd(stream, fields)  # type: ignore[arg-type]
+                    pipe.xadd(stream, fields)
                 ids = [entry.id for entry in held]
                 pipe.xack(stream, keys.GROUP, *ids)
                 pipe.xdel(stream, *ids)

@@ -207,7 +207,7 @@ class DeadLetters:
                         for letter in chunk:
                             fields = {"e": orjson.dumps(letter.event), "m": entry_meta(letter.event),
                                       "t": repr(time.time())}
-                            pipe.xadd(keys.stream(each), fields)  # type: ignore[arg-type]
+                            pipe.xadd(keys.stream(each), fields)
                         self._remove(pipe, each, chunk)
                         pipe.hincrby(keys.account_counters(each), "replayed", len(chunk))
                         await pipe.execute()

@@ -238,7 +238,7 @@ class EventQueue:
         self.redis = redis
         self.account = account
         self._browser_cap = browser_dedup_max  # None: browser dedup entries are not capped
-        self._script = redis.register_script(_ENQUEUE_LUA)
+        self._script = cast(Any, redis).register_script(_ENQUEUE_LUA)
         encoder = cast(Any, redis).get_encoder()
         # What redis-py would send for the value (str as UTF-8, int as its digits...), done here so
         # that the events go in one argument.

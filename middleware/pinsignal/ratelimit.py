@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-
-import redis.asyncio as aioredis
+from typing import Any
 
 from pinsignal import keys
 
@@ -65,7 +64,7 @@ return 0
 class TokenBucket:
     """At most ``calls_per_minute`` calls per account, across all processes sharing ``redis``."""
 
-    def __init__(self, redis: aioredis.Redis, calls_per_minute: int = DEFAULT_CALLS_PER_MINUTE,
+    def __init__(self, redis: Any, calls_per_minute: int = DEFAULT_CALLS_PER_MINUTE,
                  burst: int | None = None) -> None:
         if calls_per_minute <= 0:
             raise ValueError(f"calls_per_minute must be positive, got {calls_per_minute}.")

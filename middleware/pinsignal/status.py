@@ -97,8 +97,8 @@ async def read_status(redis: store.Client, accounts: list[str] | None = None) ->
                                                  status.paused.get(account), dead.get(account, {}), counters))
         for name, value in _numbers(await awaited(redis.hgetall(keys.COUNTERS))).items():
             totals[name] = totals.get(name, 0) + value
-    for found in dead.values():
-        for reason, count in found.items():
+    for letters in dead.values():
+        for reason, count in letters.items():
             status.dead_letters[reason] = status.dead_letters.get(reason, 0) + count
     status.counters = dict(sorted(totals.items()))
     return status

@@ -37,7 +37,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import Connection
 from redis.exceptions import (
     AskError,
@@ -87,7 +87,7 @@ def cluster_mode(url: str, forced: bool | None = None) -> bool:
         return False
     probe = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
     try:
-        enabled = str(probe.info("cluster").get("cluster_enabled", 0)) == "1"
+        enabled = str(cast(dict[str, Any], probe.info("cluster")).get("cluster_enabled", 0)) == "1"
     except redis.ResponseError:  # INFO renamed or not allowed (some managed services)
         if forced is None:
             logger.warning("Redis refused INFO cluster: taken for a single Redis (set PINSIGNAL_REDIS_CLUSTER=true "
@@ -112,8 +112,8 @@ def client(url: str, *, cluster: bool | None = None, **options: Any) -> Client:
     """A client for ``url`` (``options`` as for ``redis.asyncio.Redis.from_url``); a :class:`Cluster`
     when ``cluster`` is true, or when it is ``None`` and the server is a cluster."""
     if cluster_mode(url, cluster):
-        return Cluster.from_url(url, **options)
-    return aioredis.Redis.from_url(url, **options)
+        return cast(Client, Cluster.from_url(url, **options))
+    return cast(Client, aioredis.Redis.from_url(url, **options))
 
 
 async def connect(config: Config, **options: Any) -> Client:
@@ -144,14 +144,19 @@ class Cluster(RedisCluster):
 
     def node_client(self, key: str) -> aioredis.Redis:
         """A plain client of the master that owns ``key``'s slot (one per master, kept)."""
-        node = self.get_node_from_key(key)
-        if node is None:  # pragma: no cover - get_node_from_key raises for an uncovered slot
-            raise ClusterDownError(f"no master owns the slot of {key!r}")
+        node = self.master_of(key)
         found = self._masters.get(node.name)
         if found is None:
             pool = aioredis.ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
             found = self._masters[node.name] = aioredis.Redis(connection_pool=pool)
         return found
+
+    def master_of(self, key: str) -> ClusterNode:
+        """The master that owns ``key``'s slot, as the topology last read says."""
+        node = self.get_node_from_key(key)
+        if node is None:  # pragma: no cover - get_node_from_key raises for an uncovered slot
+            raise RedisClusterException(f"no master owns the slot of {key!r}")
+        return node
 
     async def refresh(self) -> None:
         """Read the topology again (after a MOVED, an ASK, a failover)."""
@@ -171,10 +176,8 @@ async def own_connection(redis: Client, key: str) -> Connection:
     its slot at this moment): for a task that sends one call at a time and drops it on an error."""
     if isinstance(redis, Cluster):
         await redis.initialize()
-        node = redis.get_node_from_key(key)
-        if node is None:  # pragma: no cover - get_node_from_key raises for an uncovered slot
-            raise ClusterDownError(f"no master owns the slot of {key!r}")
-        return cast(Connection, node.connection_class(**node.connection_kwargs))
+        node = redis.master_of(key)
+        return node.connection_class(**node.connection_kwargs)
     return cast(Connection, cast(Any, redis).connection_pool.make_connection())
 
 
@@ -246,9 +249,7 @@ class Direct:
             name = ""
             try:
                 await cluster.initialize()  # a no-op unless redis-py closed it after losing a node
-                node = cluster.get_node_from_key(key)
-                if node is None:  # pragma: no cover - get_node_from_key raises for an uncovered slot
-                    raise ClusterDownError(f"no master owns the slot of {key!r}")
+                node = cluster.master_of(key)
                 name = node.name
                 connection = self._nodes.get(name)
                 if connection is None:
