@@ -226,7 +226,7 @@ class Direct:
         self.attempts = attempts  # in a cluster: tries before the error is raised (a failover takes seconds)
         self._single: Connection | None = None
         self._nodes: dict[str, Connection] = {}
-        self._replicas_read = 0.0  # when the topology was last read again for a master without a replica
+        self._replicas: dict[str, tuple[float, bool]] = {}  # master -> (when asked, has a replica) (see _has_replica)
 
     async def run(self, key: str, call: Callable[[Connection], Awaitable[T]], *, durable: bool = False) -> T:
         """``call(connection)`` on the master of ``key``'s slot; ``durable``: then ``WAIT`` for a replica."""
@@ -255,7 +255,7 @@ class Direct:
                 if connection is None:
                     connection = self._nodes[name] = node.connection_class(**node.connection_kwargs)
                 reply = await call(connection)
-                if durable and await self._has_replica(cluster, key):
+                if durable and await self._has_replica(cluster, key, name, connection):
                     await connection.send_command("WAIT", 1, REPLICA_WAIT_MS)
                     if int(await connection.read_response()) < 1:
                         raise NotReplicated(f"no replica of the master {name} acknowledged the write within "
@@ -270,18 +270,23 @@ class Direct:
                     await cluster.refresh()
                 await asyncio.sleep(min(1.0, 0.05 * 2 ** tries))
 
-    async def _has_replica(self, cluster: Cluster, key: str) -> bool:
-        """Whether ``key``'s master has a replica to wait for. With none in the topology it is read again, at
-        most once a second: redis-py reads it only after an error, so a replaced master that came back as
-        the new one's replica would otherwise never be waited for."""
+    async def _has_replica(self, cluster: Cluster, key: str, name: str, connection: Connection) -> bool:
+        """Whether ``key``'s master has a replica to wait for. With none in redis-py's topology (which it
+        reads again only after an error), the master itself is asked (``ROLE``, on the connection in hand,
+        at most once a second): a replaced master that came back as the new one's replica is then
+        waited for again, without reading the whole topology (which would reconnect every node)."""
         if cluster.get_node_from_key(key, replica=True) is not None:
             return True
-        if time.monotonic() - self._replicas_read < 1.0:
-            return False
-        self._replicas_read = time.monotonic()
-        with contextlib.suppress(RedisError, OSError, RedisClusterException):
-            await cluster.refresh()
-        return cluster.get_node_from_key(key, replica=True) is not None
+        now = time.monotonic()
+        checked_at, replicas = self._replicas.get(name, (0.0, False))
+        if now - checked_at < 1.0:
+            return replicas
+        await connection.send_command("ROLE")
+        role = await connection.read_response()
+        kind = role[0].decode() if isinstance(role[0], bytes) else str(role[0])
+        replicas = kind in ("master", "primary") and len(role[2]) > 0  # ["master", offset, [replica, ...]]
+        self._replicas[name] = (now, replicas)
+        return replicas
 
     async def _forget(self, name: str) -> None:
         connection = self._nodes.pop(name, None)
