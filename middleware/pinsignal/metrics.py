@@ -47,10 +47,32 @@ def match_keys(event: dict[str, Any]) -> Iterator[str]:
 
 
 def match_key_mask(event: dict[str, Any]) -> int:
-    """:func:`match_keys` as a bit mask (bit i = ``MATCH_KEYS[i]``, from the field table), computed at enqueue."""
+    """:func:`match_keys` as a bit mask (bit i = ``MATCH_KEYS[i]``, from the field table), computed at enqueue.
+
+    Computed once per shape of ``user_data``: a pipeline writes the same keys in the same order for
+    every event, so when every value is set (the usual case, tested in C by ``all``) the mask of
+    that tuple of keys is remembered (:func:`_mask_of` is the computation; ``tests/test_metrics_mask.py``
+    checks both agree).
+    """
     user = event.get("user_data")
-    if not isinstance(user, dict):
-        return 0
+    if type(user) is not dict:
+        return _mask_of(user) if isinstance(user, dict) else 0
+    if not all(user.values()):
+        return _mask_of(user)
+    names = tuple(user)
+    mask = _MASKS.get(names)
+    if mask is None:
+        if len(_MASKS) >= 256:
+            _MASKS.clear()
+        mask = _MASKS[names] = _mask_of(user)
+    return mask
+
+
+# a tuple of user_data keys, all set -> its mask
+_MASKS: dict[tuple[str, ...], int] = {}
+
+
+def _mask_of(user: dict[str, Any]) -> int:
     mask = 0
     get = user.get
     for bit, key in _MASK_SINGLE:

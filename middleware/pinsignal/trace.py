@@ -38,7 +38,7 @@ import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -187,82 +187,68 @@ def _hash_traits(traits: Mapping[str, Any], user_data: Mapping[str, Any]) -> dic
     return hashed
 
 
-def _hash_in_place(envelope: dict[str, Any], user_data: Mapping[str, Any],
-                   memo: list[Any]) -> tuple[Any, Any, Any, Any]:
-    """Put the trace's form of ``envelope`` in place (see :func:`encode_request`); returns what it replaced.
-
-    ``traits``, ``context.traits`` and ``user_id`` hashed, ``properties`` cut: a trait that a pipeline
-    turned into a match key shows that key's normalised SHA-256 (taken from ``user_data``, so nothing
-    is hashed twice); any other string trait is SHA-256 of the value as received. Numbers and booleans
-    stay. Of ``properties`` only numbers and booleans stay: text, lists and objects are left out
-    (hashing them cost the collector 4.5 us an event; the Pinterest event shows what the pipelines took
-    from them). IP, user agent and page stay as the queued event has them. Only top-level keys of
-    ``envelope`` are replaced: the objects they held are never changed.
-
-    ``memo``: ``[traits, user_data, hashed traits]`` of the event before; the events of one request are
-    mostly one visitor's, with the same traits and match keys, hashed once (a dict comparison in C
-    against some 6k instructions of Python per event).
-    """
-    traits = envelope.get("traits")
-    if traits:
-        if type(traits) is not dict:
-            envelope["traits"] = _digest(traits)
-        elif traits == memo[0] and user_data == memo[1]:
-            envelope["traits"] = memo[2]
-        else:
-            envelope["traits"] = memo[2] = _hash_traits(traits, user_data)
-            memo[0], memo[1] = traits, user_data
-    user_id = envelope.get("user_id")
-    if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
-        external = user_data.get("external_id")
-        envelope["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
-    properties = envelope.get("properties")
-    if properties:  # free text a shop may fill with anything ("a gift for Jane Doe"): numbers kept, the rest left out
-        if type(properties) is dict:
-            plain: dict[str, Any] = {}
-            for name, value in properties.items():
-                if type(value) in _PLAIN:
-                    plain[name] = value
-            envelope["properties"] = plain
-        else:
-            envelope["properties"] = None
-    context = envelope.get("context")
-    if context and "traits" in context and type(context) is dict:
-        inner = context["traits"]
-        envelope["context"] = {**context, "traits": _hash_traits(inner, user_data) if type(inner) is dict
-                               else _digest(inner)}
-    return traits, user_id, properties, context
-
-
-_NO_USER_DATA: Mapping[str, Any] = {}
+def _hashed_traits(traits: Any, user_data: Mapping[str, Any]) -> Any:
+    return _hash_traits(traits, user_data) if type(traits) is dict else _digest(traits)
 
 
 def encode_request(at: float, source: str, debug: str | None, events: list[list[Any]],
-                   hashing: list[tuple[dict[str, Any], Mapping[str, Any] | None]]) -> bytes:
+                   hashing: list[tuple[dict[str, Any], Sequence[Any]]]) -> bytes:
     """One trace entry for the collector's stages of every event of one request, as JSON.
 
     ``events``: per event ``[message_id, event, envelope or None, stage, ...]`` (see
-    :func:`decode_records`); ``hashing``: each ``(envelope, user_data)`` of them. The envelopes are
-    written as the trace keeps them (:func:`_hash_in_place`) without a copy: their hashed fields are
-    swapped in for the one ``orjson.dumps`` of the request and put back after it.
+    :func:`decode_records`); ``hashing``: each ``(envelope, produced)`` of them, ``produced`` what
+    the pipelines made of it (the first one's ``user_data`` gives the match keys' hashes).
+
+    The envelopes are written as the trace keeps them without a copy: their hashed fields replace
+    their own for the one ``orjson.dumps`` of the request, and stay (only top-level keys of each
+    envelope are replaced; the objects they held are never changed, so a Pinterest event or a
+    quarantined copy that shares them is unaffected). Call it once the request is done with its
+    envelopes. ``traits``,
+    ``context.traits`` and ``user_id`` are hashed: a trait that a pipeline turned into a match key
+    shows that key's normalised SHA-256 (taken from ``user_data``, so nothing is hashed twice), any
+    other string trait is SHA-256 of the value as received; numbers and booleans stay. Of
+    ``properties`` only numbers and booleans stay: text, lists and objects are left out (hashing them
+    cost the collector 4.5 us an event; the Pinterest event shows what the pipelines took from them).
+    IP, user agent and page stay as the queued event has them. The events of one request are mostly
+    one visitor's, with the same traits and match keys: those are hashed once (a dict comparison in C
+    against some 6k instructions of Python an event).
     """
     record: dict[str, Any] = {"at": at, "source": source, "events": events}
     if debug:
         record["debug"] = debug
-    memo: list[Any] = [None, None, None]
-    saved = [(envelope, _hash_in_place(envelope, user_data or _NO_USER_DATA, memo)) for envelope, user_data in hashing]
-    try:
-        return orjson.dumps(record)
-    finally:
-        for envelope, (traits, user_id, properties, context) in saved:
-            if traits:
-                envelope["traits"] = traits
-            if user_id is not None:
-                envelope["user_id"] = user_id
-            if properties:
-                envelope["properties"] = properties
-            if context:
-                envelope["context"] = context
+    last_traits: Any = None
+    last_data: Any = None
+    last_hashed: Any = None
+    for envelope, produced in hashing:
+        user_data = produced[0].event.get("user_data") if produced else None
+        if type(user_data) is not dict:
+            user_data = _NO_USER_DATA
+        traits = envelope.get("traits")
+        if traits:
+            if traits != last_traits or user_data != last_data:
+                last_hashed = _hashed_traits(traits, user_data)
+                last_traits, last_data = traits, user_data
+            envelope["traits"] = last_hashed
+        user_id = envelope.get("user_id")
+        if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
+            external = user_data.get("external_id")
+            envelope["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
+        properties = envelope.get("properties")
+        if properties:  # free text a shop may fill with anything ("a gift for Jane Doe"): left out
+            plain: dict[str, Any] | None = None
+            if type(properties) is dict:
+                plain = {}
+                for name, value in properties.items():
+                    if type(value) in _PLAIN:
+                        plain[name] = value
+            envelope["properties"] = plain
+        context = envelope.get("context")
+        if context and "traits" in context and type(context) is dict:
+            envelope["context"] = {**context, "traits": _hashed_traits(context["traits"], user_data)}
+    return orjson.dumps(record)
+
+
+_NO_USER_DATA: Mapping[str, Any] = {}
 
 
 class TraceWriter:

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from pinsignal import keys
+from pinsignal.pipeline import Produced
 from pinsignal.trace import TraceWriter, _digest, _hash_traits, decode_records, encode_request, read_recent
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -74,19 +75,21 @@ BATCH = [*ENVELOPES, (_same_visitor(ENVELOPES[0][0], "m-5"), dict(ENVELOPES[0][1
          (_same_visitor(ENVELOPES[0][0], "m-7"), None), (_same_visitor(ENVELOPES[1][0], "m-8"), None)]
 
 
-def test_a_request_entry_holds_each_envelope_as_the_per_event_records_did_and_puts_them_back() -> None:
+def test_a_request_entry_holds_each_envelope_as_the_per_event_records_did_without_changing_what_they_held(
+        ) -> None:
     events: list[list[Any]] = []
     hashing: list[tuple[dict[str, Any], Any]] = []
-    before = copy.deepcopy([envelope for envelope, _ in BATCH])
+    expected = [orjson.loads(orjson.dumps(hashed_envelope(envelope, user_data))) for envelope, user_data in BATCH]
+    held = [list(envelope.values()) for envelope, _ in BATCH]  # what a Pinterest event may share with them
+    before = copy.deepcopy(held)
     for envelope, user_data in BATCH:
         events.append([envelope["message_id"], envelope.get("event") or envelope["type"], envelope,
                        ["queued", "checkout", envelope["message_id"], "checkout", "1"]])
-        hashing.append((envelope, user_data))
+        hashing.append((envelope, [Produced("checkout", {"user_data": user_data})] if user_data is not None else []))
     entry = encode_request(12.5, "browser", "dbg123", events, hashing)
     record = orjson.loads(entry)
-    assert [item[2] for item in record["events"]] == [
-        orjson.loads(orjson.dumps(hashed_envelope(envelope, user_data))) for envelope, user_data in BATCH]
-    assert [envelope for envelope, _ in BATCH] == before  # the envelopes are as they were
+    assert [item[2] for item in record["events"]] == expected
+    assert held == before  # only the envelopes' own keys were replaced
     for raw in (b"Jane.Doe", b"jane.doe", b"555-0123", b"customer-42", b"gift for", b"u-9", b"Paris"):
         assert raw not in entry
 
@@ -102,7 +105,7 @@ def test_readers_split_a_request_entry_into_the_records_of_each_stage_in_order()
         ["bad-1", "order_completed", bad, ["refused", "invalid_event", "checkout: value: must be > 0"],
          ["quarantined", "invalid_event", "q-1", "order_completed"]],
     ]
-    entry = encode_request(7.0, "server", "dbg123", events, [(envelope, None), (bad, None)])
+    entry = encode_request(7.0, "server", "dbg123", events, [(envelope, []), (bad, [])])
     records = decode_records(b"5-0", {b"c": b"7", b"r": entry})
     shared = {"at": 7.0, "debug": "dbg123", "id": "5-0"}
     assert records == [

@@ -45,8 +45,7 @@ class RequestObserver:
     entry is encoded, without a copy. Readers split it back into a record per stage.
     """
 
-    __slots__ = ("_by_id", "_events", "_hashing", "_observer", "_rows", "at", "debug", "quarantined", "source",
-                 "tracing")
+    __slots__ = ("_by_id", "_events", "_hashing", "_observer", "at", "debug", "quarantined", "source", "tracing")
 
     def __init__(self, observer: Observer, debug: str | None, source: str = "browser") -> None:
         self._observer = observer
@@ -57,19 +56,15 @@ class RequestObserver:
         self.at = round(time.time(), 3)  # one time for the records of one request
         self._events: list[list[Any]] = []  # per event: [message_id, event, envelope or None, stage, ...]
         self._by_id: dict[object, list[Any]] = {}  # message id -> its event's list (the newest, for a repeated id)
-        self._hashing: list[tuple[dict[str, Any], Any]] = []  # (envelope, user_data) of each received event
-        self._rows = 0  # the records readers will split the entry into (the trace's cap counts them)
+        self._hashing: list[tuple[dict[str, Any], Sequence[Produced]]] = []  # (envelope, produced) of each received
 
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
-        if not self.tracing:
-            return
-        data = produced[0].event.get("user_data") if produced else None
-        message_id = envelope.get("message_id")
-        item = [message_id, envelope.get("event") or envelope.get("type"), envelope]
-        self._events.append(item)
-        self._by_id[message_id] = item
-        self._hashing.append((envelope, data if type(data) is dict else None))
-        self._rows += 1
+        if self.tracing:
+            message_id = envelope.get("message_id")
+            item = [message_id, envelope.get("event") or envelope.get("type"), envelope]
+            self._events.append(item)
+            self._by_id[message_id] = item
+            self._hashing.append((envelope, produced))
 
     def _stage(self, message_id: object, event: object, stage: list[Any]) -> None:
         item = self._by_id.get(message_id) if message_id is not None else None
@@ -79,7 +74,6 @@ class RequestObserver:
             if message_id is not None:
                 self._by_id[message_id] = item
         item.append(stage)
-        self._rows += 1
 
     def refused(self, message_id: object, event: object, reason: str, message: str, *, count: int = 1) -> None:
         self._observer.count(f"refused:{reason}", count)
@@ -135,7 +129,6 @@ class RequestObserver:
                 self._stage(message_id, None, stage)
             else:
                 item.append(stage)
-                self._rows += 1
 
     async def done(self) -> None:
         """The end of the request: write its trace entry, keep the quarantined events."""
@@ -145,10 +138,13 @@ class RequestObserver:
 
     def flush(self) -> None:
         """Write the trace entry of what was seen so far (:meth:`done` does; for a request without quarantine)."""
-        if self._events:
-            self._observer.add_encoded(encode_request(self.at, self.source, self.debug, self._events, self._hashing),
-                                       self._rows)
-            self._events, self._by_id, self._hashing, self._rows = [], {}, [], 0
+        events = self._events
+        if events:
+            # the records readers split the entry into (the trace's cap counts them): a received record
+            # per envelope, one per stage
+            rows = sum(map(len, events)) - 3 * len(events) + len(self._hashing)
+            self._observer.add_encoded(encode_request(self.at, self.source, self.debug, events, self._hashing), rows)
+            self._events, self._by_id, self._hashing = [], {}, []
 
 
 class Observer:
