@@ -58,7 +58,9 @@ def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path
     """SIGKILL the master holding the default account's stream while events are posted and delivered;
     its replica takes over. Every event answered 202 reaches the sandbox; a repeat carries its own
     event_id; the collector answers 503 meanwhile (the client re-sends) and the workers carry on."""
-    with RedisCluster(tmp_path / "cluster") as cluster, ClusterStack(tmp_path / "stack", cluster) as stack:
+    # Partial batches wait up to 1 s for company, so the killed master holds acknowledged events not yet sent.
+    with RedisCluster(tmp_path / "cluster") as cluster, \
+            ClusterStack(tmp_path / "stack", cluster, env={"PINSIGNAL_BATCH_MAX_WAIT": "1"}) as stack:
         victim = stream_owners(cluster)[DEFAULT]
         stack.add_worker()
         stack.add_worker()
@@ -68,6 +70,9 @@ def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path
         async def fail_over() -> None:
             await asyncio.sleep(2.0)
             seen["acked before the kill"] = len(stream.accepted_at)
+            with victim.client() as client:  # queued or in flight on the master about to die
+                seen["unsettled at the kill"] = client.xlen(keys.stream(DEFAULT))
+            seen["delivered before the kill"] = stack.client.stats()["events_recorded"]
             started = time.monotonic()
             old, new = await asyncio.to_thread(cluster.fail_over, victim)
             seen["replica promoted after (s)"] = round(time.monotonic() - started, 2)
@@ -86,6 +91,8 @@ def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path
         print(outcome.line(), {k: v for k, v in seen.items() if k != "new master"}, dict(stream.statuses),
               f"batches re-sent {stream.resent_batches}")
         assert 0 < seen["acked before the kill"] < 6000, "the kill did not land during the stream"
+        assert seen["delivered before the kill"] > 0, "the kill did not land during delivery"
+        assert seen["unsettled at the kill"] > 0, "the killed master held no acknowledged event still to deliver"
         assert cluster.master_of(keys.stream(DEFAULT)) is seen["new master"]
         assert len(stream.accepted_at) == 6000, (stream.statuses, stream.rejected)
         assert not outcome.lost, f"{len(outcome.lost)} acknowledged events lost, e.g. {outcome.lost[:5]}"
