@@ -6,12 +6,16 @@ accounts of these tests land on three different masters."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
+import orjson
 import pytest
-from cluster_stack import ACCOUNTS, DEFAULT, ClusterStack, settle, stream_for
+from cluster_stack import ACCOUNTS, DEFAULT, ClusterStack, make_event, settle, stream_for
 from harness import Cluster, RedisCluster
 
 from pinsignal import keys
@@ -113,3 +117,36 @@ def test_a_master_sigkilled_during_delivery_loses_no_acknowledged_event(tmp_path
 def wait_calls(node: Any) -> int:
     """How many WAITs ``node`` has served (``INFO commandstats``)."""
     return int(node.info("commandstats").get("cmdstat_wait", {}).get("calls", 0))
+
+
+def test_no_202_until_a_replica_holds_the_events(redis_cluster: RedisCluster, tmp_path: Path) -> None:
+    """The replica of the default account's master is frozen (SIGSTOP): WAIT 1 times out, so the collector
+    answers 503, not 202. Thawed, the same batch is sent again and answered 202; each event is delivered
+    once (the first try's events were queued: the second finds them and reports them as duplicates)."""
+    master = redis_cluster.master_of(keys.stream(DEFAULT))
+    replica = next(node for node in redis_cluster.live()
+                   if node.info("replication").get("master_port") == master.port)
+    assert replica.process is not None
+    run = "frozen"
+    indices = [3 * n for n in range(50)]  # every third event goes to the default account
+    body = orjson.dumps({"batch": [make_event(run, i) for i in indices]})
+    headers = {"content-type": "application/json", "user-agent": "Mozilla/5.0 (cluster suite)"}
+    with ClusterStack(tmp_path, redis_cluster) as stack, httpx.Client(base_url=stack.web_url, timeout=60) as http:
+        assert http.post("/_ps/e", content=orjson.dumps({"batch": [make_event("warm", 0)]}),
+                         headers=headers).status_code == 202  # connected, scripts loaded, replica waited for
+        replica.process.send_signal(signal.SIGSTOP)
+        try:
+            frozen = http.post("/_ps/e", content=body, headers=headers)
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+        assert frozen.status_code == 503, (frozen.status_code, frozen.text[:300])
+        redis_cluster.wait_healthy()
+        again = http.post("/_ps/e", content=body, headers=headers)
+        assert again.status_code == 202, again.text[:300]
+        assert sorted(again.json()["accepted"]) == sorted(f"{run}-{i}" for i in indices)
+        stack.add_worker()
+        records = stack.client.wait_for_events(51, timeout=30)
+        time.sleep(0.5)  # a second copy would arrive now
+        ids = Counter(record["event"]["event_id"] for record in stack.client.events())
+        assert ids == Counter({"warm-0": 1, **{f"{run}-{i}": 1 for i in indices}}), ids
+        assert {record["ad_account_id"] for record in records} == {DEFAULT}
