@@ -135,10 +135,12 @@ def test_no_202_until_a_replica_holds_the_events(redis_cluster: RedisCluster, tm
         assert http.post("/_ps/e", content=orjson.dumps({"batch": [make_event("warm", 0)]}),
                          headers=headers).status_code == 202  # connected, scripts loaded, replica waited for
         replica.process.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
         try:
             frozen = http.post("/_ps/e", content=body, headers=headers)
         finally:
             replica.process.send_signal(signal.SIGCONT)
+        print(f"answered {frozen.status_code} after {time.monotonic() - started:.1f} s with the replica frozen")
         assert frozen.status_code == 503, (frozen.status_code, frozen.text[:300])
         redis_cluster.wait_healthy()
         again = http.post("/_ps/e", content=body, headers=headers)
