@@ -18,6 +18,9 @@ Two layers, usable separately:
   strings as decimals (positive, except an item's price), non-negative counts, an ISO-4217
   currency, a real client IP.
 
+A pipeline's own check (``pipeline/checks.py``) takes one field at a time from the same two sources:
+``schema.field_schema``/``field_ok`` for its shape and :func:`rule_check` for its rules.
+
 Error paths are relative to the event (``custom_data.value: expected a string, got 72.39``);
 pass ``path="data[3]"`` to prefix them. Messages never quote the content of hashed fields, so
 they are safe to log. Used by pipelines (``validate: true``), the worker (:func:`is_expired`) and

@@ -10,7 +10,8 @@ and the documented rule the contract checks on it. Everything else derives from 
 * :data:`HASHED_FIELDS`, :data:`MONEY_FIELDS`, :data:`NEVER_HASHED` and the normaliser of each
   hashed key (:data:`NORMALISERS`, names of functions in ``pipeline/normalise.py``);
 * :data:`IDENTITY_TRAITS`, :data:`MATCH_KEYS` and :data:`MATCH_KEY_FIELDS` (the metrics' mask);
-* :data:`RULES`, the contract's rules (``contract.py``), and the loader's hashing checks.
+* :data:`RULES`, the contract's rules (``contract.py``), each pipeline's own check of them
+  (``pipeline/checks.py``, through ``contract.rule_check``) and the loader's hashing checks.
 
 Adding a hashed field is one row (plus a normaliser when none of the existing ones fits); adding a
 money field is one row. ``tests/pinterest/test_fields.py`` checks that every derived set follows.
