@@ -38,7 +38,7 @@ __all__ = ["DIGESTS", "Check", "generate_check"]
 
 Check = Callable[[dict[str, Any], float], bool]
 DIGESTS = frozenset({"normalised_sha256"})
-"""Transforms whose every result is a non-empty list of SHA-256 hex digests (or nothing at all)."""
+"""Transforms whose every result is a list of SHA-256 hex digests, or None (tested on generated input)."""
 _JSON_TYPES = {"string": "str", "boolean": "bool", "integer": "int"}
 _OBJECT_KEYWORDS = frozenset({"type", "required", "properties", "additionalProperties", "anyOf", "$schema",
                               "components"})
