@@ -449,16 +449,21 @@ _THEN = ("stage", "event_name", "event_id", "pipeline", "account")
 
 def _request_records(record: dict[str, Any], events: list[Any], ident: str) -> list[dict[str, Any]]:
     """The records of a request's entry: per event its ``received`` record (when it has an envelope),
-    then its stages in the order they happened."""
+    then its stages in the order they happened. An event refused before it had an id (no
+    ``message_id``) carries ``item``, its place in the request, which the inspector tells it apart by."""
     at = record.get("at")
     source = record.get("source", "browser")
     debug = record.get("debug")
     extra = {"debug": debug, "id": ident} if debug else {"id": ident}
     split: list[dict[str, Any]] = []
-    for item in events:
+    for index, item in enumerate(events):
         if not isinstance(item, list) or len(item) < 3:
             continue
         message_id, event, envelope = item[0], item[1], item[2]
+        if message_id is None:  # refused before it had an id: its place in the request tells it apart
+            extra = {**extra, "item": index}
+        elif "item" in extra:
+            extra = {key: value for key, value in extra.items() if key != "item"}
         if envelope is not None:
             split.append({"at": at, "stage": "received", "message_id": message_id, "event": event,
                           "source": source, "envelope": envelope, **extra})

@@ -99,6 +99,7 @@ def test_readers_split_a_request_entry_into_the_records_of_each_stage_in_order()
     bad = {"type": "track", "event": "order_completed", "message_id": "bad-1", "properties": {}, "traits": {}}
     events = [
         [None, None, None, ["refused", "bot", "known crawler", 3]],
+        [None, "lead", None, ["refused", "consent", "advertising consent was refused"]],
         ["c-1", "lead", None, ["refused", "consent", "advertising consent was refused"]],
         ["ok-1", "order_completed", envelope, ["queued", "checkout", "ok-1", "checkout", "549755885175"],
          ["duplicate", "lead", "ok-1", "lead", "549755885175"]],
@@ -110,7 +111,9 @@ def test_readers_split_a_request_entry_into_the_records_of_each_stage_in_order()
     shared = {"at": 7.0, "debug": "dbg123", "id": "5-0"}
     assert records == [
         {**shared, "stage": "refused", "message_id": None, "event": None, "reason": "bot",
-         "message": "known crawler", "count": 3},
+         "message": "known crawler", "count": 3, "item": 0},
+        {**shared, "stage": "refused", "message_id": None, "event": "lead", "reason": "consent",
+         "message": "advertising consent was refused", "item": 1},  # events without an id told apart
         {**shared, "stage": "refused", "message_id": "c-1", "event": "lead", "reason": "consent",
          "message": "advertising consent was refused"},
         {**shared, "stage": "received", "message_id": "ok-1", "event": "order_completed", "source": "server",

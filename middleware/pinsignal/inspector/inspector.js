@@ -45,7 +45,8 @@ function keyOf(r) {
     const linked = state.byEventId.get(r.event_name + "|" + r.event_id);
     return linked || "e:" + r.event_id;
   }
-  return "r:" + r.id;
+  // an event refused before it had an id: its entry and its place in it (a request's entry holds many)
+  return "r:" + r.id + (r.item !== undefined ? ":" + r.item : "");
 }
 
 function add(r) {
