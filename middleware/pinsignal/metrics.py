@@ -93,7 +93,7 @@ class SharedState:
 
     queue_depth: dict[str, int] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
-    dead_letters: dict[str, int] = field(default_factory=dict)
+    dead_letters: dict[tuple[str, str], int] = field(default_factory=dict)  # (account, reason) -> count
     duplicates: dict[str, int] = field(default_factory=dict)
     paused: dict[str, str] = field(default_factory=dict)
 
@@ -112,9 +112,10 @@ class _SharedCollector(Collector):
         for account, value in sorted(shared.in_flight.items()):
             flight.add_metric([account], value)
         yield flight
-        dead = GaugeMetricFamily("pinsignal_dead_letters", "Events in the dead-letter store.", labels=["reason"])
-        for reason, value in sorted(shared.dead_letters.items()):
-            dead.add_metric([reason], value)
+        dead = GaugeMetricFamily("pinsignal_dead_letters", "Events in the dead-letter store.",
+                                 labels=["account", "reason"])
+        for (account, reason), value in sorted(shared.dead_letters.items()):
+            dead.add_metric([account, reason], value)
         yield dead
         dups = CounterMetricFamily("pinsignal_events_deduplicated", "Events dropped at enqueue as duplicates "
                                    "(same event_name and event_id within 48 h), all processes.",

@@ -74,7 +74,8 @@ async def refresh_shared(redis: store.Client, metrics: Metrics) -> None:
     shared = metrics.shared
     shared.queue_depth = {account.account: account.queued for account in status.accounts}
     shared.in_flight = {account.account: account.in_flight for account in status.accounts}
-    shared.dead_letters = status.dead_letters
+    shared.dead_letters = {(account.account, reason): count for account in status.accounts
+                           for reason, count in account.dead_letters.items()}
     shared.duplicates = {key.split(":", 1)[1]: value for key, value in status.counters.items()
                          if key.startswith("duplicates:")}
     shared.paused = {account: str(info.get("status")) for account, info in status.paused.items()}

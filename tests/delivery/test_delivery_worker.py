@@ -125,8 +125,9 @@ def test_worker_delivers_thousands_with_metrics_status_dlq_and_no_raw_pii(
     def metrics() -> str:
         return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
 
-    wait_until(lambda: 'pinsignal_dead_letters{reason="rejected"} 4.0' in metrics(), timeout=20,
-               what="dead letters in metrics")
+    # dead letters are labelled with their account, as every other per-account metric is
+    wait_until(lambda: f'pinsignal_dead_letters{{account="{account}",reason="rejected"}} 4.0' in metrics(),
+               timeout=20, what="dead letters in metrics")
     text = metrics()
     assert 'event_name="checkout"}' in text and 'pinsignal_events_delivered_total{account="' in text
     delivered = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
