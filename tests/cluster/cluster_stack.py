@@ -9,7 +9,6 @@ suite's ``Stream``, each event's page URL naming the host that routes it to one 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import sys
@@ -20,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-import orjson
 from fault_harness import TOKEN, Proc, RecordReader, Stream
 from harness import Cluster
 
@@ -125,32 +122,10 @@ class AccountsStream(Stream):
     """The fault suite's ``Stream`` (paced batches of 100, a batch re-sent with the same message ids on
     a 503 or a broken connection), with events spread over the 3 accounts by their page URL's host."""
 
-    async def _post(self, http: httpx.AsyncClient, batch: list[int]) -> None:
-        body = orjson.dumps({"batch": [make_event(self.run, i) for i in batch]})
-        headers = {"content-type": "application/json", "user-agent": "Mozilla/5.0 (cluster suite)"}
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                response = await http.post("/_ps/e", content=body, headers=headers)
-            except httpx.TransportError as exc:
-                self.statuses[type(exc).__name__] += 1
-            else:
-                self.statuses[str(response.status_code)] += 1
-                if response.status_code == 202:
-                    now = time.time()
-                    answer = response.json()
-                    for message_id in answer["accepted"]:
-                        self.accepted_at.setdefault(message_id, now)
-                    for rejection in answer["rejected"]:
-                        self.rejected["; ".join(rejection["reasons"])] += 1
-                    self.posts_answered += 1
-                    return
-                if response.status_code != 503:  # 503 is no acknowledgement: the batch is sent again
-                    raise AssertionError(f"the collector answered {response.status_code}: {response.text[:300]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"a batch could not be posted for 90 s: {dict(self.statuses)}")
-            self.resent_batches += 1
-            await asyncio.sleep(0.2)
+    user_agent = "Mozilla/5.0 (cluster suite)"
+
+    def event(self, index: int) -> dict[str, Any]:
+        return make_event(self.run, index)
 
 
 @dataclass

@@ -237,9 +237,15 @@ class Stream:
             await asyncio.gather(*(poster() for _ in range(self.connections)))
         self.finished = True
 
+    user_agent = "Mozilla/5.0 (fault suite)"
+
+    def event(self, index: int) -> dict[str, Any]:
+        """The stream's event number ``index`` (a subclass may send other events)."""
+        return make_event(self.run, index)
+
     async def _post(self, http: httpx.AsyncClient, batch: list[int]) -> None:
-        body = orjson.dumps({"batch": [make_event(self.run, i) for i in batch]})
-        headers = {"content-type": "application/json", "user-agent": "Mozilla/5.0 (fault suite)"}
+        body = orjson.dumps({"batch": [self.event(i) for i in batch]})
+        headers = {"content-type": "application/json", "user-agent": self.user_agent}
         deadline = time.monotonic() + 90
         while True:
             try:
@@ -257,7 +263,7 @@ class Stream:
                         self.rejected["; ".join(rejection["reasons"])] += 1
                     self.posts_answered += 1
                     return
-                if response.status_code != 503:
+                if response.status_code != 503:  # 503 is no acknowledgement: the batch is sent again
                     raise AssertionError(f"the collector answered {response.status_code}: {response.text[:300]}")
             if time.monotonic() > deadline:
                 raise AssertionError("a batch could not be posted for 90 s")
