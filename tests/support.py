@@ -125,3 +125,32 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 
 def pinsignal_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "pinsignal", *args]
+
+
+# Three routed ad accounts beside the default one (PINSIGNAL_ACCOUNTS): by host, by a server
+# source's write-key name, and by a condition on the event. Used by the import and replay tests.
+DEFAULT_ACCOUNT = "549755885175"
+EU_ACCOUNT, WHOLESALE_ACCOUNT, OUTLET_ACCOUNT = "549755885176", "549755885177", "549755885178"
+_ROUTED_ACCOUNTS = f"""\
+accounts:
+  - id: "{EU_ACCOUNT}"
+    token_env: SHOP_TOKEN_EU
+    match:
+      hosts: ["shop.example.eu", "*.shop.example.eu"]
+  - id: "{WHOLESALE_ACCOUNT}"
+    token_env: SHOP_TOKEN_WHOLESALE
+    match:
+      sources: [wholesale]
+  - id: "{OUTLET_ACCOUNT}"
+    token_env: SHOP_TOKEN_OUTLET
+    match:
+      conditions:
+        - {{field: properties.store, operator: equals, value: outlet}}
+"""
+
+
+def routed_accounts_file(folder: Path) -> Path:
+    """Write the three routed accounts above to ``folder/accounts.yaml`` and return its path."""
+    path = folder / "accounts.yaml"
+    path.write_text(_ROUTED_ACCOUNTS)
+    return path

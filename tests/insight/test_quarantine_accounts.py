@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -20,35 +19,13 @@ from starlette.applications import Starlette
 from pinsignal import PinSignalMiddleware, keys
 from pinsignal.cli import main
 from pinsignal.config import Config, shipped_pipelines_dir
+from support import DEFAULT_ACCOUNT, EU_ACCOUNT, OUTLET_ACCOUNT, WHOLESALE_ACCOUNT, routed_accounts_file
 
 SECRET = "quarantine-accounts-secret-0123456789"
 WRITE_KEY = "wholesale-key-0123456789abcdef"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
-DEFAULT = "549755885175"
-EU, WHOLESALE, OUTLET = "549755885176", "549755885177", "549755885178"
+DEFAULT, EU, WHOLESALE, OUTLET = DEFAULT_ACCOUNT, EU_ACCOUNT, WHOLESALE_ACCOUNT, OUTLET_ACCOUNT
 ALL = (DEFAULT, EU, WHOLESALE, OUTLET)
-ACCOUNTS = f"""\
-accounts:
-  - id: "{EU}"
-    token_env: SHOP_TOKEN_EU
-    match:
-      hosts: ["shop.example.eu"]
-  - id: "{WHOLESALE}"
-    token_env: SHOP_TOKEN_WHOLESALE
-    match:
-      sources: [wholesale]
-  - id: "{OUTLET}"
-    token_env: SHOP_TOKEN_OUTLET
-    match:
-      conditions:
-        - {{field: properties.store, operator: equals, value: outlet}}
-"""
-
-
-def _accounts(tmp_path: Path) -> Path:
-    path = tmp_path / "accounts.yaml"
-    path.write_text(textwrap.dedent(ACCOUNTS))
-    return path
 
 
 def _broken_pipelines(tmp_path: Path) -> Path:
@@ -80,13 +57,13 @@ def _queued(redis_url: str) -> dict[str, list[str]]:
 
 def _replay_environment(monkeypatch: pytest.MonkeyPatch, redis_url: str, tmp_path: Path) -> None:
     for name, value in {"REDIS_URL": redis_url, "PINSIGNAL_SECRET": SECRET, "PINTEREST_AD_ACCOUNT_ID": DEFAULT,
-                        "PINSIGNAL_ACCOUNTS": str(_accounts(tmp_path))}.items():
+                        "PINSIGNAL_ACCOUNTS": str(routed_accounts_file(tmp_path))}.items():
         monkeypatch.setenv(name, value)
 
 
 def test_a_replayed_event_goes_to_the_account_the_collector_routed_it_to(
         tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=DEFAULT, accounts=_accounts(tmp_path),
+    config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=DEFAULT, accounts=routed_accounts_file(tmp_path),
                     write_keys=(f"wholesale:{WRITE_KEY}",), pipelines=(_broken_pipelines(tmp_path),),
                     client_events_per_minute=0)
 

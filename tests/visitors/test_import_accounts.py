@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import textwrap
 import time
 from pathlib import Path
 
@@ -17,34 +16,19 @@ from pinsignal.cli import main
 from pinsignal.config import Config
 from pinsignal.errors import ConfigError
 from pinsignal.offline import ImportOptions, import_file, parse_map
+from support import DEFAULT_ACCOUNT, EU_ACCOUNT, OUTLET_ACCOUNT, WHOLESALE_ACCOUNT, routed_accounts_file
 
 SECRET = "import-accounts-secret-0123456789"
 NOW = int(time.time())
-DEFAULT = "549755885175"
-EU, WHOLESALE, OUTLET = "549755885176", "549755885177", "549755885178"
-ACCOUNTS = f"""\
-accounts:
-  - id: "{EU}"
-    token_env: SHOP_TOKEN_EU
-    match:
-      hosts: ["shop.example.eu", "*.shop.example.eu"]
-  - id: "{WHOLESALE}"
-    token_env: SHOP_TOKEN_WHOLESALE
-    match:
-      sources: [wholesale]
-  - id: "{OUTLET}"
-    token_env: SHOP_TOKEN_OUTLET
-    match:
-      conditions:
-        - {{field: properties.store, operator: equals, value: outlet}}
-"""
+DEFAULT, EU, WHOLESALE, OUTLET = DEFAULT_ACCOUNT, EU_ACCOUNT, WHOLESALE_ACCOUNT, OUTLET_ACCOUNT
 MAP = ["store=properties.store", "page=context.page.url"]
 
 
-def _accounts(tmp_path: Path) -> Path:
-    path = tmp_path / "accounts.yaml"
-    path.write_text(textwrap.dedent(ACCOUNTS))
-    return path
+def _command_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, redis_url: str) -> None:
+    """What ``pinsignal import`` reads from the environment: Redis, the secret and the routed accounts."""
+    for name, value in {"REDIS_URL": redis_url, "PINSIGNAL_SECRET": SECRET, "PINTEREST_AD_ACCOUNT_ID": DEFAULT,
+                        "PINSIGNAL_ACCOUNTS": str(routed_accounts_file(tmp_path))}.items():
+        monkeypatch.setenv(name, value)
 
 
 def _sales(tmp_path: Path) -> Path:
@@ -97,7 +81,7 @@ def _event_ids(redis_url: str) -> dict[str, tuple[str, str]]:
 
 
 def test_each_row_goes_to_its_account_marked_and_counted_there(tmp_path: Path, redis_url: str) -> None:
-    config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=DEFAULT, accounts=_accounts(tmp_path))
+    config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=DEFAULT, accounts=routed_accounts_file(tmp_path))
     options = ImportOptions(path=_sales(tmp_path), mapping=parse_map(MAP))
     summary = asyncio.run(import_file(options, config))
     assert (summary.read, summary.queued, summary.duplicates, summary.refused) == (5, 5, 0, [])
@@ -127,9 +111,7 @@ def test_each_row_goes_to_its_account_marked_and_counted_there(tmp_path: Path, r
 
 def test_the_command_routes_by_pinsignal_accounts_and_prints_each_accounts_counts(
         tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"REDIS_URL": redis_url, "PINSIGNAL_SECRET": SECRET, "PINTEREST_AD_ACCOUNT_ID": DEFAULT,
-                        "PINSIGNAL_ACCOUNTS": str(_accounts(tmp_path))}.items():
-        monkeypatch.setenv(name, value)
+    _command_env(monkeypatch, tmp_path, redis_url)
     path = _sales(tmp_path)
     maps = [arg for item in MAP for arg in ("--map", item)]
     assert main(["import", str(path), *maps]) == 0
@@ -148,9 +130,7 @@ def test_the_command_routes_by_pinsignal_accounts_and_prints_each_accounts_count
 def test_account_option_sends_every_row_to_that_account(tmp_path: Path, redis_url: str,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"REDIS_URL": redis_url, "PINSIGNAL_SECRET": SECRET, "PINTEREST_AD_ACCOUNT_ID": DEFAULT,
-                        "PINSIGNAL_ACCOUNTS": str(_accounts(tmp_path))}.items():
-        monkeypatch.setenv(name, value)
+    _command_env(monkeypatch, tmp_path, redis_url)
     path = _sales(tmp_path)
     maps = [arg for item in MAP for arg in ("--map", item)]
     client = redis.Redis.from_url(redis_url)
@@ -168,9 +148,7 @@ def test_account_option_sends_every_row_to_that_account(tmp_path: Path, redis_ur
 
 def test_an_unknown_account_option_fails_in_one_sentence_before_anything_is_queued(
         tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    for name, value in {"REDIS_URL": redis_url, "PINSIGNAL_SECRET": SECRET, "PINTEREST_AD_ACCOUNT_ID": DEFAULT,
-                        "PINSIGNAL_ACCOUNTS": str(_accounts(tmp_path))}.items():
-        monkeypatch.setenv(name, value)
+    _command_env(monkeypatch, tmp_path, redis_url)
     path = _sales(tmp_path)
     assert main(["import", str(path), "--account", "999"]) == 2
     error = capsys.readouterr().err.strip()
@@ -196,7 +174,7 @@ def test_an_interrupted_import_over_several_accounts_resumes_with_each_accounts_
     path.write_text("order_id,email,timestamp,store,page\n" + "".join(
         f"r-{n},c{n}@example.com,{NOW - 600},{stores[n % 3]},{'https://shop.example.eu/' if n % 3 == 1 else ''}\n"
         for n in range(4500)))
-    config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=DEFAULT, accounts=_accounts(tmp_path))
+    config = Config(secret=SECRET, redis_url=redis_url, ad_account_id=DEFAULT, accounts=routed_accounts_file(tmp_path))
     options = ImportOptions(path=path, mapping=parse_map(MAP))
     first = asyncio.run(import_file(options, config))
     assert first.queued == 4500
