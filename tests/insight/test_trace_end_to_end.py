@@ -33,7 +33,7 @@ SECRET = "trace-test-secret-0123456789"
 EMAIL = " Jane.Doe@Example.com "
 PHONE = "+1 (415) 555-0123"
 DEBUG = "mybrowser123"
-EXAMPLE = Path(__file__).resolve().parents[3] / "shared" / "examples" / "pinterest-checkout.yaml"
+EXAMPLE = Path(__file__).resolve().parents[1] / "pipeline" / "data" / "pinterest-checkout.yaml"  # the repo's copy
 
 
 def _config(redis_url: str, sandbox: Any, **changes: Any) -> Config:
