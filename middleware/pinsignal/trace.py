@@ -22,10 +22,11 @@ and what the stage knows: ``message_id`` (the incoming event's id), ``event`` (i
 ``event_name``/``event_id`` (the Pinterest event's), ``pipeline``, ``account``, ``reason``,
 ``status``, ``warning``, ``kinds``, ``attempt``, ``latency``, ``keys`` (match keys carried),
 ``debug`` (the visitor's ``_psdebug`` code), ``envelope`` (hashed) and ``pinterest`` (the v5 event,
-hashed by construction). Raw emails, phones, names and ids never reach it: see :func:`encode_request`.
+hashed by construction). Raw emails, phones, names and ids never reach it: see :class:`EnvelopeHasher`.
 
 The collector writes one entry per request (:func:`encode_request`: every event's ``received``,
-``refused``, ``quarantined``, ``queued`` and ``duplicate`` stages), a worker one per 64 events of a
+``refused``, ``quarantined``, ``queued`` and ``duplicate`` stages, each envelope hashed by
+:class:`EnvelopeHasher` as soon as the request is done with it), a worker one per 64 events of a
 batch; :func:`decode_records` splits an entry back into one record per stage of each event, and the
 cap (``maxlen``) counts those records, not entries.
 """
@@ -48,6 +49,7 @@ from pinsignal.pinterest.fields import IDENTITY_TRAITS
 
 __all__ = [
     "DEBUG_COOKIE",
+    "EnvelopeHasher",
     "REFUSAL_REASONS",
     "STAGES",
     "TraceWriter",
@@ -193,60 +195,86 @@ def _hashed_traits(traits: Any, user_data: Mapping[str, Any]) -> Any:
     return _hash_traits(traits, user_data) if type(traits) is dict else _digest(traits)
 
 
-def encode_request(at: float, source: str, debug: str | None, events: list[list[Any]],
-                   hashing: list[tuple[dict[str, Any], Sequence[Any]]]) -> bytes:
-    """One trace entry for the collector's stages of every event of one request, as JSON.
+class EnvelopeHasher:
+    """Hashes the envelopes of one request for the trace, each as soon as the collector is done with it.
 
-    ``events``: per event ``[message_id, event, envelope or None, stage, ...]`` (see
-    :func:`decode_records`); ``hashing``: each ``(envelope, produced)`` of them, ``produced`` what
-    the pipelines made of it (the first one's ``user_data`` gives the match keys' hashes).
-
-    The envelopes are written as the trace keeps them without a copy: their hashed fields replace
-    their own for the one ``orjson.dumps`` of the request, and stay (only top-level keys of each
-    envelope are replaced; the objects they held are never changed, so a Pinterest event or a
-    quarantined copy that shares them is unaffected). Call it once the request is done with its
-    envelopes. ``traits``,
+    ``hash(envelope, produced)`` writes the envelope as the trace keeps it, without a copy: its hashed
+    fields replace its own top-level keys (the objects it held are never changed, so a Pinterest
+    event or a quarantined copy that shares them is unaffected). ``produced`` is what the pipelines
+    made of it: the first one's ``user_data`` gives the match keys' hashes. ``traits``,
     ``context.traits`` and ``user_id`` are hashed: a trait that a pipeline turned into a match key
     shows that key's normalised SHA-256 (taken from ``user_data``, so nothing is hashed twice), any
     other string trait is SHA-256 of the value as received; numbers and booleans stay. Of
-    ``properties`` only numbers and booleans stay: text, lists and objects are left out (hashing them
-    cost the collector 4.5 us an event; the Pinterest event shows what the pipelines took from them).
-    IP, user agent and page stay as the queued event has them. The events of one request are mostly
-    one visitor's, with the same traits and match keys: those are hashed once (a dict comparison in C
-    against some 6k instructions of Python an event).
+    ``properties`` only the names stay (``["revenue", "currency", "products"]``): a shop may fill
+    their values with anything ("a gift for Jane Doe"), and what the pipelines took from them is in
+    the Pinterest event. Keeping their numbers cost the collector 3-12k instructions an event (a loop
+    in Python, a dict, and orjson writing each float), a third of what the trace cost a Segment
+    event. IP, user agent and page stay as the queued event has them.
+
+    The hashed ``traits`` and the ``context`` become JSON at once (``orjson.Fragment``), so what the
+    request holds while it waits for Redis is a flat dict per event, not the envelope's nested ones:
+    envelopes held whole to the end of a request were what the garbage collector spent its time on
+    under concurrent requests. The events of one request are mostly one visitor's, on one page: equal
+    traits with equal match keys, and an equal ``context``, are hashed and encoded once a request and
+    shared after that (a dict comparison in C against doing it again).
     """
-    record: dict[str, Any] = {"at": at, "source": source, "events": events}
-    if debug:
-        record["debug"] = debug
-    last_traits: Any = None
-    last_data: Any = None
-    last_hashed: Any = None
-    for envelope, produced in hashing:
+
+    __slots__ = ("_context", "_context_json", "_traits", "_traits_json", "_user_data")
+
+    def __init__(self) -> None:
+        self._traits: Any = None
+        self._user_data: Any = None
+        self._traits_json: Any = None
+        self._context: Any = None
+        self._context_json: Any = None
+
+    def hash(self, envelope: dict[str, Any], produced: Sequence[Any]) -> None:
         user_data = produced[0].event.get("user_data") if produced else None
         if type(user_data) is not dict:
             user_data = _NO_USER_DATA
         traits = envelope.get("traits")
         if traits:
-            if traits != last_traits or user_data != last_data:
-                last_hashed = _hashed_traits(traits, user_data)
-                last_traits, last_data = traits, user_data
-            envelope["traits"] = last_hashed
+            if traits != self._traits or user_data != self._user_data:
+                self._traits_json = orjson.Fragment(orjson.dumps(_hashed_traits(traits, user_data)))
+                self._traits, self._user_data = traits, user_data
+            envelope["traits"] = self._traits_json
         user_id = envelope.get("user_id")
-        if user_id is not None and not (type(user_id) is str and _HEX64.match(user_id)):
+        if user_id is not None and not (type(user_id) is str and len(user_id) == 64 and _HEX64.match(user_id)):
             external = user_data.get("external_id")
             envelope["user_id"] = external[0] if type(external) is list and external else _digest(user_id)
         properties = envelope.get("properties")
-        if properties:  # free text a shop may fill with anything ("a gift for Jane Doe"): left out
-            plain: dict[str, Any] | None = None
-            if type(properties) is dict:
-                plain = {}
-                for name, value in properties.items():
-                    if type(value) in _PLAIN:
-                        plain[name] = value
-            envelope["properties"] = plain
+        if properties:
+            envelope["properties"] = list(properties) if type(properties) is dict else None  # the names
         context = envelope.get("context")
-        if context and "traits" in context and type(context) is dict:
-            envelope["context"] = {**context, "traits": _hashed_traits(context["traits"], user_data)}
+        if context and type(context) is dict:
+            if "traits" in context:  # hashed with this event's match keys: not shared
+                inner = context["traits"]
+                # the envelope's traits are context.traits when the event had none of its own (analytics.js)
+                hashed = self._traits_json if inner is traits and traits else _hashed_traits(inner, user_data)
+                envelope["context"] = orjson.Fragment(orjson.dumps({**context, "traits": hashed}))
+            else:
+                if context != self._context:
+                    self._context_json = orjson.Fragment(orjson.dumps(context))
+                    self._context = context
+                envelope["context"] = self._context_json
+
+
+def encode_request(at: float, source: str, debug: str | None, events: list[Any],
+                   queued: list[list[Any]] | None = None) -> bytes:
+    """One trace entry for the collector's stages of every event of one request, as JSON.
+
+    ``events``: per event, in order, its envelope (hashed: :class:`EnvelopeHasher`) when nothing but
+    its ``received`` stage is known yet, ``[envelope, stage, ...]`` when more happened to it, or
+    ``[message_id, event, None, stage, ...]`` for an event refused before it had an envelope;
+    ``queued``: per Pinterest event queued, ``[message_id, "queued" or "duplicate", event_name,
+    event_id, pipeline, account]``, which :func:`decode_records` puts after the other stages of the
+    (newest) event with that message id.
+    """
+    record: dict[str, Any] = {"at": at, "source": source, "events": events}
+    if debug:
+        record["debug"] = debug
+    if queued:
+        record["queued"] = queued
     return orjson.dumps(record)
 
 
@@ -423,7 +451,7 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
     ident = entry_id.decode()
     events = record.pop("events", None)  # the collector's record of one request
     if isinstance(events, list):
-        return _request_records(record, events, ident)
+        return _request_records(record, _request_items(events, record.pop("queued", None)), ident)
     record["id"] = ident
     batch = record.pop("batch", None)  # a worker's stage of several events (insight.BATCH_RECORD)
     if isinstance(batch, list):
@@ -447,6 +475,35 @@ def decode_records(entry_id: bytes, fields: Mapping[bytes, bytes]) -> list[dict[
 
 # the fields of a queued or duplicate stage, in order (a request's record, and a received record's ``then``)
 _THEN = ("stage", "event_name", "event_id", "pipeline", "account")
+
+
+def _request_items(events: list[Any], queued: Any) -> list[list[Any]]:
+    """A request entry's events as ``[message_id, event, envelope or None, stage, ...]`` each, with each
+    queued (or duplicate) stage after the other stages of the newest event with its message id (one
+    whose event is not there gets an item of its own)."""
+    items: list[list[Any]] = []
+    for item in events:
+        envelope = item if isinstance(item, dict) else item[0] if isinstance(item, list) and item and \
+            isinstance(item[0], dict) else None
+        if envelope is not None:  # [envelope, stage, ...] or the envelope alone
+            stages = item[1:] if isinstance(item, list) else []
+            items.append([envelope.get("message_id"), envelope.get("event") or envelope.get("type"), envelope,
+                          *stages])
+        elif isinstance(item, list) and len(item) >= 3:
+            items.append(item)
+        else:  # not an item: its place is kept (readers tell events without an id apart by it)
+            items.append([None, None, None])
+    if isinstance(queued, list):
+        newest = {item[0]: item for item in items if isinstance(item[0], str)}
+        for stage in queued:
+            if not isinstance(stage, list) or len(stage) != len(_THEN) + 1 or not isinstance(stage[0], str):
+                continue
+            found = newest.get(stage[0])
+            if found is None:
+                found = newest[stage[0]] = [stage[0], None, None]
+                items.append(found)
+            found.append(stage[1:])
+    return items
 
 
 def _request_records(record: dict[str, Any], events: list[Any], ident: str) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pinsignal.config import Config
-from pinsignal.trace import REFUSAL_REASONS, decode_records, encode_request
+from pinsignal.trace import REFUSAL_REASONS, EnvelopeHasher, decode_records, encode_request
 
 if TYPE_CHECKING:
     from pinsignal.pipeline import Produced
@@ -40,12 +40,16 @@ class RequestObserver:
     """The records of one request's events; made by :meth:`Observer.request`.
 
     Every stage the collector sees (received, refused, quarantined, queued, duplicate) goes into one
-    trace entry for the whole request, written by :meth:`done` (:func:`pinsignal.trace.encode_request`):
-    per event a list ``[message_id, event, envelope, stage, ...]``, the envelope hashed only when the
-    entry is encoded, without a copy. Readers split it back into a record per stage.
+    trace entry for the whole request, written by :meth:`done` (:func:`pinsignal.trace.encode_request`).
+    Each event received is its envelope (``[envelope, stage, ...]`` once a refusal or quarantine
+    follows), hashed in place, without a copy (:class:`pinsignal.trace.EnvelopeHasher`), when the next
+    event is received, by which time the intake is done with it; an event refused before it had an
+    envelope is ``[message_id, event, None, stage, ...]``. The queued stages, known only once the queue
+    answered, are listed apart, and readers put them back: they split the entry into a record per stage.
     """
 
-    __slots__ = ("_by_id", "_events", "_hashing", "_observer", "at", "debug", "quarantined", "source", "tracing")
+    __slots__ = ("_current", "_hasher", "_items", "_observer", "_produced", "_queued", "_rows", "at", "debug",
+                 "quarantined", "source", "tracing")
 
     def __init__(self, observer: Observer, debug: str | None, source: str = "browser") -> None:
         self._observer = observer
@@ -54,26 +58,38 @@ class RequestObserver:
         self.tracing = observer.tracing
         self.quarantined: list[dict[str, Any]] = []
         self.at = round(time.time(), 3)  # one time for the records of one request
-        self._events: list[list[Any]] = []  # per event: [message_id, event, envelope or None, stage, ...]
-        self._by_id: dict[object, list[Any]] = {}  # message id -> its event's list (the newest, for a repeated id)
-        self._hashing: list[tuple[dict[str, Any], Sequence[Produced]]] = []  # (envelope, produced) of each received
+        self._items: list[Any] = []  # per event, in order (see encode_request)
+        self._current: dict[str, Any] | None = None  # the envelope received last, not hashed yet (_items[-1])
+        self._produced: Sequence[Produced] = ()  # what the pipelines made of it
+        self._queued: list[list[Any]] | None = None
+        self._rows = 0  # the records readers split the entry into (the trace's cap counts them)
+        self._hasher = EnvelopeHasher() if self.tracing else None
 
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
         if self.tracing:
-            message_id = envelope.get("message_id")
-            item = [message_id, envelope.get("event") or envelope.get("type"), envelope]
-            self._events.append(item)
-            self._by_id[message_id] = item
-            self._hashing.append((envelope, produced))
+            if self._current is not None:
+                self._hasher.hash(self._current, self._produced)  # type: ignore[union-attr]
+            self._items.append(envelope)
+            self._current = envelope
+            self._produced = produced
+            self._rows += 1
 
     def _stage(self, message_id: object, event: object, stage: list[Any]) -> None:
-        item = self._by_id.get(message_id) if message_id is not None else None
-        if item is None:  # refused before it was received (consent, envelope, crawler): a list of its own
-            item = [message_id if type(message_id) is str else None, event if type(event) is str else None, None]
-            self._events.append(item)
-            if message_id is not None:
-                self._by_id[message_id] = item
-        item.append(stage)
+        self._rows += 1
+        current = self._current
+        if current is not None:
+            if message_id is not None and message_id == current.get("message_id"):
+                last = self._items[-1]
+                if type(last) is dict:
+                    self._items[-1] = [last, stage]
+                else:
+                    last.append(stage)
+                return
+            self._hasher.hash(current, self._produced)  # type: ignore[union-attr]
+            self._current = None
+        # refused before it was received (consent, envelope, crawler): an item of its own, in its place
+        self._items.append([message_id if type(message_id) is str else None, event if type(event) is str else None,
+                            None, stage])
 
     def refused(self, message_id: object, event: object, reason: str, message: str, *, count: int = 1) -> None:
         self._observer.count(f"refused:{reason}", count)
@@ -118,17 +134,18 @@ class RequestObserver:
         ``duplicates``: the event ids the queue already held."""
         if not self.tracing:
             return
-        held = set(duplicates) if duplicates else None
-        by_id = self._by_id
-        for message_id, pipeline, event, account in pending:
-            event_id = event["event_id"]
-            stage = ["duplicate" if held is not None and str(event_id) in held else "queued", event["event_name"],
-                     event_id, pipeline, account]
-            item = by_id.get(message_id)
-            if item is None:
-                self._stage(message_id, None, stage)
-            else:
-                item.append(stage)
+        if duplicates:
+            held = set(duplicates)
+            stages = [[message_id, "duplicate" if str(event["event_id"]) in held else "queued", event["event_name"],
+                       event["event_id"], pipeline, account] for message_id, pipeline, event, account in pending]
+        else:
+            stages = [[message_id, "queued", event["event_name"], event["event_id"], pipeline, account]
+                      for message_id, pipeline, event, account in pending]
+        if self._queued is None:
+            self._queued = stages
+        else:
+            self._queued += stages
+        self._rows += len(stages)
 
     async def done(self) -> None:
         """The end of the request: write its trace entry, keep the quarantined events."""
@@ -138,13 +155,13 @@ class RequestObserver:
 
     def flush(self) -> None:
         """Write the trace entry of what was seen so far (:meth:`done` does; for a request without quarantine)."""
-        events = self._events
-        if events:
-            # the records readers split the entry into (the trace's cap counts them): a received record
-            # per envelope, one per stage
-            rows = sum(map(len, events)) - 3 * len(events) + len(self._hashing)
-            self._observer.add_encoded(encode_request(self.at, self.source, self.debug, events, self._hashing), rows)
-            self._events, self._by_id, self._hashing = [], {}, []
+        if self._current is not None:
+            self._hasher.hash(self._current, self._produced)  # type: ignore[union-attr]
+            self._current = None
+        if self._rows:
+            self._observer.add_encoded(encode_request(self.at, self.source, self.debug, self._items, self._queued),
+                                       self._rows)
+            self._items, self._queued, self._rows = [], None, 0
 
 
 class Observer:
