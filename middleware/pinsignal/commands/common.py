@@ -1,7 +1,7 @@
 """What several sub-commands share: their Redis client and their ``--older-than``.
 
-    async with redis_client(config) as redis:       # single Redis or cluster (pinsignal.store), closed after
-        ...
+    async with redis_client(config) as redis:       # single Redis or cluster (pinsignal.store), keys of an
+        ...                                         # older version moved first; closed after
     seconds = older_than("30d")                     # ConfigError naming --older-than when malformed
 """
 
@@ -16,11 +16,24 @@ from pinsignal.config import Config
 
 @asynccontextmanager
 async def redis_client(config: Config) -> AsyncIterator[Any]:
-    """A client of ``REDIS_URL`` (or the embedded Redis) for one command, closed when it is done."""
+    """A client of ``REDIS_URL`` (or the embedded Redis) for one command, closed when it is done.
+
+    A Redis written by an older pinsignal has its keys moved to today's names first
+    (:func:`pinsignal.migrate.migrate`, as a worker or web process does at start-up), so that
+    ``status``, ``dlq`` and ``quarantine`` show what it holds even before either has run.
+    """
     from pinsignal import store
+    from pinsignal.migrate import migrate
+    from pinsignal.errors import QueueUnavailable
+    from pinsignal.queue import unavailable
 
     redis = await store.connect(config, socket_connect_timeout=5)
     try:
+        try:
+            with unavailable("moving an older pinsignal's keys"):
+                await migrate(redis)
+        except QueueUnavailable:
+            pass  # Redis is down or failing: the command's own first read says so, in its words
         yield redis
     finally:
         await redis.aclose()

@@ -14,8 +14,8 @@ def run(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from pinsignal import store
     from pinsignal.accounts import Accounts
+    from pinsignal.commands.common import redis_client
     from pinsignal.config import Config
     from pinsignal.insight import format_insight, read_warnings
     from pinsignal.queue import unavailable
@@ -24,13 +24,10 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         config = Config.from_env()
         configured = Accounts.from_config(config).ids
-        redis = await store.connect(config, socket_connect_timeout=5)
-        try:
+        async with redis_client(config) as redis:
             status = await read_status(redis, configured)
             with unavailable("reading Pinterest's warnings"):
                 warnings = await read_warnings(redis)
-        finally:
-            await redis.aclose()
         refused = {name.split(":", 1)[1]: value for name, value in status.counters.items()
                    if name.startswith("refused:")}
         if args.json:
