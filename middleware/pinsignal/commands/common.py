@@ -23,8 +23,8 @@ async def redis_client(config: Config) -> AsyncIterator[Any]:
     ``status``, ``dlq`` and ``quarantine`` show what it holds even before either has run.
     """
     from pinsignal import store
-    from pinsignal.migrate import migrate
     from pinsignal.errors import QueueUnavailable
+    from pinsignal.migrate import migrate
     from pinsignal.queue import unavailable
 
     redis = await store.connect(config, socket_connect_timeout=5)
