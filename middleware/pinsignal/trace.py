@@ -163,8 +163,8 @@ _TRAIT_KEYS = {**IDENTITY_TRAITS, "firstName": "fn", "lastName": "ln", "postal_c
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-# the types of value kept as they are: a frozenset, as ``type(value) in`` a tuple compares the type with
-# each member in turn (0.9k instructions an event less on the bench's properties, by callgrind)
+# the types of a trait's value kept as they are: a frozenset, as ``type(value) in`` a tuple compares the
+# type with each member in turn
 _PLAIN = frozenset((bool, int, float, type(None)))
 
 
@@ -483,10 +483,12 @@ def _request_items(events: list[Any], queued: Any) -> list[list[Any]]:
     whose event is not there gets an item of its own)."""
     items: list[list[Any]] = []
     for item in events:
-        envelope = item if isinstance(item, dict) else item[0] if isinstance(item, list) and item and \
-            isinstance(item[0], dict) else None
-        if envelope is not None:  # [envelope, stage, ...] or the envelope alone
-            stages = item[1:] if isinstance(item, list) else []
+        envelope: dict[str, Any] | None = None
+        if isinstance(item, dict):  # the envelope alone
+            envelope, stages = item, []
+        elif isinstance(item, list) and item and isinstance(item[0], dict):  # [envelope, stage, ...]
+            envelope, stages = item[0], item[1:]
+        if envelope is not None:
             items.append([envelope.get("message_id"), envelope.get("event") or envelope.get("type"), envelope,
                           *stages])
         elif isinstance(item, list) and len(item) >= 3:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +14,14 @@ from typing import Any
 # Raw values that must never reach Redis or a log line: only their SHA-256 may.
 PLANTED_EMAIL = "planted.person@example.org"
 PLANTED_PHONE = "14155550199"
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``pinsignal ARGS`` in a subprocess, with ``env`` over this process's environment."""
+    from support import pinsignal_cmd
+
+    return subprocess.run(pinsignal_cmd(*args), env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=60)
 
 
 def sha256(text: str) -> str:

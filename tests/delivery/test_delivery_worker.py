@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -15,14 +14,14 @@ from typing import Any
 import httpx
 import orjson
 import redis
-from delivery_helpers import PLANTED_EMAIL, PLANTED_PHONE, make_event, sha256, wait_until, worker_env, worker_logs
+from delivery_helpers import PLANTED_EMAIL, PLANTED_PHONE, cli, make_event, sha256, wait_until, worker_env, worker_logs
 
 from pinsignal import keys
 from pinsignal.config import Config
 from pinsignal.embedded import EmbeddedRedis
 from pinsignal.errors import QueueUnavailable
 from pinsignal.queue import EventQueue
-from support import free_port, pinsignal_cmd, stop_process
+from support import free_port, stop_process
 
 
 def _enqueue(url: str, account: str, events: list[dict[str, Any]]) -> None:
@@ -90,15 +89,10 @@ def _dump_redis(url: str) -> bytes:
     return b"\n".join(parts)
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(pinsignal_cmd(*args), env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=60)
-
-
 def test_status_and_dlq_say_in_one_line_that_redis_is_down(tmp_path: Path) -> None:
     env = {"REDIS_URL": f"unix://{tmp_path}/nothing.sock"}
     for command in (("status",), ("dlq", "list"), ("dlq", "replay", "--all"), ("dlq", "purge", "--older-than", "1d")):
-        done = _cli(env, *command)
+        done = cli(env, *command)
         assert done.returncode == 2, (command, done.stderr)
         assert done.stderr.startswith(f"pinsignal {command[0]}: Redis failed while "), done.stderr
         assert "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
@@ -141,26 +135,26 @@ def test_worker_delivers_thousands_with_metrics_status_dlq_and_no_raw_pii(
     health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
     assert (health.status_code, health.text.strip()) == (200, "ok")
 
-    status = orjson.loads(_cli(env, "status", "--json").stdout)
+    status = orjson.loads(cli(env, "status", "--json").stdout)
     assert status["counters"]["delivered"] == 3996 and status["dead_letters"] == {"rejected": 4}
     assert status["queued"] == 0
-    text_status = _cli(env, "status").stdout
+    text_status = cli(env, "status").stdout
     assert "account 549755885175: 0 queued, 0 in flight" in text_status and "rejected: 4" in text_status
 
-    listed = [orjson.loads(line) for line in _cli(env, "dlq", "list", "--json").stdout.splitlines()]
+    listed = [orjson.loads(line) for line in cli(env, "dlq", "list", "--json").stdout.splitlines()]
     assert sorted(item["event"]["event_id"] for item in listed) == ["ev-1999", "ev-2999", "ev-3999", "ev-999"]
     assert all("in the future" in item["message"] and item["attempts"] == 1 for item in listed)
-    table = _cli(env, "dlq", "list", "--reason", "rejected").stdout
+    table = cli(env, "dlq", "list", "--reason", "rejected").stdout
     assert "ev-999" in table and "rejected" in table
-    assert "no dead letters with reason 'expired'" in _cli(env, "dlq", "list", "--reason", "expired").stdout
-    assert _cli(env, "dlq", "purge", "--older-than", "30d").stdout.strip() == "purged 0 dead letters older than 30d"
-    bad = _cli(env, "dlq", "purge", "--older-than", "soon")
+    assert "no dead letters with reason 'expired'" in cli(env, "dlq", "list", "--reason", "expired").stdout
+    assert cli(env, "dlq", "purge", "--older-than", "30d").stdout.strip() == "purged 0 dead letters older than 30d"
+    bad = cli(env, "dlq", "purge", "--older-than", "soon")
     assert bad.returncode == 2 and "'soon' is not a duration" in bad.stderr
-    replay = _cli(env, "dlq", "replay", "--id", listed[0]["id"])
+    replay = cli(env, "dlq", "replay", "--id", listed[0]["id"])
     assert replay.stdout.strip() == "replayed 1 dead letters onto the queue"
-    wait_until(lambda: len(_cli(env, "dlq", "list", "--json").stdout.splitlines()) == 4, timeout=30,
+    wait_until(lambda: len(cli(env, "dlq", "list", "--json").stdout.splitlines()) == 4, timeout=30,
                what="the replayed event to be rejected again")   # still in the future: Pinterest refuses it again
-    assert _cli(env, "dlq", "replay", "--id", "nope").returncode == 1
+    assert cli(env, "dlq", "replay", "--id", "nope").returncode == 1
 
     after = _dump_redis(redis_url)
     logs = worker_logs(tmp_path)

@@ -5,8 +5,6 @@ and what was queued is delivered."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import time
 from typing import Any
 
@@ -14,7 +12,7 @@ import orjson
 import pytest
 import redis
 import redis.asyncio as aioredis
-from delivery_helpers import make_event
+from delivery_helpers import cli, make_event
 
 from pinsignal import keys
 from pinsignal.config import Config
@@ -24,7 +22,6 @@ from pinsignal.pinterest.client import PinterestClient
 from pinsignal.queue import EventQueue
 from pinsignal.retry import RetryPolicy
 from pinsignal.status import read_status
-from support import pinsignal_cmd
 
 ACCOUNT, OTHER = "549755885175", "549755885176"
 OLD = "pinsignal:"  # the old names, spelled out: they are what an older version wrote
@@ -198,15 +195,14 @@ def test_status_and_dlq_show_an_older_layout_before_any_worker_or_web_process_ha
     # Before 5 Dec they read only today's names, so an upgraded Redis looked empty until a worker
     # or a web process had started and moved the keys.
     write_old_layout(redis_url)
-    env = {**os.environ, "REDIS_URL": redis_url}
-    done = subprocess.run(pinsignal_cmd("status", "--json"), env=env, capture_output=True, text=True, timeout=60)
+    env = {"REDIS_URL": redis_url}
+    done = cli(env, "status", "--json")
     assert done.returncode == 0, done.stderr
     status = orjson.loads(done.stdout)
     assert status["dead_letters"] == {"rejected": 1, "expired": 1}
     # the old streams' entries, under today's names (two of them still in flight with a dead worker)
     assert (status["queued"], status["in_flight"]) == (5 + 3 + 2 + 1 - 2, 2)
-    listed = subprocess.run(pinsignal_cmd("dlq", "list", "--json"), env=env, capture_output=True, text=True,
-                            timeout=60)
+    listed = cli(env, "dlq", "list", "--json")
     assert listed.returncode == 0, listed.stderr
     assert sorted(orjson.loads(line)["id"] for line in listed.stdout.splitlines()) == ["a1", "b2"]
     client = redis.Redis.from_url(redis_url)

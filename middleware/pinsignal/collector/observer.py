@@ -67,12 +67,17 @@ class RequestObserver:
 
     def received(self, envelope: dict[str, Any], produced: Sequence[Produced]) -> None:
         if self.tracing:
-            if self._current is not None:
+            if self._current is not None:  # _seal() without its call: this runs for every event
                 self._hasher.hash(self._current, self._produced)  # type: ignore[union-attr]
             self._items.append(envelope)
             self._current = envelope
             self._produced = produced
             self._rows += 1
+
+    def _seal(self) -> None:
+        """Hash the envelope received last: the intake is done with it."""
+        self._hasher.hash(self._current, self._produced)  # type: ignore[union-attr,arg-type]
+        self._current = None
 
     def _stage(self, message_id: object, event: object, stage: list[Any]) -> None:
         self._rows += 1
@@ -85,8 +90,7 @@ class RequestObserver:
                 else:
                     last.append(stage)
                 return
-            self._hasher.hash(current, self._produced)  # type: ignore[union-attr]
-            self._current = None
+            self._seal()
         # refused before it was received (consent, envelope, crawler): an item of its own, in its place
         self._items.append([message_id if type(message_id) is str else None, event if type(event) is str else None,
                             None, stage])
@@ -156,8 +160,7 @@ class RequestObserver:
     def flush(self) -> None:
         """Write the trace entry of what was seen so far (:meth:`done` does; for a request without quarantine)."""
         if self._current is not None:
-            self._hasher.hash(self._current, self._produced)  # type: ignore[union-attr]
-            self._current = None
+            self._seal()
         if self._rows:
             self._observer.add_encoded(encode_request(self.at, self.source, self.debug, self._items, self._queued),
                                        self._rows)

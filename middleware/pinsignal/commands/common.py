@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from pinsignal.config import Config
@@ -29,11 +29,9 @@ async def redis_client(config: Config) -> AsyncIterator[Any]:
 
     redis = await store.connect(config, socket_connect_timeout=5)
     try:
-        try:
-            with unavailable("moving an older pinsignal's keys"):
-                await migrate(redis)
-        except QueueUnavailable:
-            pass  # Redis is down or failing: the command's own first read says so, in its words
+        # Redis down or failing: the command's own first read says so, in its words
+        with suppress(QueueUnavailable), unavailable("moving an older pinsignal's keys"):
+            await migrate(redis)
         yield redis
     finally:
         await redis.aclose()
